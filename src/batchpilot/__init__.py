@@ -1,0 +1,38 @@
+"""batchpilot: adaptive batch processing for ML inference and big data jobs.
+
+Online dynamic batching (`batch`, `BatchProcessor`), bulk chunked jobs
+(`map_batches`, `batchpilot.chunked`, `batchpilot.adaptive`) and a flush buffer
+(`batchpilot.buffer`), all on one shared core of sizing controllers, queues,
+collate/split, retry and statistics.
+"""
+
+from __future__ import annotations
+
+from ._retry import RetryPolicy
+from ._sizing import AIMD, Fixed, LinearCostModel, SizeController, TargetLatency
+from ._stats import BatchStats
+from .errors import (
+    BatchFailedError,
+    BatchpilotError,
+    ClosedError,
+    ItemTimeoutError,
+    QueueFullError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AIMD",
+    "BatchFailedError",
+    "BatchStats",
+    "BatchpilotError",
+    "ClosedError",
+    "Fixed",
+    "ItemTimeoutError",
+    "LinearCostModel",
+    "QueueFullError",
+    "RetryPolicy",
+    "SizeController",
+    "TargetLatency",
+    "__version__",
+]

@@ -1,0 +1,168 @@
+"""Collate single items into one batch and split the batch result back per item.
+
+Modes:
+    ``"stack"`` (default): numpy arrays are stacked along a new first axis, torch
+        tensors likewise, dicts of arrays key by key; anything else is passed as a
+        plain list. The result is split along its first axis, one entry per item.
+    ``"concat"``: each item's first axis is rows (Triton style); items are
+        concatenated along it and the result is split back by each item's row count.
+    ``"list"``: the batch function receives a list and returns a sequence.
+
+A custom `Collator` (any object with ``collate`` and ``split``) may be passed instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import BatchFailedError
+
+__all__ = ["Collator", "ConcatCollator", "ListCollator", "StackCollator", "get_collator"]
+
+
+@runtime_checkable
+class Collator(Protocol):
+    """Turns a list of items into a batch, and a batch result back into per-item results."""
+
+    def collate(self, items: Sequence[Any]) -> tuple[Any, Any]:
+        """Return ``(batch, layout)``; ``layout`` is whatever ``split`` needs."""
+        ...
+
+    def split(self, result: Any, layout: Any, count: int) -> list[Any]:
+        """Return exactly ``count`` per-item results or raise `BatchFailedError`."""
+        ...
+
+
+def _torch() -> Any:
+    """The torch module if the user's program already imported it, else None."""
+    return sys.modules.get("torch")
+
+
+def _is_tensor(value: Any) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _wrong_length(expected: int, got: int) -> BatchFailedError:
+    return BatchFailedError(f"batch function returned {got} results, expected {expected}")
+
+
+def _length(result: Any) -> int:
+    if isinstance(result, Mapping):
+        lengths = {len(value) for value in result.values()}
+        if len(lengths) != 1:
+            raise BatchFailedError(f"dict result has values of different lengths: {lengths}")
+        return lengths.pop()
+    try:
+        return len(result)
+    except TypeError:
+        raise BatchFailedError(
+            f"batch function must return a sequence, got {type(result).__name__}"
+        ) from None
+
+
+def split_rows(result: Any, count: int) -> list[Any]:
+    """Split ``result`` along its first axis into ``count`` entries."""
+    got = _length(result)
+    if got != count:
+        raise _wrong_length(count, got)
+    if isinstance(result, Mapping):
+        return [{key: value[i] for key, value in result.items()} for i in range(count)]
+    if isinstance(result, np.ndarray) or _is_tensor(result):
+        return list(result.unbind(0) if _is_tensor(result) else result)
+    return list(result)
+
+
+class ListCollator:
+    """Pass items as a list; expect a sequence of the same length back."""
+
+    def collate(self, items: Sequence[Any]) -> tuple[Any, Any]:
+        return list(items), None
+
+    def split(self, result: Any, layout: Any, count: int) -> list[Any]:
+        return split_rows(result, count)
+
+
+class StackCollator:
+    """Stack arrays, tensors and dicts of arrays along a new first axis."""
+
+    def collate(self, items: Sequence[Any]) -> tuple[Any, Any]:
+        return _stack(items), None
+
+    def split(self, result: Any, layout: Any, count: int) -> list[Any]:
+        return split_rows(result, count)
+
+
+def _stack(items: Sequence[Any]) -> Any:
+    first = items[0]
+    if isinstance(first, np.ndarray) and all(isinstance(i, np.ndarray) for i in items):
+        return np.stack(items)
+    if _is_tensor(first) and all(_is_tensor(i) for i in items):
+        return _torch().stack(list(items))
+    if isinstance(first, Mapping) and all(isinstance(i, Mapping) for i in items):
+        return {key: _stack([item[key] for item in items]) for key in first}
+    return list(items)
+
+
+class ConcatCollator:
+    """Concatenate along the first axis (rows); split the result back by row counts."""
+
+    def collate(self, items: Sequence[Any]) -> tuple[Any, Any]:
+        counts = [_rows(item) for item in items]
+        first = items[0]
+        if _is_tensor(first):
+            return _torch().cat(list(items)), counts
+        if isinstance(first, np.ndarray):
+            return np.concatenate(items), counts
+        return [row for item in items for row in item], counts
+
+    def split(self, result: Any, layout: Any, count: int) -> list[Any]:
+        counts: list[int] = layout
+        total = sum(counts)
+        got = _length(result)
+        if got != total:
+            raise _wrong_length(total, got)
+        bounds = np.cumsum(counts)[:-1].tolist()
+        if isinstance(result, np.ndarray):
+            return list(np.split(result, bounds))
+        if _is_tensor(result):
+            return list(result.split(counts))
+        starts = [0, *bounds]
+        return [result[start : start + n] for start, n in zip(starts, counts, strict=True)]
+
+
+def _rows(item: Any) -> int:
+    shape = getattr(item, "shape", None)
+    if shape is not None and len(shape) == 0:
+        raise TypeError("collate='concat' needs items with a first axis, got a 0-d array")
+    try:
+        return len(item)
+    except TypeError:
+        raise TypeError(
+            f"collate='concat' needs items with a first axis, got {type(item).__name__}"
+        ) from None
+
+
+_BY_NAME: dict[str, Collator] = {
+    "stack": StackCollator(),
+    "concat": ConcatCollator(),
+    "list": ListCollator(),
+}
+
+
+def get_collator(collate: str | Collator) -> Collator:
+    """Resolve a mode name or pass a custom collator through."""
+    if isinstance(collate, str):
+        try:
+            return _BY_NAME[collate]
+        except KeyError:
+            raise ValueError(
+                f"unknown collate mode {collate!r}; expected one of {sorted(_BY_NAME)}"
+            ) from None
+    if isinstance(collate, Collator):
+        return collate
+    raise TypeError(f"collate must be a mode name or a Collator, got {type(collate).__name__}")

@@ -1,0 +1,120 @@
+"""Per-item error isolation, written once for sync and async engines.
+
+When a batch function raises, the batch is retried per the `RetryPolicy`; if it
+still fails, it is split in halves and each half is tried again, recursively,
+until every failing item is alone. Healthy items get their results; each failing
+item gets the exception its own call raised. A `BatchFailedError` (e.g. the
+function returned the wrong number of results) fails the whole slice at once,
+because no single item caused it.
+
+The algorithm is a generator (`isolation_plan`) that yields the slices to call
+and receives their outcomes; `run_isolated` and `arun_isolated` are the sync and
+async drivers. Only the drivers differ between the two worlds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, NamedTuple
+
+from ._retry import RetryPolicy
+from .errors import BatchFailedError
+
+__all__ = ["Attempt", "Outcome", "arun_isolated", "isolation_plan", "run_isolated"]
+
+
+class Attempt(NamedTuple):
+    """Call the batch function on items ``[start, stop)`` after waiting ``delay`` s."""
+
+    start: int
+    stop: int
+    delay: float
+
+
+class Outcome(NamedTuple):
+    """One item's outcome: ``ok`` and its result, or not ``ok`` and its exception."""
+
+    ok: bool
+    value: Any
+
+
+#: What the driver sends back into the plan: the slice's results, or its exception.
+Reply = Sequence[Any] | BaseException
+Plan = Generator[Attempt, Reply, list[Outcome]]
+
+
+def isolation_plan(size: int, policy: RetryPolicy) -> Plan:
+    """Yield the calls needed to give each of ``size`` items its outcome."""
+    outcomes: list[Outcome] = [Outcome(False, None)] * size
+    reply = yield Attempt(0, size, 0.0)
+    for delay in policy.delays():
+        if not _retryable(reply):
+            break
+        reply = yield Attempt(0, size, delay)
+    yield from _settle(outcomes, 0, size, reply)
+    return outcomes
+
+
+def _retryable(reply: Reply) -> bool:
+    return isinstance(reply, BaseException) and not isinstance(reply, BatchFailedError)
+
+
+def _settle(
+    outcomes: list[Outcome], start: int, stop: int, reply: Reply
+) -> Generator[Attempt, Reply, None]:
+    if not isinstance(reply, BaseException):
+        outcomes[start:stop] = [Outcome(True, value) for value in reply]
+        return
+    if stop - start == 1 or not _retryable(reply):
+        outcomes[start:stop] = [Outcome(False, reply)] * (stop - start)
+        return
+    middle = (start + stop) // 2
+    for low, high in ((start, middle), (middle, stop)):
+        half_reply = yield Attempt(low, high, 0.0)
+        yield from _settle(outcomes, low, high, half_reply)
+
+
+def run_isolated(
+    call: Callable[[int, int], Sequence[Any]],
+    size: int,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+) -> list[Outcome]:
+    """Drive `isolation_plan` with a blocking ``call(start, stop)``."""
+    plan = isolation_plan(size, policy)
+    attempt = next(plan)
+    while True:
+        if attempt.delay > 0:
+            sleep(attempt.delay)
+        reply: Reply
+        try:
+            reply = call(attempt.start, attempt.stop)
+        except Exception as exc:
+            reply = exc
+        try:
+            attempt = plan.send(reply)
+        except StopIteration as done:
+            return done.value
+
+
+async def arun_isolated(
+    call: Callable[[int, int], Awaitable[Sequence[Any]]],
+    size: int,
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[Any]],
+) -> list[Outcome]:
+    """Drive `isolation_plan` with an awaitable ``call(start, stop)``."""
+    plan = isolation_plan(size, policy)
+    attempt = next(plan)
+    while True:
+        if attempt.delay > 0:
+            await sleep(attempt.delay)
+        reply: Reply
+        try:
+            reply = await call(attempt.start, attempt.stop)
+        except Exception as exc:
+            reply = exc
+        try:
+            attempt = plan.send(reply)
+        except StopIteration as done:
+            return done.value

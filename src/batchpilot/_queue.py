@@ -1,0 +1,151 @@
+"""A bounded, thread-safe, multi-priority queue whose entries carry deadlines."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from ._clock import SYSTEM_CLOCK, Clock
+from .errors import ClosedError, QueueFullError
+
+__all__ = ["BoundedPriorityQueue", "Deadlined"]
+
+
+class Deadlined(Protocol):
+    """An entry with an optional absolute deadline on the queue's clock."""
+
+    deadline: float | None
+
+
+E = TypeVar("E", bound=Deadlined)
+
+
+class BoundedPriorityQueue(Generic[E]):
+    """Holds at most ``maxsize`` entries in ``levels`` priority levels.
+
+    Higher levels are served first, FIFO within a level. ``put`` blocks while the
+    queue is full, up to its timeout, then raises `QueueFullError`; after `close`
+    it raises `ClosedError`. ``take`` never blocks and hands back expired entries
+    separately, so the engine can fail them instead of processing them late.
+    """
+
+    def __init__(self, maxsize: int, levels: int = 1, clock: Clock = SYSTEM_CLOCK) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1, got {levels}")
+        self.maxsize = maxsize
+        self._levels: list[deque[E]] = [deque() for _ in range(levels)]
+        self._count = 0
+        self._closed = False
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._not_full = threading.Condition(self._lock)
+        self._not_empty = threading.Condition(self._lock)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put(self, entry: E, priority: int = 0, timeout: float | None = None) -> None:
+        """Add ``entry`` at ``priority`` (0 = lowest), waiting up to ``timeout`` s for room.
+
+        ``timeout=None`` waits as long as it takes; ``0`` does not wait.
+        """
+        if not 0 <= priority < len(self._levels):
+            raise ValueError(f"priority must be in [0, {len(self._levels) - 1}], got {priority}")
+        with self._lock:
+            if self._count >= self.maxsize and not self._closed:
+                self._wait_for_room(timeout)
+            if self._closed:
+                raise ClosedError("queue is closed")
+            self._levels[priority].append(entry)
+            self._count += 1
+            self._not_empty.notify()
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self._count >= self.maxsize and not self._closed:
+            remaining = None if end is None else end - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise QueueFullError(f"queue full ({self.maxsize} items) after {timeout} s")
+            self._not_full.wait(remaining)
+
+    def take(
+        self,
+        max_items: int,
+        *,
+        max_cost: float | None = None,
+        cost: Callable[[E], float] | None = None,
+    ) -> tuple[list[E], list[E]]:
+        """Remove up to ``max_items`` live entries, highest priority first.
+
+        With ``max_cost`` and ``cost``, stop before the entry that would push the
+        summed cost over ``max_cost`` (the first entry is always taken, so one
+        oversized item still moves). Returns ``(batch, expired)``.
+        """
+        batch: list[E] = []
+        expired: list[E] = []
+        spent = 0.0
+        now = self._clock.now()
+        with self._lock:
+            for level in reversed(self._levels):
+                while level and len(batch) < max_items:
+                    entry = level[0]
+                    if entry.deadline is not None and entry.deadline <= now:
+                        expired.append(level.popleft())
+                        continue
+                    if max_cost is not None and cost is not None:
+                        item_cost = cost(entry)
+                        if batch and spent + item_cost > max_cost:
+                            max_items = len(batch)
+                            break
+                        spent += item_cost
+                    batch.append(level.popleft())
+            taken = len(batch) + len(expired)
+            if taken:
+                self._count -= taken
+                self._not_full.notify(taken)
+        return batch, expired
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the queue holds an entry or is closed; False on timeout."""
+        with self._lock:
+            return self._not_empty.wait_for(lambda: self._count > 0 or self._closed, timeout)
+
+    def discard(self, entry: E) -> bool:
+        """Remove ``entry`` if it is still queued (e.g. its caller cancelled)."""
+        with self._lock:
+            for level in self._levels:
+                try:
+                    level.remove(entry)
+                except ValueError:
+                    continue
+                self._count -= 1
+                self._not_full.notify()
+                return True
+        return False
+
+    def close(self) -> list[E]:
+        """Refuse further puts, wake every waiter and return what was still queued."""
+        with self._lock:
+            self._closed = True
+            left = [entry for level in reversed(self._levels) for entry in level]
+            for level in self._levels:
+                level.clear()
+            self._count = 0
+            self._not_full.notify_all()
+            self._not_empty.notify_all()
+        return left
+
+    def __repr__(self) -> str:
+        return (
+            f"BoundedPriorityQueue(size={self._count}, maxsize={self.maxsize}, "
+            f"levels={len(self._levels)}, closed={self._closed})"
+        )
