@@ -210,7 +210,12 @@ class TargetLatency(_Bounded):
         fitted = self.model.fit()
         if fitted is not None and fitted[1] > 0:
             fixed, per_item = fitted
-            return math.floor((self.latency_target - fixed) / per_item)
+            return _floor((self.latency_target - fixed) / per_item)
         if duration <= 0:
             return self.max_size
-        return math.floor(self.latency_target * batch_size / duration)
+        return _floor(self.latency_target * batch_size / duration)
+
+
+def _floor(value: float) -> int:
+    """Floor that ignores float rounding noise (39.999999999 is 40 items, not 39)."""
+    return math.floor(value + 1e-9)
