@@ -1,0 +1,456 @@
+"""The ``batchpilot`` command: run a batch function over a file, the demo, the benchmarks.
+
+``batchpilot run MODULE:FUNC --input IN --output OUT`` streams the records of IN
+(JSON Lines, CSV or Parquet) through ``FUNC`` on the bulk engine
+(`batchpilot.map_batches`) and writes one row per successful record to OUT (JSON
+Lines, SQLite or Parquet), in input order. Failed records go to
+``OUT.errors.jsonl`` with their line numbers. Progress and results are
+checkpointed in ``OUT.job.sqlite`` while the job runs, so ``--resume`` continues a
+killed run; the checkpoint is deleted when the job completes.
+
+Exit codes: 0 when every record succeeded, 1 when some records failed (or the
+run was interrupted), 2 for bad usage or bad input (a one-line message on stderr,
+never a traceback; set ``BATCHPILOT_TRACEBACK=1`` to see one for unexpected errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ._records_io import (
+    INPUT_FORMATS,
+    OUTPUT_FORMATS,
+    RecordsFormatError,
+    RecordSink,
+    RecordSource,
+    format_of,
+    open_sink,
+    to_row,
+)
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED_ITEMS = 1
+EXIT_USAGE = 2
+EXECUTORS = ("threads", "processes", "dask", "ray")
+#: Rows handed to the output sink at a time.
+_WRITE_CHUNK = 1024
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``batchpilot`` command line; returns the process exit code."""
+    args = _build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (CliError, RecordsFormatError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted", code=EXIT_FAILED_ITEMS)
+    except Exception as exc:
+        if os.environ.get("BATCHPILOT_TRACEBACK"):
+            raise
+        return _fail(f"{type(exc).__name__}: {exc}".replace("\n", " "))
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"batchpilot: error: {message}", file=sys.stderr)
+    return code
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="batchpilot",
+        description="Adaptive batch processing: run a batch function over a file, "
+        "try the demo, run the benchmarks.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_run(commands)
+    _add_demo(commands)
+    _add_bench(commands)
+    return parser
+
+
+def _add_run(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run MODULE:FUNC over the records of a file",
+        description="Stream the records of --input through FUNC on the bulk engine and "
+        "write the results to --output, in input order. FUNC takes a list of records "
+        "(dicts) and returns a list of results of the same length (or, with "
+        "--per-item, takes one record and returns one result). A dict result is one "
+        "output row; any other value becomes the row {'result': value}. Failed records "
+        "are written to OUTPUT.errors.jsonl with their line numbers.",
+        epilog="example: batchpilot run mymodel:predict --input data.csv --output scores.sqlite",
+    )
+    run.add_argument("function", metavar="MODULE:FUNC", help="the function, e.g. mypkg.model:score")
+    run.add_argument(
+        "--input",
+        "-i",
+        required=True,
+        type=Path,
+        help=f"input file ({', '.join(sorted(INPUT_FORMATS))})",
+    )
+    run.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        type=Path,
+        help=f"output file, replaced when the job completes ({', '.join(sorted(OUTPUT_FORMATS))})",
+    )
+    run.add_argument(
+        "--per-item", action="store_true", help="FUNC takes one record instead of a list"
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its checkpoint (OUTPUT.job.sqlite)",
+    )
+    run.add_argument(
+        "--workers", type=_positive_int, default=None, help="parallel workers (default: CPU count)"
+    )
+    run.add_argument(
+        "--executor", choices=EXECUTORS, default="threads", help="where chunks run (threads)"
+    )
+    run.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default="auto",
+        metavar="auto|N",
+        help="records per call of FUNC: 'auto' sizes batches by measured speed (auto)",
+    )
+    run.add_argument("--table", default="results", help="table name for SQLite output (results)")
+    run.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    run.set_defaults(handler=_run_command)
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="train a small model and show online and bulk batching against no batching",
+        description="Train a scikit-learn classifier on the bundled digits data (nothing "
+        "is downloaded), serve it through the online batcher to concurrent clients, and "
+        "score a generated data set into SQLite with the bulk engine; each against an "
+        "unbatched baseline.",
+    )
+    demo.add_argument(
+        "--scale",
+        type=_positive_float,
+        default=1.0,
+        help="multiply the number of requests and records (1.0, about 10-20 s on 2 cores)",
+    )
+    demo.add_argument(
+        "--output", type=Path, default=None, help="SQLite file for the scores (a temp file)"
+    )
+    demo.set_defaults(handler=_demo_command)
+
+
+def _add_bench(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmark scripts in benchmarks/",
+        description="Run the benchmark scripts (benchmarks/*.py of the source tree, or "
+        "--dir) one after another with this Python, printing their tables.",
+    )
+    bench.add_argument("names", nargs="*", metavar="NAME", help="only these scripts (stem)")
+    bench.add_argument("--dir", type=Path, default=None, help="benchmark directory")
+    bench.add_argument("--list", action="store_true", help="list the scripts and exit")
+    bench.set_defaults(handler=_bench_command)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a positive integer, got {text!r}"
+        ) from None
+
+
+# ---------------------------------------------------------------- run
+
+
+def load_function(spec: str) -> Callable[..., Any]:
+    """Import ``MODULE:FUNC`` (FUNC may be dotted, e.g. ``pkg.mod:Model.score``).
+
+    The current directory is importable, as with ``python -m``.
+
+    Raises:
+        CliError: Bad spec, module not importable, or no such callable.
+    """
+    module_name, sep, qualname = spec.partition(":")
+    if not sep or not module_name or not qualname:
+        raise CliError(f"expected MODULE:FUNC, got {spec!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"cannot import module {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise CliError(
+            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    for part in qualname.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CliError(f"module {module_name!r} has no function {qualname!r}") from None
+    if not callable(target):
+        raise CliError(f"{spec} is not callable (it is a {type(target).__name__})")
+    return target
+
+
+@dataclass(frozen=True)
+class PerItem:
+    """Turns a function of one record into a batch function (picklable for processes)."""
+
+    function: Callable[[Any], Any]
+
+    def __call__(self, records: Sequence[Any]) -> list[Any]:
+        return [self.function(record) for record in records]
+
+
+def job_path(output: Path) -> Path:
+    """The checkpoint file of the job that writes ``output``."""
+    return output.with_name(output.name + ".job.sqlite")
+
+
+def errors_path(output: Path) -> Path:
+    """Where the failed records of the job that writes ``output`` are listed."""
+    return output.with_name(output.name + ".errors.jsonl")
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the final line and for callers of `run_job`."""
+
+    items: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Items per second over the whole run."""
+        return self.items / self.seconds if self.seconds > 0 else 0.0
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    summary = run_job(
+        args.function,
+        args.input,
+        args.output,
+        per_item=args.per_item,
+        resume=args.resume,
+        workers=args.workers,
+        executor=args.executor,
+        batch_size=args.batch_size,
+        table=args.table,
+        progress=not args.no_progress,
+    )
+    failed = f", {summary.failed} failed (see {errors_path(args.output)})" if summary.failed else ""
+    print(
+        f"batchpilot: {summary.items} items{failed} in {summary.seconds:.2f} s, "
+        f"{summary.rate:,.0f} items/s -> {args.output}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED_ITEMS if summary.failed else EXIT_OK
+
+
+def run_job(
+    function: str,
+    input_path: Path,
+    output_path: Path,
+    *,
+    per_item: bool = False,
+    resume: bool = False,
+    workers: int | None = None,
+    executor: str = "threads",
+    batch_size: int | str = "auto",
+    table: str = "results",
+    progress: bool = True,
+) -> RunSummary:
+    """Run ``function`` over the records of ``input_path`` into ``output_path``.
+
+    Raises:
+        CliError, RecordsFormatError: Bad function, input, output or job state.
+    """
+    source = RecordSource(input_path)
+    format_of(output_path, OUTPUT_FORMATS, "output")
+    if output_path.resolve() == input_path.resolve():
+        raise CliError(f"--output must differ from --input ({input_path})")
+    fn = load_function(function)
+    batch_fn = PerItem(fn) if per_item else fn
+    job = _check_job_state(output_path, resume)
+    total = source.scan()
+
+    from .bulk import map_batches
+
+    started = time.perf_counter()
+    summary = RunSummary()
+    sink = open_sink(output_path, table=table)
+    try:
+        results = map_batches(
+            batch_fn,
+            (record for _, record in source.records()),
+            batch_size=batch_size,
+            executor=executor,
+            workers=workers,
+            job=str(job),
+            ordered=True,
+        )
+        failed_indices = _write_results(results, sink, summary, total, progress)
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    summary.seconds = time.perf_counter() - started
+    _write_failures(source, failed_indices, errors_path(output_path), summary)
+    job.unlink(missing_ok=True)
+    return summary
+
+
+def _check_job_state(output: Path, resume: bool) -> Path:
+    job = job_path(output)
+    if job.exists() and not resume:
+        raise CliError(
+            f"{job} holds an interrupted run of this job: pass --resume to continue it, "
+            f"or delete it to start over"
+        )
+    if resume and not job.exists() and output.exists():
+        raise CliError(f"nothing to resume: {output} is complete (no checkpoint {job})")
+    return job
+
+
+def _write_results(
+    results: Iterator[Any], sink: RecordSink, summary: RunSummary, total: int, progress: bool
+) -> dict[int, BaseException]:
+    """Write the successful results in order; return the failed items' errors by index."""
+    from tqdm import tqdm
+
+    from ._runner import ItemFailure
+
+    failed: dict[int, BaseException] = {}
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(results, total=total, disable=not progress, unit="item", file=sys.stderr)
+    with bar:
+        for index, value in enumerate(bar):
+            summary.items = index + 1
+            if isinstance(value, ItemFailure):
+                failed[index] = value.error
+                continue
+            rows.append(to_row(value))
+            if len(rows) >= _WRITE_CHUNK:
+                sink.write(rows)
+                rows.clear()
+    sink.write(rows)
+    return failed
+
+
+def _write_failures(
+    source: RecordSource, failed: dict[int, BaseException], path: Path, summary: RunSummary
+) -> None:
+    path.unlink(missing_ok=True)
+    summary.failed = len(failed)
+    if not failed:
+        return
+    with path.open("w", encoding="utf-8") as file:
+        for index, (line, _) in enumerate(source.records()):
+            error = failed.get(index)
+            if error is not None:
+                message = f"{type(error).__name__}: {error}"
+                summary.failures.append((line, message))
+                file.write(json.dumps({"line": line, "error": message}) + "\n")
+
+
+# ---------------------------------------------------------------- demo and bench
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(scale=args.scale, database=args.output)
+    return EXIT_OK
+
+
+def benchmark_scripts(directory: Path | None = None) -> list[Path]:
+    """The benchmark scripts: ``benchmarks/*.py`` not starting with ``_``, sorted."""
+    folder = directory or _default_bench_dir()
+    if not folder.is_dir():
+        raise CliError(f"benchmark directory not found: {folder} (pass --dir)")
+    return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+
+
+def _default_bench_dir() -> Path:
+    here = Path.cwd() / "benchmarks"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    scripts = benchmark_scripts(args.dir)
+    if args.names:
+        unknown = sorted(set(args.names) - {p.stem for p in scripts})
+        if unknown:
+            raise CliError(f"no benchmark named {', '.join(unknown)}")
+        scripts = [p for p in scripts if p.stem in args.names]
+    if args.list:
+        print("\n".join(str(p) for p in scripts))
+        return EXIT_OK
+    failed = []
+    for script in scripts:
+        print(f"== {script.name}", flush=True)
+        if subprocess.run([sys.executable, str(script)], check=False).returncode != 0:
+            failed.append(script.name)
+    if failed:
+        return _fail(f"benchmarks failed: {', '.join(failed)}", code=EXIT_FAILED_ITEMS)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
