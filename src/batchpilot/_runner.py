@@ -1,0 +1,165 @@
+"""Run one chunk of a bulk job: the code that executes on a worker.
+
+A chunk is a list of items and the input index of its first item. The batch
+function is called once on the whole chunk; only if that raises are the items
+isolated with the core's `run_isolated`/`arun_isolated` (retry, then bisect), so
+the happy path costs one call and no per-item Python work. Failing items are
+replaced in the result list by an `ItemFailure` carrying the item's input index,
+the item and its exception.
+
+Everything here is importable by name and picklable, because process, Dask and
+Ray executors ship `run_chunk` to other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from ._isolation import Outcome, arun_isolated, run_isolated
+from ._retry import RetryPolicy
+from .errors import BatchFailedError
+
+__all__ = ["ChunkResult", "ItemFailure", "arun_chunk", "run_chunk"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ItemFailure(Generic[T]):
+    """Stands in the result stream for an item whose batch function call failed.
+
+    Attributes:
+        index: position of the item in the input (0-based).
+        item: the input item itself.
+        error: the exception its own (isolated) call raised.
+    """
+
+    index: int
+    item: T
+    error: BaseException
+
+    def __repr__(self) -> str:
+        return f"ItemFailure(index={self.index}, item={self.item!r}, error={self.error!r})"
+
+
+@dataclass
+class ChunkResult:
+    """What a worker sends back for one chunk.
+
+    Attributes:
+        start: input index of the chunk's first item.
+        values: one entry per item: its result, or an `ItemFailure`.
+        duration: seconds spent running the chunk, isolation included.
+        failed: how many entries are `ItemFailure`.
+        error_types: failed items counted by exception class name.
+    """
+
+    start: int
+    values: list[Any]
+    duration: float
+    failed: int = 0
+    error_types: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Number of items in the chunk."""
+        return len(self.values)
+
+
+def _checked(result: Any, expected: int) -> list[Any]:
+    if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
+        raise BatchFailedError(
+            f"the batch function must return a list of {expected} results, "
+            f"got {type(result).__name__}"
+        )
+    if len(result) != expected:
+        raise BatchFailedError(
+            f"the batch function returned {len(result)} results for {expected} items"
+        )
+    return result if isinstance(result, list) else list(result)
+
+
+def _finish(items: list[Any], start: int, outcomes: list[Outcome], duration: float) -> ChunkResult:
+    values = [
+        value if ok else ItemFailure(start + offset, items[offset], value)
+        for offset, (ok, value) in enumerate(outcomes)
+    ]
+    errors = Counter(type(value).__name__ for ok, value in outcomes if not ok)
+    return ChunkResult(start, values, duration, sum(errors.values()), dict(errors))
+
+
+class _ReplayFirst:
+    """The first isolation attempt re-raises the failure already seen, instead of
+    calling the batch function on the whole chunk a second time."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error: BaseException | None = error
+
+    def take(self) -> BaseException | None:
+        error, self.error = self.error, None
+        return error
+
+
+def run_chunk(
+    fn: Callable[[list[Any]], Sequence[Any]],
+    items: list[Any],
+    start: int,
+    policy: RetryPolicy,
+    fail_fast: bool,
+    timer: Callable[[], float] = time.perf_counter,
+) -> ChunkResult:
+    """Run ``fn`` on one chunk; isolate failing items unless ``fail_fast``.
+
+    With ``fail_fast`` the first exception (or `BatchFailedError` for a wrong
+    result count) propagates to the caller.
+    """
+    began = timer()
+    try:
+        values = _checked(fn(items), len(items))
+    except Exception as error:
+        if fail_fast:
+            raise
+        replay = _ReplayFirst(error)
+
+        def call(low: int, high: int) -> list[Any]:
+            seen = replay.take()
+            if seen is not None:
+                raise seen
+            return _checked(fn(items[low:high]), high - low)
+
+        outcomes = run_isolated(call, len(items), policy, time.sleep)
+        return _finish(items, start, outcomes, timer() - began)
+    return ChunkResult(start, values, timer() - began)
+
+
+async def arun_chunk(
+    fn: Callable[[list[Any]], Awaitable[Sequence[Any]]],
+    items: list[Any],
+    start: int,
+    policy: RetryPolicy,
+    fail_fast: bool,
+    timer: Callable[[], float] = time.perf_counter,
+) -> ChunkResult:
+    """The asyncio twin of `run_chunk` for ``async def`` batch functions."""
+    began = timer()
+    try:
+        values = _checked(await fn(items), len(items))
+    except Exception as error:
+        if fail_fast:
+            raise
+        replay = _ReplayFirst(error)
+
+        async def call(low: int, high: int) -> list[Any]:
+            seen = replay.take()
+            if seen is not None:
+                raise seen
+            return _checked(await fn(items[low:high]), high - low)
+
+        outcomes = await arun_isolated(call, len(items), policy, asyncio.sleep)
+        return _finish(items, start, outcomes, timer() - began)
+    return ChunkResult(start, values, timer() - began)

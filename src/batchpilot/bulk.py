@@ -1,0 +1,508 @@
+"""The bulk engine: map a batch function over a huge, lazy input, fast and resumably.
+
+`map_batches(fn, items)` cuts ``items`` into chunks, runs ``fn(chunk)`` on an
+executor (threads, processes, asyncio, Dask distributed or Ray) and returns a
+`BulkRun`: a lazy iterator of per-item results, in input order by default.
+
+How a failed item appears: ``fn`` is called once per chunk; if that call
+raises, the chunk's items are isolated with the core's retry-then-bisect
+(`batchpilot._isolation`), and each item that still fails is yielded as an
+`ItemFailure(index, item, error)` in its own place in the stream. Failures are
+also collected on `BulkRun.failures`. With ``fail_fast=True`` the first
+exception is raised from the iterator instead and the run stops.
+
+Speed comes from doing per-chunk, never per-item, Python work: chunks are read
+with `itertools.islice`, results are flattened by `itertools.chain`, and the
+iterator ``for`` loops and ``list()`` use is that C-level chain itself.
+
+The seed APIs (`batchpilot.chunked`, `batchpilot.adaptive`) and the CLI are built
+on this module; see ``docs/bulk.md``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import inspect
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any, Literal
+
+from ._checkpoint import HEAD_ITEMS, JobMismatchError, JobStore, digest
+from ._chunking import Chunk, make_controller, read_chunks
+from ._clock import SYSTEM_CLOCK, Clock
+from ._events import BatchListener, BatchRecord, as_listener, notify
+from ._executors import (
+    ChunkExecutor,
+    check_picklable,
+    executor_kind,
+    is_remote,
+    make_executor,
+)
+from ._retry import NO_RETRY, RetryPolicy
+from ._runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
+from ._sizing import SizeController
+
+__all__ = [
+    "BulkProgress",
+    "BulkRun",
+    "ChunkExecutor",
+    "ItemFailure",
+    "JobMismatchError",
+    "map_batches",
+]
+
+BatchSize = int | Literal["auto"] | SizeController
+
+
+@dataclass(frozen=True)
+class BulkProgress:
+    """A snapshot of a running job, given to ``on_progress`` after every chunk.
+
+    Attributes:
+        done: items finished so far (succeeded or failed), resumed ones included.
+        failed: items that ended as `ItemFailure`.
+        chunks: chunks finished so far.
+        elapsed: seconds since the run started.
+        total: input length if known (``len(items)``), else None.
+        resumed: items taken from the job file instead of being run.
+        chunk_size: the chunk size the controller will plan next.
+    """
+
+    done: int
+    failed: int
+    chunks: int
+    elapsed: float
+    total: int | None
+    resumed: int = 0
+    chunk_size: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Items per second run in this process (resumed items excluded)."""
+        ran = self.done - self.resumed
+        return ran / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Estimated seconds left, or None without a known total or a rate yet."""
+        if self.total is None or self.rate <= 0:
+            return None
+        return max(self.total - self.done, 0) / self.rate
+
+
+@dataclass
+class _InFlight:
+    """One chunk between planning and collection."""
+
+    start: int
+    size: int
+    future: cf.Future[ChunkResult] | None
+    digest: bytes = b""
+    settled: ChunkResult | None = None
+
+
+@dataclass
+class _Counters:
+    done: int = 0
+    failed: int = 0
+    chunks: int = 0
+    resumed: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class BulkRun(Iterator[Any]):
+    """The lazy result stream of `map_batches`, with its live statistics.
+
+    Iterate it once (``for``, ``list()``): results come in input order (or as
+    chunks complete, with ``ordered=False``), an `ItemFailure` in place of each
+    failed item. Work starts on the first ``next()``. ``close()`` (or leaving a
+    ``with`` block) stops the run and releases the executor and the job file.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[list[Any]], Any],
+        items: Iterable[Any],
+        *,
+        controller: SizeController,
+        executor: Any,
+        workers: int | None,
+        job: str | None,
+        ordered: bool,
+        progress: bool,
+        fail_fast: bool,
+        retry: RetryPolicy,
+        on_progress: Callable[[BulkProgress], object] | None,
+        listeners: list[BatchListener],
+        name: str,
+        clock: Clock,
+    ) -> None:
+        self._fn = fn
+        self._total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+        self._iterator = iter(items)
+        self.controller = controller
+        self._executor_spec = executor
+        self._workers = workers
+        self._job = job
+        self._store = JobStore(job) if job is not None else None
+        self.ordered = ordered
+        self._progress_bar = progress
+        self._fail_fast = fail_fast
+        self._retry = retry
+        self._on_progress = on_progress
+        self._listeners = listeners
+        self.name = name
+        self._clock = clock
+        self._is_async = inspect.iscoroutinefunction(fn)
+        self._timer = clock.now if not is_remote(executor) else None
+        self._counters = _Counters()
+        self._history: list[int] = []
+        self._failures: list[ItemFailure[Any]] = []
+        self._in_flight = 0
+        self._started_at: float | None = None
+        self._finished = False
+        self._chunk_lists = self._run()
+        self._stream: Iterator[Any] = chain.from_iterable(self._chunk_lists)
+
+    # -- the iterator ------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        """The C-level result iterator itself, so ``for`` loops pay no Python call per item."""
+        return self._stream
+
+    def __next__(self) -> Any:
+        return next(self._stream)
+
+    def close(self) -> None:
+        """Stop the run: cancel chunks not started, release executor and job file. Idempotent."""
+        self._chunk_lists.close()
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> BulkRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- live state --------------------------------------------------------
+
+    @property
+    def failures(self) -> list[ItemFailure[Any]]:
+        """Every `ItemFailure` produced so far (a copy), by completion order."""
+        return list(self._failures)
+
+    @property
+    def batch_size(self) -> int:
+        """The chunk size the controller will plan next."""
+        return self.controller.next_size()
+
+    @property
+    def batch_size_history(self) -> list[int]:
+        """Planned sizes of every chunk run so far, oldest first (resumed chunks excluded)."""
+        return list(self._history)
+
+    @property
+    def finished(self) -> bool:
+        """True once the whole input has been processed and collected."""
+        return self._finished
+
+    def progress(self) -> BulkProgress:
+        """A snapshot of the run's progress."""
+        counters = self._counters
+        elapsed = 0.0 if self._started_at is None else self._clock.now() - self._started_at
+        return BulkProgress(
+            done=counters.done,
+            failed=counters.failed,
+            chunks=counters.chunks,
+            elapsed=elapsed,
+            total=self._total,
+            resumed=counters.resumed,
+            chunk_size=self.batch_size,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """A plain snapshot: counts, rate, error types, current and planned chunk sizes."""
+        snapshot = self.progress()
+        return {
+            "items_processed": snapshot.done,
+            "items_succeeded": snapshot.done - snapshot.failed,
+            "items_failed": snapshot.failed,
+            "items_resumed": snapshot.resumed,
+            "chunks_processed": snapshot.chunks,
+            "elapsed_seconds": snapshot.elapsed,
+            "items_per_second": snapshot.rate,
+            "error_rate": snapshot.failed / snapshot.done if snapshot.done else 0.0,
+            "error_types": dict(self._counters.errors),
+            "current_batch_size": snapshot.chunk_size,
+            "batch_size_history": self.batch_size_history,
+            "in_flight_chunks": self._in_flight,
+            "finished": self._finished,
+        }
+
+    def __repr__(self) -> str:
+        counters = self._counters
+        return (
+            f"BulkRun(name={self.name!r}, executor={self._executor_spec!r}, "
+            f"done={counters.done}, failed={counters.failed}, chunks={counters.chunks}, "
+            f"in_flight={self._in_flight}, batch_size={self.batch_size}, "
+            f"job={self._job!r}, finished={self._finished})"
+        )
+
+    # -- the engine --------------------------------------------------------
+
+    def _run(self) -> Generator[list[Any], None, None]:
+        """Yield each chunk's result list; everything here is per chunk, never per item."""
+        self._started_at = self._clock.now()
+        executor = make_executor(self._executor_spec, self._workers)
+        bar = self._make_bar()
+        pipeline: deque[_InFlight] = deque()
+        try:
+            chunks = self._read()
+            exhausted = False
+            while True:
+                while not exhausted and len(pipeline) < executor.slots:
+                    self._settle_finished(pipeline, bar)
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        exhausted = True
+                    else:
+                        pipeline.append(self._launch(executor, chunk))
+                if not pipeline:
+                    break
+                entry = pipeline.popleft() if self.ordered else self._first_done(pipeline)
+                self._in_flight = len(pipeline)
+                yield self._collect(entry, bar)
+            self._complete()
+        finally:
+            for entry in pipeline:
+                if entry.future is not None:
+                    entry.future.cancel()
+            self._in_flight = 0
+            executor.shutdown()
+            if bar is not None:
+                bar.close()
+            if self._store is not None:
+                self._store.close()
+
+    def _read(self) -> Iterator[Chunk]:
+        """Chunks of the input; with a job file, verify the input and skip stored chunks."""
+        if self._store is None:
+            yield from read_chunks(self._iterator, self.controller)
+            return
+        head = list(_take(self._iterator, HEAD_ITEMS))
+        self._store.check_head(head)
+        ranges = self._store.done_ranges()
+        stored_digests = {start: dig for start, _, dig in ranges}
+        source = chain(head, self._iterator)
+        stop = 0
+        for chunk in read_chunks(source, self.controller, [(a, b) for a, b, _ in ranges]):
+            if chunk.stored and digest(chunk.items) != stored_digests[chunk.start]:
+                raise JobMismatchError(
+                    f"{self._store.path}: input items {chunk.start}..{chunk.stop} differ "
+                    "from the ones this job stored; use another job file"
+                )
+            stop = chunk.stop
+            yield chunk
+        total = self._store.total
+        if total is not None and stop > total:
+            raise JobMismatchError(
+                f"{self._store.path}: the input has more than the {total} items this "
+                "finished job processed; use another job file"
+            )
+
+    def _launch(self, executor: ChunkExecutor, chunk: Chunk) -> _InFlight:
+        if chunk.stored:
+            return _InFlight(chunk.start, len(chunk.items), None)
+        self._history.append(len(chunk.items))
+        chunk_digest = digest(chunk.items) if self._store is not None else b""
+        task = arun_chunk if self._is_async else run_chunk
+        args: tuple[Any, ...] = (self._fn, chunk.items, chunk.start, self._retry, self._fail_fast)
+        if self._timer is not None:
+            args = (*args, self._timer)
+        future = executor.submit(task, *args)
+        return _InFlight(chunk.start, len(chunk.items), future, chunk_digest)
+
+    def _first_done(self, pipeline: deque[_InFlight]) -> _InFlight:
+        ready = next((e for e in pipeline if e.future is None or e.future.done()), None)
+        if ready is None:
+            futures = [e.future for e in pipeline if e.future is not None]
+            cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+            ready = next(e for e in pipeline if e.future is None or e.future.done())
+        pipeline.remove(ready)
+        return ready
+
+    def _settle_finished(self, pipeline: deque[_InFlight], bar: Any) -> None:
+        """Account for chunks that completed while others were being planned."""
+        for entry in pipeline:
+            if (
+                entry.settled is None
+                and entry.future is not None
+                and entry.future.done()
+                and not entry.future.cancelled()
+                and entry.future.exception() is None
+            ):
+                self._settle(entry, entry.future.result(), bar)
+
+    def _settle(self, entry: _InFlight, result: ChunkResult, bar: Any) -> None:
+        """Per finished chunk: feed the controller, commit, count, notify."""
+        entry.settled = result
+        self.controller.observe(result.size, result.duration, ok=result.failed < result.size)
+        if self._store is not None:
+            self._store.commit(entry.start, entry.start + result.size, entry.digest, result.values)
+        if result.failed:
+            self._failures.extend(v for v in result.values if isinstance(v, ItemFailure))
+            self._counters.errors.update(result.error_types)
+        self._account(result.size, result.failed, bar)
+        notify(
+            self._listeners,
+            BatchRecord(
+                engine="bulk",
+                size=result.size,
+                duration=result.duration,
+                succeeded=result.size - result.failed,
+                failed=result.failed,
+                error_types=result.error_types,
+                queue_depth=self._in_flight,
+                name=self.name,
+            ),
+        )
+
+    def _account(self, size: int, failed: int, bar: Any, resumed: bool = False) -> None:
+        counters = self._counters
+        counters.done += size
+        counters.failed += failed
+        counters.chunks += 1
+        if resumed:
+            counters.resumed += size
+        if bar is not None:
+            bar.update(size)
+        if self._on_progress is not None:
+            self._on_progress(self.progress())
+
+    def _collect(self, entry: _InFlight, bar: Any) -> list[Any]:
+        if entry.future is None:
+            assert self._store is not None
+            values = self._store.load(entry.start)
+            failures = [v for v in values if isinstance(v, ItemFailure)]
+            self._failures.extend(failures)
+            self._counters.errors.update(type(f.error).__name__ for f in failures)
+            self._account(len(values), len(failures), bar, resumed=True)
+            return values
+        if entry.settled is None:
+            self._settle(entry, entry.future.result(), bar)
+        assert entry.settled is not None
+        return entry.settled.values
+
+    def _complete(self) -> None:
+        self._finished = True
+        if self._store is not None:
+            self._store.mark_complete(self._counters.done)
+
+    def _make_bar(self) -> Any:
+        if not self._progress_bar:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self._total, desc=self.name or "map_batches", unit="item")
+
+
+def _take(iterator: Iterator[Any], count: int) -> Iterator[Any]:
+    for _ in range(count):
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+
+
+def map_batches(
+    fn: Callable[[list[Any]], Any],
+    items: Iterable[Any],
+    *,
+    batch_size: BatchSize = "auto",
+    executor: Any = "threads",
+    workers: int | None = None,
+    job: str | None = None,
+    ordered: bool = True,
+    progress: bool = False,
+    fail_fast: bool = False,
+    retry: RetryPolicy = NO_RETRY,
+    on_progress: Callable[[BulkProgress], object] | None = None,
+    listeners: Iterable[BatchListener | Callable[[BatchRecord], object]] = (),
+    name: str = "",
+    clock: Clock = SYSTEM_CLOCK,
+) -> BulkRun:
+    """Apply a batch function to every item of a (possibly huge, lazy) iterable.
+
+    Args:
+        fn: takes a list of items, returns a list of as many results (``async def``
+            functions need ``executor="asyncio"``).
+        items: any iterable; read lazily, one chunk at a time.
+        batch_size: ``"auto"`` (chunks sized to take about 0.1 s, starting at 1
+            and at most doubling per step, up to 65,536), a fixed int, or any
+            core `SizeController` (``Fixed``, ``AIMD``, ``TargetLatency``...).
+        executor: ``"threads"``, ``"processes"``, ``"asyncio"``, ``"dask"`` (a local
+            Dask cluster), ``"ray"`` (``ray.init`` if not running), a
+            ``dask.distributed.Client``, or any `ChunkExecutor`.
+        workers: threads/processes/Dask workers/Ray CPUs, or the asyncio concurrency
+            limit; default: CPU count (8 for asyncio).
+        job: path of a SQLite job file: results are committed per chunk and a rerun
+            of the same input resumes, skipping chunks already stored.
+        ordered: yield results in input order (default) or as chunks complete.
+        progress: show a tqdm progress bar.
+        fail_fast: raise the first failure instead of isolating failing items.
+        retry: how often a failing chunk is retried before bisecting.
+        on_progress: called with a `BulkProgress` after every chunk.
+        listeners: get one `BatchRecord` per chunk run (``engine="bulk"``).
+        name: names the run in records, progress bar and ``repr``.
+        clock: time source for durations (local executors) and progress.
+
+    Returns:
+        A `BulkRun`: iterate it for the results; ``ItemFailure`` marks failed items.
+
+    Raises:
+        TypeError: ``fn`` is not callable, ``items`` not iterable, ``fn`` cannot be
+            pickled for a process/Dask/Ray executor, or ``fn``'s kind (sync/async)
+            does not suit the executor.
+        ValueError: an invalid option.
+        JobMismatchError: ``job`` belongs to another input or a newer format.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable (a batch function), got {type(fn).__name__}")
+    try:
+        iter(items)
+    except TypeError:
+        raise TypeError(f"items must be iterable, got {type(items).__name__}") from None
+    controller = make_controller(batch_size)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise TypeError(f"workers must be an int or None, got {workers!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    kind = executor_kind(executor)
+    is_async = inspect.iscoroutinefunction(fn)
+    if is_async != (kind == "asyncio"):
+        needs = "executor='asyncio'" if is_async else "a plain function, not async def"
+        raise TypeError(f"{fn!r} with executor={executor!r}: this needs {needs}")
+    check_picklable(fn, executor)
+    if not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+    if job is not None and not isinstance(job, str):
+        job = str(job)
+    return BulkRun(
+        fn,
+        items,
+        controller=controller,
+        executor=executor,
+        workers=workers,
+        job=job,
+        ordered=ordered,
+        progress=progress,
+        fail_fast=fail_fast,
+        retry=retry,
+        on_progress=on_progress,
+        listeners=[as_listener(hook) for hook in listeners],
+        name=name,
+        clock=clock,
+    )
