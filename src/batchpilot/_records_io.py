@@ -211,8 +211,15 @@ def to_row(value: Any) -> dict[str, Any]:
     return {"result": _plain(value)}
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+#: One encoder for every JSON Lines row; values JSON cannot hold are written as str().
+_JSON = json.JSONEncoder(default=str)
+
+
 def _plain(value: Any) -> Any:
     """Turn numpy scalars/arrays and tuples into the Python values every format stores."""
+    if type(value) in _SCALARS:
+        return value
     if hasattr(value, "tolist") and type(value).__module__ == "numpy":
         return value.tolist()
     if isinstance(value, tuple):
@@ -274,7 +281,8 @@ class _JsonlSink:
         return f"_JsonlSink({str(self.path)!r}, closed={self._file.closed})"
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        self._file.writelines(json.dumps(row, default=str) + "\n" for row in rows)
+        encode = _JSON.encode
+        self._file.writelines(encode(row) + "\n" for row in rows)
 
     def commit(self) -> None:
         self._file.close()
@@ -348,7 +356,7 @@ def _quote(name: str) -> str:
 
 def _sql_value(value: Any) -> Any:
     if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)
+        return _JSON.encode(value)
     if value is None or isinstance(value, (int, str, bytes)):
         return value
     if isinstance(value, float):

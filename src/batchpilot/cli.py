@@ -16,17 +16,20 @@ never a traceback; set ``BATCHPILOT_TRACEBACK=1`` to see one for unexpected erro
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import inspect
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
+from ._checkpoint import JobMismatchError
 from ._records_io import (
     INPUT_FORMATS,
     OUTPUT_FORMATS,
@@ -43,7 +46,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILED_ITEMS = 1
 EXIT_USAGE = 2
-EXECUTORS = ("threads", "processes", "dask", "ray")
+EXECUTORS = ("threads", "processes", "asyncio", "dask", "ray")
 #: Rows handed to the output sink at a time.
 _WRITE_CHUNK = 1024
 
@@ -64,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (CliError, RecordsFormatError) as exc:
+    except (CliError, RecordsFormatError, JobMismatchError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted", code=EXIT_FAILED_ITEMS)
@@ -131,7 +134,10 @@ def _add_run(commands: Any) -> None:
         "--workers", type=_positive_int, default=None, help="parallel workers (default: CPU count)"
     )
     run.add_argument(
-        "--executor", choices=EXECUTORS, default="threads", help="where chunks run (threads)"
+        "--executor",
+        choices=EXECUTORS,
+        default=None,
+        help="where chunks run (asyncio for an async def FUNC, else threads)",
     )
     run.add_argument(
         "--batch-size",
@@ -199,9 +205,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _batch_size(text: str) -> int | str:
+def _batch_size(text: str) -> int | Literal["auto"]:
     if text == "auto":
-        return text
+        return "auto"
     try:
         return _positive_int(text)
     except argparse.ArgumentTypeError:
@@ -254,6 +260,27 @@ class PerItem:
         return [self.function(record) for record in records]
 
 
+def per_item_async(function: Callable[[Any], Awaitable[Any]]) -> Callable[..., Any]:
+    """Turn an ``async def`` of one record into an async batch function.
+
+    The records of one batch are awaited concurrently.
+    """
+
+    async def batch(records: Sequence[Any]) -> list[Any]:
+        return list(await asyncio.gather(*(function(record) for record in records)))
+
+    return batch
+
+
+def as_batch_function(function: Callable[..., Any], per_item: bool) -> Callable[..., Any]:
+    """The batch function the bulk engine calls: ``function`` itself, or a per-item adapter."""
+    if not per_item:
+        return function
+    if inspect.iscoroutinefunction(function):
+        return per_item_async(function)
+    return PerItem(function)
+
+
 def job_path(output: Path) -> Path:
     """The checkpoint file of the job that writes ``output``."""
     return output.with_name(output.name + ".job.sqlite")
@@ -270,8 +297,9 @@ class RunSummary:
 
     items: int = 0
     failed: int = 0
+    resumed: int = 0
     seconds: float = 0.0
-    failures: list[tuple[int, str]] = field(default_factory=list)
+    first_failure: tuple[int, str] | None = None
 
     @property
     def rate(self) -> float:
@@ -292,13 +320,24 @@ def _run_command(args: argparse.Namespace) -> int:
         table=args.table,
         progress=not args.no_progress,
     )
-    failed = f", {summary.failed} failed (see {errors_path(args.output)})" if summary.failed else ""
-    print(
-        f"batchpilot: {summary.items} items{failed} in {summary.seconds:.2f} s, "
-        f"{summary.rate:,.0f} items/s -> {args.output}",
-        file=sys.stderr,
-    )
+    print(f"batchpilot: {describe(summary)} -> {args.output}", file=sys.stderr)
+    if summary.first_failure is not None:
+        line, error = summary.first_failure
+        print(
+            f"batchpilot: {summary.failed} failed, listed in {errors_path(args.output)} "
+            f"(first: line {line}: {error})",
+            file=sys.stderr,
+        )
     return EXIT_FAILED_ITEMS if summary.failed else EXIT_OK
+
+
+def describe(summary: RunSummary) -> str:
+    """The one-line summary: items, failures, resumed items, seconds, items/s."""
+    extra = [f"{summary.failed} failed"] if summary.failed else []
+    if summary.resumed:
+        extra.append(f"{summary.resumed} resumed from the checkpoint")
+    counts = f"{summary.items} items" + (f" ({', '.join(extra)})" if extra else "")
+    return f"{counts} in {summary.seconds:.2f} s, {summary.rate:,.0f} items/s"
 
 
 def run_job(
@@ -309,8 +348,8 @@ def run_job(
     per_item: bool = False,
     resume: bool = False,
     workers: int | None = None,
-    executor: str = "threads",
-    batch_size: int | str = "auto",
+    executor: str | None = None,
+    batch_size: int | Literal["auto"] = "auto",
     table: str = "results",
     progress: bool = True,
 ) -> RunSummary:
@@ -319,38 +358,40 @@ def run_job(
     Raises:
         CliError, RecordsFormatError: Bad function, input, output or job state.
     """
+    from .bulk import map_batches
+
+    started = time.perf_counter()
     source = RecordSource(input_path)
     format_of(output_path, OUTPUT_FORMATS, "output")
     if output_path.resolve() == input_path.resolve():
         raise CliError(f"--output must differ from --input ({input_path})")
     fn = load_function(function)
-    batch_fn = PerItem(fn) if per_item else fn
+    if executor is None:
+        executor = "asyncio" if inspect.iscoroutinefunction(fn) else "threads"
     job = _check_job_state(output_path, resume)
     total = source.scan()
-
-    from .bulk import map_batches
-
-    started = time.perf_counter()
+    run = map_batches(
+        as_batch_function(fn, per_item),
+        (record for _, record in source.records()),
+        batch_size=batch_size,
+        executor=executor,
+        workers=workers,
+        job=str(job),
+        ordered=True,
+    )
     summary = RunSummary()
     sink = open_sink(output_path, table=table)
-    try:
-        results = map_batches(
-            batch_fn,
-            (record for _, record in source.records()),
-            batch_size=batch_size,
-            executor=executor,
-            workers=workers,
-            job=str(job),
-            ordered=True,
-        )
-        failed_indices = _write_results(results, sink, summary, total, progress)
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
-    summary.seconds = time.perf_counter() - started
-    _write_failures(source, failed_indices, errors_path(output_path), summary)
+    with run:
+        try:
+            failed = _write_results(run, sink, summary, total, progress)
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        summary.resumed = run.stats()["items_resumed"]
+    _write_failures(source, failed, errors_path(output_path), summary)
     job.unlink(missing_ok=True)
+    summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -372,7 +413,7 @@ def _write_results(
     """Write the successful results in order; return the failed items' errors by index."""
     from tqdm import tqdm
 
-    from ._runner import ItemFailure
+    from .bulk import ItemFailure
 
     failed: dict[int, BaseException] = {}
     rows: list[dict[str, Any]] = []
@@ -403,7 +444,8 @@ def _write_failures(
             error = failed.get(index)
             if error is not None:
                 message = f"{type(error).__name__}: {error}"
-                summary.failures.append((line, message))
+                if summary.first_failure is None:
+                    summary.first_failure = (line, message)
                 file.write(json.dumps({"line": line, "error": message}) + "\n")
 
 
