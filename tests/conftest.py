@@ -125,7 +125,7 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest) -> str:
     """Run the test once against a real SQLite file and once against real PostgreSQL."""
     return str(request.getfixturevalue(f"{request.param}_url"))

@@ -104,6 +104,9 @@ class AsyncTransactionId(str):
 
 _Id = TypeVar("_Id", TransactionId, AsyncTransactionId)
 
+#: Execution option marking our own write transactions (SQLite begins them IMMEDIATE).
+_WRITER = "batchpilot_writer"
+
 
 def is_transient_error(error: BaseException) -> bool:
     """Whether retrying the failed operation may succeed.
@@ -431,8 +434,10 @@ class Database:
             return ids
 
     def _insert_own_transaction(self, table: str, rows: list[Mapping[str, Any]]) -> list[Any]:
-        with self._engine.connect() as connection, connection.begin():
-            return self._insert(connection, table, rows)
+        with self._connect_and_begin() as connection:
+            ids = self._insert(connection, table, rows)
+            connection.commit()
+            return ids
 
     def _insert(
         self, connection: sa.Connection, table: str, rows: list[Mapping[str, Any]]
@@ -475,6 +480,10 @@ class Database:
                 f"table {table!r} does not exist in {self._engine.url.database!r}; "
                 "create it first (Database.create_table or your own migration)"
             ) from None
+        for column in reflected.primary_key.columns:
+            # SQLite reflects key columns as nullable; SQLAlchemy's ordered RETURNING
+            # needs them declared NOT NULL to use caller-supplied key values.
+            column.nullable = False
         with self._lock:
             return self._tables.setdefault(table, reflected)
 
@@ -495,7 +504,7 @@ class Database:
         return tx_id
 
     def _connect_and_begin(self) -> sa.Connection:
-        connection = self._engine.connect()
+        connection = self._engine.connect().execution_options(**{_WRITER: True})
         try:
             connection.begin()
         except BaseException:
@@ -601,14 +610,16 @@ def _parse_url(url: str) -> sa.URL:
 
 def _begin_sqlite_transactions_immediately(engine: sa.Engine) -> None:
     # SQLAlchemy's documented recipe: stop pysqlite from starting transactions on its
-    # own, and start them ourselves, taking the write lock at once.
+    # own, and start them ourselves; our writers take the write lock at once, other
+    # users of the engine (readers) begin deferred as usual.
     @sa.event.listens_for(engine, "connect")
     def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
 
     @sa.event.listens_for(engine, "begin")
-    def _begin_immediate(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: sa.Connection) -> None:
+        writer = connection.get_execution_options().get(_WRITER, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
 def _as_rows(records: object) -> list[Mapping[str, Any]]:
