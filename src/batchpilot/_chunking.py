@@ -86,11 +86,17 @@ def read_chunks(
     iterator: Iterator[Any],
     controller: SizeController,
     stored: Sequence[tuple[int, int]] = (),
+    *,
+    total: int | None = None,
+    spread: int = 1,
 ) -> Iterator[Chunk]:
     """Yield consecutive chunks of ``iterator``; ``stored`` ranges come back as stored chunks.
 
     New chunks take ``controller.next_size()`` items, asked afresh for every
-    chunk, but never run into a stored range. A stored range the input ends
+    chunk, but never run into a stored range. When the input length ``total`` is
+    known, a chunk never takes more than ``1/spread`` of the items left, so the
+    last chunks shrink and ``spread`` workers finish together instead of one
+    worker running a big last chunk alone. A stored range the input ends
     before comes back short, which the caller treats as a different input.
     """
     position = 0
@@ -105,6 +111,8 @@ def read_chunks(
             position, upcoming = upcoming[1], next(pending, None)
             continue
         size = max(1, controller.next_size())
+        if total is not None:
+            size = min(size, max(1, -(-(total - position) // spread)))
         if upcoming is not None:
             size = min(size, upcoming[0] - position)
         items = list(islice(iterator, size))

@@ -127,6 +127,7 @@ class BulkRun(Iterator[Any]):
         items: Iterable[Any],
         *,
         controller: SizeController,
+        balance_tail: bool,
         executor: Any,
         workers: int | None,
         job: str | None,
@@ -141,6 +142,7 @@ class BulkRun(Iterator[Any]):
     ) -> None:
         self._fn = fn
         self._total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+        self._balance_tail = balance_tail
         self._iterator = iter(items)
         self.controller = controller
         self._executor_spec = executor
@@ -176,8 +178,12 @@ class BulkRun(Iterator[Any]):
         return next(self._stream)
 
     def close(self) -> None:
-        """Stop the run: cancel chunks not started, release executor and job file. Idempotent."""
+        """Stop the run: cancel chunks not started, release executor and job file. Idempotent.
+
+        A ``for`` loop already running may still see the rest of the chunk it is in.
+        """
         self._chunk_lists.close()
+        self._stream = iter(())
         if self._store is not None:
             self._store.close()
 
@@ -260,7 +266,7 @@ class BulkRun(Iterator[Any]):
         bar = self._make_bar()
         pipeline: deque[_InFlight] = deque()
         try:
-            chunks = self._read()
+            chunks = self._read(executor.slots)
             exhausted = False
             while True:
                 while not exhausted and len(pipeline) < executor.slots:
@@ -287,10 +293,14 @@ class BulkRun(Iterator[Any]):
             if self._store is not None:
                 self._store.close()
 
-    def _read(self) -> Iterator[Chunk]:
-        """Chunks of the input; with a job file, verify the input and skip stored chunks."""
+    def _read(self, spread: int) -> Iterator[Chunk]:
+        """Chunks of the input; with a job file, verify the input and skip stored chunks.
+
+        Only ``batch_size="auto"`` shrinks the last chunks to balance the tail.
+        """
+        total = self._total if self._balance_tail else None
         if self._store is None:
-            yield from read_chunks(self._iterator, self.controller)
+            yield from read_chunks(self._iterator, self.controller, total=total, spread=spread)
             return
         head = list(_take(self._iterator, HEAD_ITEMS))
         self._store.check_head(head)
@@ -298,7 +308,9 @@ class BulkRun(Iterator[Any]):
         stored_digests = {start: dig for start, _, dig in ranges}
         source = chain(head, self._iterator)
         stop = 0
-        for chunk in read_chunks(source, self.controller, [(a, b) for a, b, _ in ranges]):
+        ranges_only = [(start, stop) for start, stop, _ in ranges]
+        chunks = read_chunks(source, self.controller, ranges_only, total=total, spread=spread)
+        for chunk in chunks:
             if chunk.stored and digest(chunk.items) != stored_digests[chunk.start]:
                 raise JobMismatchError(
                     f"{self._store.path}: input items {chunk.start}..{chunk.stop} differ "
@@ -494,6 +506,7 @@ def map_batches(
         fn,
         items,
         controller=controller,
+        balance_tail=isinstance(batch_size, str),
         executor=executor,
         workers=workers,
         job=job,

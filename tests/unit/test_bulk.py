@@ -1,0 +1,312 @@
+"""map_batches: order, laziness, per-item failures, sizing, hooks and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from batchpilot import AIMD, Fixed, RetryPolicy
+from batchpilot._events import BatchRecord
+from batchpilot.bulk import BulkProgress, ItemFailure, map_batches
+from batchpilot.errors import BatchFailedError
+from batchpilot.testing import FakeClock
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def double(xs: list[int]) -> list[int]:
+    return [x * 2 for x in xs]
+
+
+class InlineExecutor:
+    """Runs each chunk at submit time: one chunk in flight, fully deterministic."""
+
+    remote = False
+    slots = 1
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.shut_down = False
+
+    def submit(self, task: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
+        self.submitted += 1
+        future: cf.Future[Any] = cf.Future()
+        try:
+            future.set_result(task(*args))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+class Counting:
+    """An input generator that counts how many items were pulled from it."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for value in range(self.count):
+            self.pulled += 1
+            yield value
+
+
+@pytest.mark.parametrize("batch_size", ["auto", 1, 7, 1000, Fixed(3), AIMD(initial=4, max_size=9)])
+def test_results_come_in_input_order_for_every_sizing_strategy(batch_size: Any) -> None:
+    assert list(map_batches(double, range(500), batch_size=batch_size)) == [
+        x * 2 for x in range(500)
+    ]
+
+
+def test_unordered_yields_every_result_exactly_once() -> None:
+    out = list(map_batches(double, range(2000), batch_size=10, ordered=False, workers=4))
+    assert sorted(out) == [x * 2 for x in range(2000)]
+
+
+def test_empty_input_yields_nothing_and_finishes() -> None:
+    run = map_batches(double, [])
+    assert list(run) == []
+    assert run.finished and run.stats()["chunks_processed"] == 0
+
+
+def test_next_and_iter_agree() -> None:
+    run = map_batches(double, range(5), batch_size=2)
+    assert next(run) == 0
+    assert list(run) == [2, 4, 6, 8]
+
+
+def test_input_is_read_lazily_bounded_by_chunks_in_flight() -> None:
+    source = Counting(1_000_000)
+    run = map_batches(double, source, batch_size=10, workers=1)  # 2 chunks in flight
+    assert source.pulled == 0  # nothing happens before iteration
+    assert next(run) == 0
+    assert source.pulled <= 20
+    run.close()
+    assert source.pulled <= 30
+
+
+def test_a_bad_item_fails_alone_in_its_place() -> None:
+    def picky(xs: list[int]) -> list[int]:
+        if 13 in xs:
+            raise ValueError("13 is unlucky")
+        return [x * 2 for x in xs]
+
+    run = map_batches(picky, range(40), batch_size=8)
+    out = list(run)
+    failure = out[13]
+    assert isinstance(failure, ItemFailure)
+    assert (failure.index, failure.item, str(failure.error)) == (13, 13, "13 is unlucky")
+    assert [v for i, v in enumerate(out) if i != 13] == [x * 2 for x in range(40) if x != 13]
+    assert run.failures == [failure]
+    stats = run.stats()
+    assert stats["items_failed"] == 1 and stats["error_types"] == {"ValueError": 1}
+    assert stats["items_succeeded"] == 39
+
+
+def test_wrong_result_count_fails_the_whole_chunk_without_bisecting() -> None:
+    calls: list[int] = []
+
+    def short(xs: list[int]) -> list[int]:
+        calls.append(len(xs))
+        return [x * 2 for x in xs][:-1] if 5 in xs else [x * 2 for x in xs]
+
+    out = list(map_batches(short, range(10), batch_size=5, executor=InlineExecutor()))
+    assert all(isinstance(v, ItemFailure) for v in out[5:])
+    assert isinstance(out[5].error, BatchFailedError)
+    assert out[:5] == [0, 2, 4, 6, 8]
+    assert calls == [5, 5]  # the failing chunk ran once: no retry, no bisection
+
+
+def test_fail_fast_raises_the_first_exception_and_stops() -> None:
+    def boom(xs: list[int]) -> list[int]:
+        if 3 in xs:
+            raise KeyError(3)
+        return xs
+
+    executor = InlineExecutor()
+    run = map_batches(boom, range(100), batch_size=2, fail_fast=True, executor=executor)
+    with pytest.raises(KeyError):
+        list(run)
+    assert executor.shut_down
+    assert executor.submitted == 2
+
+
+def test_retry_policy_lets_a_flaky_chunk_succeed_without_failures() -> None:
+    attempts: list[int] = []
+
+    def flaky(xs: list[int]) -> list[int]:
+        attempts.append(xs[0])
+        if len(attempts) == 1:
+            raise ConnectionError("transient")
+        return xs
+
+    policy = RetryPolicy(max_retries=1, retry_delay=0.0)
+    run = map_batches(flaky, range(4), batch_size=4, retry=policy, executor=InlineExecutor())
+    assert list(run) == [0, 1, 2, 3]
+    assert run.failures == [] and attempts == [0, 0]
+
+
+def test_auto_sizing_doubles_until_the_latency_target_then_holds() -> None:
+    clock = FakeClock()
+
+    def timed(xs: list[int]) -> list[int]:
+        clock.advance(0.001 * len(xs))  # 1 ms per item: 100 items hit the 0.1 s target
+        return xs
+
+    run = map_batches(timed, range(1000), executor=InlineExecutor(), clock=clock)
+    assert list(run) == list(range(1000))
+    assert run.batch_size_history[:9] == [1, 2, 4, 8, 16, 32, 64, 100, 100]
+    assert sum(run.batch_size_history) == 1000
+    assert run.batch_size == 100
+
+
+def test_a_size_controller_is_used_as_given() -> None:
+    controller = Fixed(7)
+    run = map_batches(double, range(30), batch_size=controller)
+    list(run)
+    assert run.controller is controller
+    assert run.batch_size_history == [7, 7, 7, 7, 2]
+
+
+def test_listeners_and_progress_hook_see_every_chunk() -> None:
+    records: list[BatchRecord] = []
+    snapshots: list[BulkProgress] = []
+    run = map_batches(
+        double,
+        range(10),
+        batch_size=4,
+        executor=InlineExecutor(),
+        listeners=[records.append],
+        on_progress=snapshots.append,
+        name="job-a",
+    )
+    list(run)
+    assert [(r.engine, r.size, r.name) for r in records] == [
+        ("bulk", 4, "job-a"),
+        ("bulk", 4, "job-a"),
+        ("bulk", 2, "job-a"),
+    ]
+    assert [s.done for s in snapshots] == [4, 8, 10]
+    assert snapshots[-1].total == 10 and snapshots[-1].eta in (0.0, None)
+
+
+def test_progress_bar_reaches_the_total(capsys: pytest.CaptureFixture[str]) -> None:
+    list(map_batches(double, range(50), batch_size=10, progress=True, name="bar"))
+    assert "50/50" in capsys.readouterr().err
+
+
+def test_close_stops_the_run_and_shuts_the_executor_down() -> None:
+    executor = InlineExecutor()
+    run = map_batches(double, range(100), batch_size=10, executor=executor)
+    assert next(run) == 0
+    run.close()
+    run.close()
+    assert executor.shut_down
+    assert list(run) == []
+    assert executor.submitted == 1
+
+
+def test_context_manager_closes() -> None:
+    executor = InlineExecutor()
+    with map_batches(double, range(100), batch_size=10, executor=executor) as run:
+        next(run)
+    assert executor.shut_down
+
+
+def test_repr_shows_live_state() -> None:
+    run = map_batches(double, range(10), batch_size=5, name="r")
+    list(run)
+    text = repr(run)
+    assert "name='r'" in text and "done=10" in text and "finished=True" in text
+
+
+def test_async_functions_run_with_a_concurrency_limit() -> None:
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    async def slow_double(xs: list[int]) -> list[int]:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        await asyncio.sleep(0)
+        with lock:
+            running -= 1
+        return [x * 2 for x in xs]
+
+    out = list(map_batches(slow_double, range(200), batch_size=5, executor="asyncio", workers=3))
+    assert out == [x * 2 for x in range(200)]
+    assert 1 <= peak <= 3
+
+
+def test_async_failures_are_isolated_too() -> None:
+    async def picky(xs: list[int]) -> list[int]:
+        if 2 in xs:
+            raise ValueError("two")
+        return xs
+
+    out = list(map_batches(picky, range(6), batch_size=6, executor="asyncio"))
+    assert isinstance(out[2], ItemFailure) and out[:2] + out[3:] == [0, 1, 3, 4, 5]
+
+
+def test_processes_executor_runs_a_module_level_function() -> None:
+    out = list(map_batches(double, range(300), batch_size=50, executor="processes", workers=2))
+    assert out == [x * 2 for x in range(300)]
+
+
+# -- bad input: a clear error before any work --------------------------------
+
+
+def test_non_callable_function_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="fn must be callable"):
+        map_batches(42, range(3))  # type: ignore[arg-type]
+
+
+def test_non_iterable_items_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="items must be iterable"):
+        map_batches(double, 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"batch_size": "huge"}, ValueError, "batch_size"),
+        ({"batch_size": 2.5}, TypeError, "batch_size"),
+        ({"batch_size": True}, TypeError, "bool"),
+        ({"workers": 0}, ValueError, "workers"),
+        ({"executor": "gpu"}, ValueError, "executor must be one of"),
+        ({"retry": 3}, TypeError, "RetryPolicy"),
+    ],
+)
+def test_invalid_options_are_rejected_at_call(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        map_batches(double, range(3), **options)
+
+
+def test_async_function_needs_the_asyncio_executor() -> None:
+    async def adouble(xs: list[int]) -> list[int]:
+        return xs
+
+    with pytest.raises(TypeError, match="asyncio"):
+        map_batches(adouble, range(3))
+    with pytest.raises(TypeError, match="not async def"):
+        map_batches(double, range(3), executor="asyncio")
+
+
+def test_unpicklable_function_with_processes_is_a_type_error_before_work() -> None:
+    source = Counting(10)
+    with pytest.raises(TypeError, match="picklable"):
+        map_batches(lambda xs: xs, source, executor="processes")
+    assert source.pulled == 0
