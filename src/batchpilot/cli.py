@@ -64,13 +64,16 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``batchpilot`` command line; returns the process exit code."""
-    args = _build_parser().parse_args(argv)
+    try:
+        args = _build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:
         return int(args.handler(args))
     except (CliError, RecordsFormatError, JobMismatchError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
-        return _fail("interrupted", code=EXIT_FAILED_ITEMS)
+        return _fail("interrupted (rerun a job with --resume to continue it)", EXIT_FAILED_ITEMS)
     except Exception as exc:
         if os.environ.get("BATCHPILOT_TRACEBACK"):
             raise

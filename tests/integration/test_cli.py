@@ -1,0 +1,342 @@
+"""The ``batchpilot`` command end to end: real files, the real bulk engine, real subprocesses.
+
+Most tests call ``main(argv)`` in-process (same code path as the console script);
+the console script itself, ``python -m batchpilot`` and the resume-after-SIGKILL
+test run as real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batchpilot.cli import errors_path, job_path, main
+
+FUNCTIONS = textwrap.dedent(
+    """
+    import asyncio
+    import pathlib
+    import time
+
+    GATE = 50
+
+    def double(records):
+        return [{"id": int(r["id"]), "y": 2 * int(r["x"])} for r in records]
+
+    def plus_one(record):
+        x = int(record["x"])
+        if x < 0:
+            raise ValueError(f"negative x: {x}")
+        return x + 1
+
+    async def async_plus_one(record):
+        await asyncio.sleep(0)
+        return int(record["x"]) + 1
+
+    def drops_one(records):
+        return list(records)[:-1]
+
+    NOT_A_FUNCTION = 3
+
+    def gated(records):
+        # Logs its calls; blocks on the first batch holding an id >= GATE until ./go exists.
+        with open("calls.log", "a") as log:
+            log.write(" ".join(str(r["id"]) for r in records) + "\\n")
+        if any(r["id"] >= GATE for r in records):
+            pathlib.Path("blocked").touch()
+            while not pathlib.Path("go").exists():
+                time.sleep(0.01)
+        return [{"id": r["id"], "square": r["id"] ** 2} for r in records]
+    """
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A temp dir as cwd, holding a uniquely named module of batch functions."""
+    module = f"clifns_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{module}.py").write_text(FUNCTIONS, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path, module
+
+
+def write_jsonl(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def records(n: int) -> list[dict[str, object]]:
+    return [{"id": i, "x": i % 7} for i in range(n)]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_csv_to_jsonl_keeps_input_order(workdir: tuple[Path, str], capsys) -> None:
+    tmp, module = workdir
+    (tmp / "in.csv").write_text("id,x\n" + "".join(f"{i},{i % 7}\n" for i in range(500)))
+    code, err = run(
+        capsys, "run", f"{module}:double", "--input", "in.csv", "--output", "out.jsonl",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert read_jsonl(tmp / "out.jsonl") == [{"id": i, "y": 2 * (i % 7)} for i in range(500)]
+    assert "500 items" in err and "items/s" in err
+    assert not job_path(tmp / "out.jsonl").exists()
+    assert not errors_path(tmp / "out.jsonl").exists()
+
+
+def test_per_item_failures_are_listed_by_line_and_exit_1(workdir: tuple[Path, str], capsys) -> None:
+    tmp, module = workdir
+    rows = [{"id": i, "x": -1 if i in (3, 7) else i} for i in range(20)]
+    write_jsonl(tmp / "in.jsonl", rows)
+    code, err = run(
+        capsys, "run", f"{module}:plus_one", "--per-item", "-i", "in.jsonl", "-o", "out.sqlite",
+        "--batch-size", "4", "--no-progress",
+    )  # fmt: skip
+    assert code == 1
+    with sqlite3.connect(tmp / "out.sqlite") as db:
+        values = [v for (v,) in db.execute("SELECT result FROM results ORDER BY rowid")]
+    assert values == [i + 1 for i in range(20) if i not in (3, 7)]
+    assert read_jsonl(errors_path(tmp / "out.sqlite")) == [
+        {"line": 4, "error": "ValueError: negative x: -1"},
+        {"line": 8, "error": "ValueError: negative x: -1"},
+    ]
+    assert "2 failed" in err and "first: line 4: ValueError: negative x: -1" in err
+
+
+def test_parquet_to_parquet_on_processes(workdir: tuple[Path, str], capsys) -> None:
+    tmp, module = workdir
+    pq.write_table(pa.Table.from_pylist(records(300)), tmp / "in.parquet")
+    code, err = run(
+        capsys, "run", f"{module}:plus_one", "--per-item", "-i", "in.parquet", "-o",
+        "out.parquet", "--executor", "processes", "--workers", "2", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert pq.read_table(tmp / "out.parquet").column("result").to_pylist() == [
+        i % 7 + 1 for i in range(300)
+    ]
+
+
+def test_async_per_item_function_runs_on_asyncio(workdir: tuple[Path, str], capsys) -> None:
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", records(50))
+    code, err = run(
+        capsys, "run", f"{module}:async_plus_one", "--per-item", "-i", "in.jsonl", "-o",
+        "out.jsonl", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert read_jsonl(tmp / "out.jsonl") == [{"result": i % 7 + 1} for i in range(50)]
+
+
+def test_a_result_list_of_the_wrong_length_fails_every_item(workdir, capsys) -> None:
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", records(10))
+    code, _ = run(
+        capsys, "run", f"{module}:drops_one", "-i", "in.jsonl", "-o", "out.jsonl",
+        "--batch-size", "5", "--no-progress",
+    )  # fmt: skip
+    assert code == 1
+    assert read_jsonl(tmp / "out.jsonl") == []
+    failures = read_jsonl(errors_path(tmp / "out.jsonl"))
+    assert [f["line"] for f in failures] == list(range(1, 11))
+    assert all(str(f["error"]).startswith("BatchFailedError") for f in failures)
+
+
+def test_an_empty_input_gives_an_empty_output(workdir: tuple[Path, str], capsys) -> None:
+    tmp, module = workdir
+    (tmp / "in.jsonl").write_text("")
+    code, err = run(capsys, "run", f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl")
+    assert code == 0, err
+    assert (tmp / "out.jsonl").read_text() == ""
+    assert "0 items" in err
+
+
+BAD_INPUTS: dict[str, tuple[Callable[[Path, str], list[str]], str]] = {
+    "missing input file": (
+        lambda tmp, m: [f"{m}:double", "-i", "absent.jsonl", "-o", "out.jsonl"],
+        "input file not found: absent.jsonl",
+    ),
+    "malformed lines": (
+        lambda tmp, m: [f"{m}:double", "-i", "bad.jsonl", "-o", "out.jsonl"],
+        "bad.jsonl: 2 malformed lines: line 2: invalid JSON",
+    ),
+    "short csv row": (
+        lambda tmp, m: [f"{m}:double", "-i", "bad.csv", "-o", "out.jsonl"],
+        "bad.csv: 1 malformed line: line 3: 1 fields, the header has 2",
+    ),
+    "unknown module": (
+        lambda tmp, m: ["no_such_module_xyz:f", "-i", "good.jsonl", "-o", "out.jsonl"],
+        "cannot import module 'no_such_module_xyz'",
+    ),
+    "unknown function": (
+        lambda tmp, m: [f"{m}:nope", "-i", "good.jsonl", "-o", "out.jsonl"],
+        "has no function 'nope'",
+    ),
+    "not callable": (
+        lambda tmp, m: [f"{m}:NOT_A_FUNCTION", "-i", "good.jsonl", "-o", "out.jsonl"],
+        "is not callable",
+    ),
+    "no colon": (
+        lambda tmp, m: [m, "-i", "good.jsonl", "-o", "out.jsonl"],
+        "expected MODULE:FUNC",
+    ),
+    "bad batch size": (
+        lambda tmp, m: [f"{m}:double", "-i", "good.jsonl", "-o", "o.jsonl", "--batch-size", "x"],
+        "argument --batch-size: expected 'auto' or a positive integer, got 'x'",
+    ),
+    "zero workers": (
+        lambda tmp, m: [f"{m}:double", "-i", "good.jsonl", "-o", "o.jsonl", "--workers", "0"],
+        "argument --workers: expected a positive integer, got '0'",
+    ),
+    "unknown output suffix": (
+        lambda tmp, m: [f"{m}:double", "-i", "good.jsonl", "-o", "out.txt"],
+        "cannot tell the output format of out.txt",
+    ),
+    "output is the input": (
+        lambda tmp, m: [f"{m}:double", "-i", "good.jsonl", "-o", "good.jsonl"],
+        "--output must differ from --input",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_on_stderr_and_exit_2(workdir, capsys, case: str) -> None:
+    tmp, module = workdir
+    write_jsonl(tmp / "good.jsonl", records(3))
+    (tmp / "bad.jsonl").write_text('{"id": 1, "x": 1}\n{"id": 2,\n{"id": 3, "x": 3}\n[4]\n')
+    (tmp / "bad.csv").write_text("id,x\n1,2\n3\n")
+    argv, expected = BAD_INPUTS[case]
+    code, err = run(capsys, "run", *argv(tmp, module))
+    assert code == 2
+    assert err.count("\n") == 1, err
+    assert expected in err
+    assert "Traceback" not in err
+    assert not (tmp / "out.jsonl").exists()
+
+
+def test_malformed_lines_are_all_reported_before_any_work(workdir, capsys) -> None:
+    tmp, module = workdir
+    (tmp / "bad.jsonl").write_text('{"id": 1, "x": 1}\n{"id": 2,\n{"id": 3, "x": 3}\n[4]\n')
+    code, err = run(capsys, "run", f"{module}:gated", "-i", "bad.jsonl", "-o", "out.jsonl")
+    assert code == 2
+    assert "line 2: invalid JSON" in err and "line 4: expected a JSON object, got list" in err
+    assert not (tmp / "calls.log").exists()
+
+
+def test_a_leftover_checkpoint_needs_resume_and_resume_needs_a_checkpoint(workdir, capsys):
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", records(5))
+    job_path(tmp / "out.jsonl").write_bytes(b"")
+    code, err = run(capsys, "run", f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl")
+    assert code == 2 and "pass --resume to continue it" in err
+    job_path(tmp / "out.jsonl").unlink()
+    assert run(capsys, "run", f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl")[0] == 0
+    code, err = run(
+        capsys, "run", f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl", "--resume"
+    )
+    assert code == 2 and "nothing to resume" in err
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["bench"]])
+def test_every_command_has_help(capsys, command: list[str]) -> None:
+    assert main([*command, "--help"]) == 0
+    assert "usage: batchpilot" in capsys.readouterr().out
+
+
+def test_bench_lists_the_benchmark_scripts(tmp_path: Path, capsys) -> None:
+    (tmp_path / "b_one.py").write_text("print('one')\n")
+    (tmp_path / "_helper.py").write_text("")
+    assert main(["bench", "--dir", str(tmp_path), "--list"]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(tmp_path / "b_one.py")]
+    assert main(["bench", "--dir", str(tmp_path), "missing"]) == 2
+
+
+def _cli(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "batchpilot", *argv]
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _committed_chunks(job: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{job}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_the_console_script_runs_a_job(workdir: tuple[Path, str]) -> None:
+    tmp, module = workdir
+    script = Path(sys.executable).with_name("batchpilot")
+    if not script.exists():
+        pytest.skip(f"console script not installed next to {sys.executable}")
+    write_jsonl(tmp / "in.jsonl", records(20))
+    done = subprocess.run(
+        [str(script), "run", f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl"],
+        cwd=tmp, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(read_jsonl(tmp / "out.jsonl")) == 20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_resume_after_sigkill_writes_every_record_exactly_once(workdir: tuple[Path, str]) -> None:
+    tmp, module = workdir
+    total, batch = 100, 10
+    write_jsonl(tmp / "in.jsonl", [{"id": i} for i in range(total)])
+    argv = _cli(
+        "run", f"{module}:gated", "-i", "in.jsonl", "-o", "out.jsonl",
+        "--batch-size", str(batch), "--workers", "1", "--no-progress",
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tmp)}
+    first = subprocess.Popen(argv, cwd=tmp, env=env, stderr=subprocess.PIPE)
+    try:
+        # The batch holding id 50 blocks; the five batches before it must be committed.
+        _wait_for(lambda: (tmp / "blocked").exists(), "the gated batch to start")
+        _wait_for(lambda: _committed_chunks(job_path(tmp / "out.jsonl")) >= 5, "5 checkpoints")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        assert first.stderr is not None
+        first.stderr.close()
+    assert first.returncode == -signal.SIGKILL
+    assert not (tmp / "out.jsonl").exists()
+    (tmp / "calls.log").rename(tmp / "calls-first.log")
+
+    (tmp / "go").touch()
+    second = subprocess.run([*argv, "--resume"], cwd=tmp, env=env, capture_output=True,
+                            text=True, timeout=60, check=False)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert read_jsonl(tmp / "out.jsonl") == [{"id": i, "square": i * i} for i in range(total)]
+    rerun_ids = {int(i) for i in (tmp / "calls.log").read_text().split()}
+    assert rerun_ids.isdisjoint(range(50)), "committed batches were run again"
+    assert "50 resumed from the checkpoint" in second.stderr
+    assert not job_path(tmp / "out.jsonl").exists()
