@@ -1,0 +1,173 @@
+"""batchpilot.metrics: records in, Prometheus text out, scraped over loopback HTTP."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from batchpilot._events import BatchRecord, as_listener, notify
+from batchpilot.bulk import map_batches
+from batchpilot.metrics import MetricsServer, PrometheusMetrics, start_http_server
+
+pytestmark = pytest.mark.timeout(30)
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(server: MetricsServer) -> Samples:
+    with urllib.request.urlopen(server.url, timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def labels(**values: str) -> frozenset[tuple[str, str]]:
+    return frozenset(values.items())
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def server(registry: CollectorRegistry) -> Iterator[MetricsServer]:
+    with start_http_server(0, registry=registry) as running:
+        yield running
+
+
+def test_records_are_exported_per_engine_and_name(
+    registry: CollectorRegistry, server: MetricsServer
+) -> None:
+    metrics = PrometheusMetrics(registry)
+    notify(
+        [as_listener(metrics)],
+        BatchRecord(
+            "online",
+            size=4,
+            duration=0.02,
+            queue_time=0.01,
+            succeeded=4,
+            queue_depth=9,
+            name="model",
+        ),
+    )
+    metrics.record_batch(
+        BatchRecord(
+            "online",
+            size=8,
+            duration=0.2,
+            queue_time=0.05,
+            succeeded=6,
+            failed=2,
+            error_types={"ValueError": 1, "KeyError": 1},
+            queue_depth=3,
+            name="model",
+        )
+    )
+    metrics.record_batch(BatchRecord("buffer", size=100, duration=1.5, succeeded=100, name="flush"))
+
+    samples = scrape(server)
+
+    model = labels(engine="online", name="model")
+    assert samples[("batchpilot_queue_depth", model)] == 3  # the latest value
+    assert samples[("batchpilot_batch_size_count", model)] == 2
+    assert samples[("batchpilot_batch_size_sum", model)] == 12
+    assert samples[("batchpilot_batch_size_bucket", model | {("le", "4.0")})] == 1
+    assert samples[("batchpilot_batch_size_bucket", model | {("le", "8.0")})] == 2
+    assert samples[("batchpilot_batch_duration_seconds_count", model)] == 2
+    assert samples[("batchpilot_batch_duration_seconds_sum", model)] == pytest.approx(0.22)
+    assert samples[("batchpilot_batch_duration_seconds_bucket", model | {("le", "0.025")})] == 1
+    assert samples[("batchpilot_batch_duration_seconds_bucket", model | {("le", "0.25")})] == 2
+    # item latency: one observation per item at its batch's mean latency
+    assert samples[("batchpilot_item_latency_seconds_count", model)] == 12
+    assert samples[("batchpilot_item_latency_seconds_sum", model)] == pytest.approx(
+        4 * 0.03 + 8 * 0.25
+    )
+    assert samples[("batchpilot_item_latency_seconds_bucket", model | {("le", "0.05")})] == 4
+    assert samples[("batchpilot_items_total", model | {("outcome", "succeeded")})] == 10
+    assert samples[("batchpilot_items_total", model | {("outcome", "failed")})] == 2
+    assert samples[("batchpilot_errors_total", model | {("error_type", "ValueError")})] == 1
+    assert samples[("batchpilot_errors_total", model | {("error_type", "KeyError")})] == 1
+
+    flush = labels(engine="buffer", name="flush")
+    assert samples[("batchpilot_batch_size_sum", flush)] == 100
+    assert samples[("batchpilot_batch_duration_seconds_bucket", flush | {("le", "1.0")})] == 0
+    assert samples[("batchpilot_batch_duration_seconds_bucket", flush | {("le", "2.5")})] == 1
+    assert "('buffer', 'flush')" in repr(metrics)
+
+
+def test_a_real_bulk_run_is_exported(registry: CollectorRegistry, server: MetricsServer) -> None:
+    metrics = PrometheusMetrics(registry, namespace="jobs")
+
+    def score(batch: list[int]) -> list[int]:
+        if any(item % 7 == 0 for item in batch):
+            raise ValueError("multiples of 7 are rejected")
+        return [item * 2 for item in batch]
+
+    run = map_batches(
+        score, range(100), batch_size=10, workers=2, listeners=[metrics], name="nightly"
+    )
+    results = list(run)
+    assert len(results) == 100
+
+    samples = scrape(server)
+    job = labels(engine="bulk", name="nightly")
+    assert samples[("jobs_batch_size_count", job)] == 10
+    assert samples[("jobs_batch_size_sum", job)] == 100
+    assert samples[("jobs_item_latency_seconds_count", job)] == 100
+    assert samples[("jobs_items_total", job | {("outcome", "failed")})] == 15  # 0, 7, ... 98
+    assert samples[("jobs_items_total", job | {("outcome", "succeeded")})] == 85
+    assert samples[("jobs_errors_total", job | {("error_type", "ValueError")})] == 15
+    assert samples[("jobs_queue_depth", job)] == 0
+
+
+def test_a_second_exporter_on_the_same_registry_is_a_clear_error(
+    registry: CollectorRegistry,
+) -> None:
+    first = PrometheusMetrics(registry)
+    with pytest.raises(ValueError, match=r"already registered.*share one PrometheusMetrics"):
+        PrometheusMetrics(registry)
+    PrometheusMetrics(registry, namespace="other")  # another namespace is fine
+
+    first.unregister()
+    first.unregister()  # idempotent
+    PrometheusMetrics(registry)  # the names are free again
+
+
+def test_defaults_use_the_global_registry() -> None:
+    metrics = PrometheusMetrics(namespace="batchpilot_test_defaults")
+    try:
+        metrics.record_batch(BatchRecord("online", size=2, duration=0.001, succeeded=2))
+        with start_http_server(0) as server:
+            assert server.address == "127.0.0.1"
+            samples = scrape(server)
+        key = ("batchpilot_test_defaults_batch_size_sum", labels(engine="online", name=""))
+        assert samples[key] == 2
+    finally:
+        metrics.unregister()
+
+
+def test_closing_the_server_frees_the_port(registry: CollectorRegistry) -> None:
+    server = start_http_server(0, registry=registry)
+    scrape(server)
+    server.close()
+    server.close()  # idempotent
+    assert "closed=True" in repr(server)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(server.url, timeout=5)
+
+
+@pytest.mark.parametrize("buckets", [(), (1.0, 1.0), (2.0, 1.0)])
+def test_bad_buckets_are_rejected(registry: CollectorRegistry, buckets: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="size_buckets must be non-empty and strictly increasing"):
+        PrometheusMetrics(registry, size_buckets=buckets)
