@@ -1,0 +1,951 @@
+"""The online batching engine: one engine behind `batch`, `Batcher` and `online.BatchProcessor`.
+
+Callers submit single items from threads (`Engine.call`, `Engine.submit`) or from
+asyncio tasks (`Engine.asubmit`), mixed freely; the engine groups them into
+batches for one batch function (plain ``def`` or ``async def``).
+
+It never waits when waiting cannot help:
+
+1. When a batch slot is free and items are queued, a batch is dispatched at once.
+   For asyncio callers the dispatch is one ``call_soon`` callback per loop
+   iteration, so the batch is everything that arrived in that iteration.
+2. While every slot is busy, items accumulate; the next free slot takes up to the
+   current batch size at once.
+3. A worker thread that just finished a batch waits for the callers it released
+   to resubmit only when the fitted cost model (`LinearCostModel`, duration =
+   fixed + per_item * n) says the wait raises throughput (`wait_budget`), never
+   longer than ``max_wait`` nor past ``latency_target``.
+
+Where a batch runs is measured per function (`PlacementProbe`): a short CPU-bound
+plain function runs inline on the event loop of the asyncio caller that triggered
+the dispatch; one that mostly waits runs on a worker thread; an ``async def``
+function runs as a task on that loop (or, for thread callers, on a private loop
+thread). Thread callers' batches always run on worker threads.
+
+Every submitted item gets exactly one outcome: its result, its own exception
+(per-item isolation: retry, then bisect, `run_isolated`), `ItemTimeoutError`,
+`ClosedError`, or a cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._collate import Collator, get_collator
+from ._engine_policy import PlacementProbe, wait_budget
+from ._engine_requests import AFUTURE, CFUTURE, WAITER, Request, Waiter, deliver, item_nbytes
+from ._events import BatchListener, BatchRecord, as_listener, notify
+from ._isolation import Outcome, arun_isolated, run_isolated
+from ._queue import BoundedPriorityQueue
+from ._retry import NO_RETRY, RetryPolicy
+from ._sizing import Fixed, LinearCostModel, SizeController
+from .errors import ClosedError, ItemTimeoutError
+
+__all__ = ["Engine", "EngineStatistics", "Placement"]
+
+_log = logging.getLogger("batchpilot")
+
+Placement = Literal["auto", "inline", "thread"]
+_PLACEMENTS = ("auto", "inline", "thread")
+_WAIT_SLICE = 0.0005  # a deliberate wait re-checks its budget at least this often (s)
+_REFIT_EVERY = 16  # batches between refits of the cost model
+_LOOP_STOP_TIMEOUT = 1.0  # seconds close() waits for the private loop thread to stop
+
+
+@dataclass(frozen=True)
+class EngineStatistics:
+    """A snapshot of an `Engine` (plain values, never live internals).
+
+    Attributes:
+        name: the engine's name.
+        queue_size: items waiting now.
+        active_batches: batches running now.
+        current_batch_size: the size limit of the next batch.
+        max_batch_size: the hard cap on any batch.
+        max_wait: upper bound of a deliberate wait, seconds.
+        paused: no batch starts while paused.
+        closed: ``close`` was called.
+        placement: where plain-``def`` batches run now for asyncio callers:
+            ``"inline"`` or ``"thread"``; ``"task"`` for ``async def`` functions.
+        batches: batches finished.
+        items: items in finished batches.
+        succeeded: items that got a result.
+        failed: items that got an exception from the batch function.
+        expired: items failed with `ItemTimeoutError` before a batch took them.
+        cancelled: items whose caller cancelled before a batch took them.
+        failed_batches: batches whose first attempt raised.
+        waits: deliberate waits for resubmitting callers.
+        mean_batch_size: items / batches.
+        mean_batch_duration: mean seconds per batch (retries included).
+        cost_fixed: fitted fixed seconds per batch, or None before a fit.
+        cost_per_item: fitted seconds per item, or None before a fit.
+    """
+
+    name: str
+    queue_size: int
+    active_batches: int
+    current_batch_size: int
+    max_batch_size: int
+    max_wait: float
+    paused: bool
+    closed: bool
+    placement: str
+    batches: int
+    items: int
+    succeeded: int
+    failed: int
+    expired: int
+    cancelled: int
+    failed_batches: int
+    waits: int
+    mean_batch_size: float
+    mean_batch_duration: float
+    cost_fixed: float | None
+    cost_per_item: float | None
+
+
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    call = getattr(fn, "__call__", None)  # noqa: B004 - async __call__ of callable objects
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _non_negative(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _replaying(first: BaseException, call: Callable[[int, int], Any]) -> Callable[[int, int], Any]:
+    """``call`` whose first invocation re-raises ``first`` instead of calling again.
+
+    The engine tries every batch once outside the isolation plan (the fast path);
+    when that attempt raised, the plan is driven with this wrapper so its first
+    attempt is the one that already happened, not a second call.
+    """
+    pending = [first]
+
+    def replay(start: int, stop: int) -> Any:
+        if pending:
+            raise pending.pop()
+        return call(start, stop)
+
+    return replay
+
+
+def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[int, int], Any]:
+    """``call`` for ``on_error="raise"``: sub-slices re-raise the last whole-batch error.
+
+    The isolation plan then retries the whole batch per the policy and hands every
+    item the batch's exception, without calling the function on halves.
+    """
+    last: list[BaseException] = []
+
+    def whole(start: int, stop: int) -> Any:
+        if start == 0 and stop == size:
+            try:
+                return call(start, stop)
+            except Exception as exc:
+                last[:] = [exc]
+                raise
+        raise last[0]
+
+    return whole
+
+
+class _LoopThread:
+    """A private event loop on a daemon thread, for ``async def`` functions called from threads."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def stop(self, timeout: float | None) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        except RuntimeError:
+            return
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+
+class Engine:
+    """Groups single items from many callers into batches for one batch function.
+
+    Args:
+        fn: the batch function, ``def`` or ``async def``; it receives the collated
+            batch and returns one result per item (a sequence of the batch's length).
+        max_batch_size: hard cap on the items of one batch.
+        max_wait: upper bound, in seconds, of a deliberate wait for more items; the
+            engine waits only when its cost model says waiting raises throughput.
+        max_concurrent_batches: batches that may run at the same time.
+        max_queue_size: items that may wait; further submits block or fail.
+        collate: ``"stack"``, ``"concat"``, ``"list"`` or a `Collator`.
+        controller: batch-size controller (`Fixed`, `AIMD`, `TargetLatency` or any
+            `SizeController`); None means ``Fixed(max_batch_size)``.
+        latency_target: seconds an item may take end to end; bounds deliberate waits.
+        batch_size_fn: cost of one item, counted against the batch size instead of 1
+            (e.g. a sequence's length).
+        max_batch_bytes: cap on the summed ``nbytes`` of a batch's items (a batch
+            always takes at least one item).
+        retry: how often a failed batch is retried before it is bisected.
+        on_error: ``"isolate"`` (default): after the retries, bisect the batch so
+            only the failing items get their own exception; ``"raise"``: every item
+            gets the batch's exception.
+        priority_levels: number of priority levels; higher levels are served first.
+        item_timeout: seconds from submission after which a queued item fails with
+            `ItemTimeoutError` instead of being processed.
+        min_batch_interval: minimum seconds between the starts of two batches.
+        placement: ``"auto"`` (measure, see `PlacementProbe`), ``"inline"`` or
+            ``"thread"``: where plain-``def`` batches of asyncio callers run.
+        listeners: receive a `BatchRecord` after each batch (objects with
+            ``record_batch`` or plain callables).
+        clock: time source for deadlines, intervals and batch durations.
+        name: label for threads, metrics and ``repr``.
+
+    Raises:
+        TypeError: ``fn`` is not callable or an argument has the wrong type.
+        ValueError: an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        max_batch_size: int = 64,
+        max_wait: float = 0.005,
+        max_concurrent_batches: int = 1,
+        max_queue_size: int = 10_000,
+        collate: str | Collator = "stack",
+        controller: SizeController | None = None,
+        latency_target: float | None = None,
+        batch_size_fn: Callable[[Any], float] | None = None,
+        max_batch_bytes: int | None = None,
+        retry: RetryPolicy = NO_RETRY,
+        on_error: Literal["isolate", "raise"] = "isolate",
+        priority_levels: int = 1,
+        item_timeout: float | None = None,
+        min_batch_interval: float = 0.0,
+        placement: Placement = "auto",
+        listeners: Sequence[BatchListener | Callable[[BatchRecord], object]] = (),
+        clock: Clock = SYSTEM_CLOCK,
+        name: str = "",
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"the batch function must be callable, got {fn!r}")
+        _positive_int("max_batch_size", max_batch_size)
+        _positive_int("max_concurrent_batches", max_concurrent_batches)
+        _positive_int("max_queue_size", max_queue_size)
+        _positive_int("priority_levels", priority_levels)
+        _non_negative("max_wait", max_wait)
+        _non_negative("min_batch_interval", min_batch_interval)
+        _non_negative("item_timeout", item_timeout, allow_none=True)
+        if latency_target is not None and not latency_target > 0:
+            raise ValueError(f"latency_target must be > 0, got {latency_target}")
+        if max_batch_bytes is not None:
+            _positive_int("max_batch_bytes", max_batch_bytes)
+        if batch_size_fn is not None and not callable(batch_size_fn):
+            raise TypeError(f"batch_size_fn must be callable, got {batch_size_fn!r}")
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {retry!r}")
+        if on_error not in ("isolate", "raise"):
+            raise ValueError(f"on_error must be 'isolate' or 'raise', got {on_error!r}")
+        if placement not in _PLACEMENTS:
+            raise ValueError(f"placement must be one of {_PLACEMENTS}, got {placement!r}")
+        if controller is not None and not isinstance(controller, SizeController):
+            raise TypeError(f"controller needs observe() and next_size(), got {controller!r}")
+
+        self.name = name
+        self._fn = fn
+        self._is_async = _is_async_callable(fn)
+        self._collator = get_collator(collate)
+        self._controller: SizeController = controller or Fixed(max_batch_size)
+        self._max_batch_size = max_batch_size
+        self._max_wait = float(max_wait)
+        self._max_concurrent = max_concurrent_batches
+        self._latency_target = latency_target
+        self._batch_size_fn = batch_size_fn
+        self._max_batch_bytes = max_batch_bytes
+        self._budgeted = batch_size_fn is not None or max_batch_bytes is not None
+        self._retry = retry
+        self._isolate = on_error == "isolate"
+        self._item_timeout = item_timeout
+        self._min_interval = float(min_batch_interval)
+        self._placement = placement
+        self._inline_allowed = all(delay == 0 for delay in retry.delays())
+        self._probe = PlacementProbe()
+        self._listeners = tuple(as_listener(hook) for hook in listeners)
+        self._clock = clock
+        self._queue: BoundedPriorityQueue[Request] = BoundedPriorityQueue(
+            max_queue_size, priority_levels, clock
+        )
+
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # workers wait here for items
+        self._drained = threading.Condition(self._lock)  # close() waits here
+        self._active = 0
+        self._paused = False
+        self._closing = False
+        self._closed = False
+        self._in_flight: dict[int, list[Request]] = {}
+        self._workers: list[threading.Thread] = []
+        self._idle_workers = 0
+        self._wake_at = 1
+        self._pending_loops: set[asyncio.AbstractEventLoop] = set()
+        self._private_loop: _LoopThread | None = None
+        self._last_start = -math.inf
+        self._last_size = 0
+
+        self._model = LinearCostModel(window=64)
+        self._fit: tuple[float, float] | None = None
+        self._unfitted = 0
+
+        self._batches = 0
+        self._items = 0
+        self._succeeded = 0
+        self._failed = 0
+        self._expired = 0
+        self._cancelled = 0
+        self._failed_batches = 0
+        self._waits = 0
+        self._busy_time = 0.0
+
+    # -- submitting -----------------------------------------------------------------
+
+    def submit(
+        self, item: Any, *, priority: int = 0, timeout: float | None = None
+    ) -> concurrent.futures.Future[Any]:
+        """Queue ``item``; return a `concurrent.futures.Future` of its result.
+
+        Args:
+            item: one item.
+            priority: level in ``[0, priority_levels)``; higher is served first.
+            timeout: seconds to block while the queue is full (None: as long as it
+                takes, 0: not at all), then `QueueFullError`.
+
+        Raises:
+            ClosedError: after `close`.
+            QueueFullError: the queue stayed full for ``timeout`` seconds.
+            ValueError: ``priority`` is out of range.
+        """
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._enqueue(self._request(item, future, CFUTURE, None), priority, timeout)
+        self._kick_from_thread()
+        return future
+
+    def call(self, item: Any, *, priority: int = 0, timeout: float | None = None) -> Any:
+        """Queue ``item`` and block this thread until its result (or exception) is in.
+
+        ``timeout`` only bounds the wait for room in a full queue. Raises like
+        `submit`, plus whatever the item's outcome is.
+        """
+        waiter = Waiter()
+        self._enqueue(self._request(item, waiter, WAITER, None), priority, timeout)
+        self._kick_from_thread()
+        return waiter.result()
+
+    async def asubmit(self, item: Any, *, priority: int = 0) -> Any:
+        """Queue ``item`` from a coroutine and await its result.
+
+        Never blocks the event loop: a full queue raises `QueueFullError` at once.
+        Cancelling the awaiting task removes the item if no batch has taken it yet.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        request = self._request(item, future, AFUTURE, loop)
+        self._enqueue(request, priority, 0)
+        if loop not in self._pending_loops:
+            self._schedule(loop, threadsafe=False)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.cancelled() and self._queue.discard(request):
+                with self._lock:
+                    self._cancelled += 1
+                    if self._closing:
+                        self._drained.notify_all()
+            raise
+
+    def _request(
+        self, item: Any, sink: Any, kind: int, loop: asyncio.AbstractEventLoop | None
+    ) -> Request:
+        now = self._clock.now()
+        timeout = self._item_timeout
+        request = Request(item, sink, kind, loop, None if timeout is None else now + timeout, now)
+        if self._budgeted:
+            if self._batch_size_fn is not None:
+                cost = float(self._batch_size_fn(item))
+                if not cost >= 0:
+                    raise ValueError(f"batch_size_fn must return a cost >= 0, got {cost}")
+                request.cost = cost
+            if self._max_batch_bytes is not None:
+                request.nbytes = item_nbytes(item)
+        return request
+
+    def _enqueue(self, request: Request, priority: int, timeout: float | None) -> None:
+        if self._closing:
+            raise ClosedError(f"{self!r} is closed")
+        self._queue.put(request, priority, timeout)
+
+    # -- waking whoever dispatches ----------------------------------------------------
+
+    def _kick_from_thread(self) -> None:
+        """A thread caller queued an item: wake a worker or the private loop."""
+        if self._is_async:
+            loop = self._loop_thread().loop
+            if loop not in self._pending_loops:
+                self._schedule(loop, threadsafe=True)
+        else:
+            self._wake_worker()
+
+    def _wake_worker(self) -> None:
+        # Lock-free fast path: the queue was appended to before reading the idle count,
+        # and a worker raises the idle count before checking the queue (see _worker),
+        # so one of the two always sees the other.
+        if self._idle_workers:
+            if len(self._queue) >= self._wake_at:
+                with self._lock:
+                    self._work.notify()
+        elif len(self._workers) < self._max_concurrent:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if len(self._workers) >= self._max_concurrent or self._closed:
+                return
+            worker = threading.Thread(
+                target=self._worker,
+                name=f"batchpilot-{self.name or 'engine'}-{len(self._workers)}",
+                daemon=True,
+            )
+            self._workers.append(worker)
+        worker.start()
+
+    def _loop_thread(self) -> _LoopThread:
+        if self._private_loop is None:
+            with self._lock:
+                if self._private_loop is None:
+                    self._private_loop = _LoopThread(f"batchpilot-{self.name or 'engine'}-loop")
+        return self._private_loop
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, *, threadsafe: bool) -> None:
+        """Arrange one `_dispatch_on` callback on ``loop`` (at most one pending per loop)."""
+        self._pending_loops.add(loop)
+        try:
+            if threadsafe:
+                loop.call_soon_threadsafe(self._dispatch_on, loop)
+            else:
+                loop.call_soon(self._dispatch_on, loop)
+        except RuntimeError:  # the loop is closed; let a thread take the items instead
+            self._pending_loops.discard(loop)
+            if not self._is_async:
+                self._wake_worker()
+
+    def _kick_all(self) -> None:
+        """Make sure queued items get dispatched (after resume, during close)."""
+        if self._is_async:
+            self._schedule(self._loop_thread().loop, threadsafe=True)
+            return
+        if not self._workers:
+            self._start_worker()
+        with self._lock:
+            self._work.notify_all()
+
+    # -- dispatching ----------------------------------------------------------------------
+
+    def _dispatch_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One dispatch round on ``loop`` (runs as a loop callback)."""
+        self._pending_loops.discard(loop)
+        delay = self._interval_remaining()
+        if delay > 0 and len(self._queue):
+            self._pending_loops.add(loop)
+            loop.call_later(delay, self._dispatch_on, loop)
+            return
+        if self._is_async:
+            while self._acquire_slot():
+                batch = self._claim()
+                if batch:
+                    loop.create_task(self._run_async(batch, loop))
+            return
+        if not self._runs_inline():
+            self._wake_worker()
+            return
+        if self._acquire_slot():
+            batch = self._claim()
+            if batch:
+                self._run_sync(batch, loop)
+            if len(self._queue) and loop not in self._pending_loops:
+                self._schedule(loop, threadsafe=False)
+
+    def _runs_inline(self) -> bool:
+        if self._placement == "auto":
+            return self._inline_allowed and self._probe.inline
+        return self._placement == "inline"
+
+    def _acquire_slot(self) -> bool:
+        with self._lock:
+            if self._paused or self._active >= self._max_concurrent or not len(self._queue):
+                return False
+            self._active += 1
+            return True
+
+    def _interval_remaining(self) -> float:
+        if self._min_interval <= 0:
+            return 0.0
+        return max(self._last_start + self._min_interval - self._clock.now(), 0.0)
+
+    def _claim(self) -> list[Request]:
+        """Take the next batch for a slot already acquired; release it if nothing is live."""
+        size = self.current_batch_size
+        if self._budgeted:
+            taken, expired = self._take_budgeted(size)
+        else:
+            taken, expired = self._queue.take(size)
+        batch = taken
+        if any(request.kind != WAITER for request in taken):
+            batch = [request for request in taken if not request.cancelled()]
+        with self._lock:
+            self._expired += len(expired)
+            self._cancelled += len(taken) - len(batch)
+            if batch:
+                self._in_flight[id(batch)] = batch
+                self._last_start = self._clock.now()
+            else:
+                self._release_slot_locked()
+        if expired:
+            errors = [
+                ItemTimeoutError(f"item expired after {self._item_timeout} s in the queue")
+                for _ in expired
+            ]
+            deliver(expired, errors, [False] * len(expired), _running_loop())
+        return batch
+
+    def _take_budgeted(self, size: int) -> tuple[list[Request], list[Request]]:
+        """Take items whose summed cost fits ``size`` and summed bytes ``max_batch_bytes``."""
+        max_bytes = self._max_batch_bytes
+        spent_bytes = 0
+
+        def cost(request: Request) -> float:
+            nonlocal spent_bytes
+            spent_bytes += request.nbytes
+            if max_bytes is not None and spent_bytes > max_bytes:
+                return math.inf  # stops the batch before this item (unless it is the first)
+            return request.cost
+
+        return self._queue.take(self._queue.maxsize, max_cost=size, cost=cost)
+
+    def _release_slot_locked(self) -> None:
+        self._active -= 1
+        if self._closing and self._active == 0:
+            self._drained.notify_all()
+
+    # -- running batches ----------------------------------------------------------------
+
+    def _worker(self) -> None:
+        """A worker thread: run batches while there are items, wait while there are none."""
+        while True:
+            with self._lock:
+                self._idle_workers += 1
+                while self._paused or self._active >= self._max_concurrent or not len(self._queue):
+                    if self._closed:
+                        self._idle_workers -= 1
+                        return
+                    self._wake_at = 1
+                    self._work.wait()
+                self._idle_workers -= 1
+                self._active += 1
+            delay = self._interval_remaining()
+            if delay > 0:
+                self._clock.sleep(delay)
+            self._wait_for_stragglers()
+            batch = self._claim()
+            if batch:
+                self._run_sync(batch, None)
+
+    def _wait_for_stragglers(self) -> None:
+        """Holding a slot, wait for released callers to resubmit while it pays (`wait_budget`)."""
+        expected = min(self._last_size, self.current_batch_size)
+        if expected <= 1 or self._max_wait <= 0 or len(self._queue) >= expected:
+            return
+        fit = self._current_fit()
+        if fit is None:
+            return
+        started = time.monotonic()
+        waited = False
+        while not self._closing and not self._paused:
+            queued = len(self._queue)
+            budget = wait_budget(
+                fit,
+                queued=queued,
+                expected=expected,
+                max_wait=self._max_wait,
+                latency_target=self._latency_target,
+            )
+            remaining = budget - (time.monotonic() - started)
+            if remaining <= 0:
+                break
+            waited = True
+            with self._lock:
+                self._idle_workers += 1
+                self._wake_at = expected
+                if len(self._queue) < expected:
+                    self._work.wait(min(remaining, _WAIT_SLICE))
+                self._wake_at = 1
+                self._idle_workers -= 1
+        if waited:
+            with self._lock:
+                self._waits += 1
+
+    def _current_fit(self) -> tuple[float, float] | None:
+        """The latest cost-model fit; refitted every few batches, kept while sizes are constant."""
+        with self._lock:
+            if self._fit is None or self._unfitted >= _REFIT_EVERY:
+                self._unfitted = 0
+                fit = self._model.fit()
+                if fit is not None:
+                    self._fit = fit
+            return self._fit
+
+    def _call_slice(self, items: list[Any], start: int, stop: int) -> Any:
+        batch, layout = self._collator.collate(
+            items[start:stop] if start or stop < len(items) else items
+        )
+        return self._collator.split(self._fn(batch), layout, stop - start)
+
+    async def _acall_slice(self, items: list[Any], start: int, stop: int) -> Any:
+        batch, layout = self._collator.collate(
+            items[start:stop] if start or stop < len(items) else items
+        )
+        return self._collator.split(await self._fn(batch), layout, stop - start)
+
+    def _plan_call(
+        self, first: BaseException, call: Callable[[int, int], Any], size: int
+    ) -> Callable[[int, int], Any]:
+        replay = _replaying(first, call)
+        return replay if self._isolate else _whole_batch_only(replay, size)
+
+    def _run_sync(self, batch: list[Request], here: asyncio.AbstractEventLoop | None) -> None:
+        items = [request.item for request in batch]
+        size = len(items)
+        started = self._clock.now()
+        wall, cpu = time.perf_counter(), time.thread_time()
+        outcomes: list[Outcome] | None = None
+        try:
+            try:
+                values = self._call_slice(items, 0, size)
+            except Exception as exc:
+                call = self._plan_call(exc, lambda a, b: self._call_slice(items, a, b), size)
+                outcomes = run_isolated(call, size, self._retry, self._clock.sleep)
+                values = []
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail the batch, re-raise
+            self._finish(batch, [exc] * size, [False] * size, started, False, here)
+            raise
+        self._probe.observe(time.perf_counter() - wall, time.thread_time() - cpu)
+        self._finish_outcomes(batch, values, outcomes, started, here)
+
+    async def _run_async(self, batch: list[Request], loop: asyncio.AbstractEventLoop) -> None:
+        items = [request.item for request in batch]
+        size = len(items)
+        started = self._clock.now()
+        outcomes: list[Outcome] | None = None
+        try:
+            try:
+                values = await self._acall_slice(items, 0, size)
+            except Exception as exc:
+                call = self._plan_call(exc, lambda a, b: self._acall_slice(items, a, b), size)
+                outcomes = await arun_isolated(call, size, self._retry, self._asleep)
+                values = []
+        except BaseException as exc:  # cancelled (the loop is shutting down) or fatal
+            error = (
+                ClosedError("the batch was cancelled")
+                if isinstance(exc, asyncio.CancelledError)
+                else exc
+            )
+            self._finish(batch, [error] * size, [False] * size, started, False, loop)
+            raise
+        self._finish_outcomes(batch, values, outcomes, started, loop)
+        if len(self._queue) and loop not in self._pending_loops:
+            self._schedule(loop, threadsafe=False)
+
+    async def _asleep(self, seconds: float) -> None:
+        if self._clock is SYSTEM_CLOCK:
+            await asyncio.sleep(seconds)
+        else:
+            self._clock.sleep(seconds)
+
+    def _finish_outcomes(
+        self,
+        batch: list[Request],
+        values: Any,
+        outcomes: list[Outcome] | None,
+        started: float,
+        here: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        if outcomes is None:
+            self._finish(batch, values, None, started, True, here)
+        else:
+            self._finish(
+                batch,
+                [outcome.value for outcome in outcomes],
+                [outcome.ok for outcome in outcomes],
+                started,
+                False,
+                here,
+            )
+
+    def _finish(
+        self,
+        batch: list[Request],
+        values: Sequence[Any],
+        oks: Sequence[bool] | None,
+        started: float,
+        ok: bool,
+        here: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        """Record a finished batch, free its slot and deliver its outcomes (once)."""
+        duration = self._clock.now() - started
+        size = len(batch)
+        failed = 0 if oks is None else oks.count(False)
+        try:
+            self._controller.observe(size, duration, ok)
+        except Exception:
+            _log.exception("batch-size controller %r failed", self._controller)
+        with self._lock:
+            if ok:
+                self._model.add(size, duration)
+                self._unfitted += 1
+            owned = self._in_flight.pop(id(batch), None) is not None
+            self._batches += 1
+            self._items += size
+            self._succeeded += size - failed
+            self._failed += failed
+            self._failed_batches += not ok
+            self._busy_time += duration
+            self._last_size = size
+            self._release_slot_locked()
+        if owned:
+            deliver(batch, values, oks, here)
+        if self._listeners:
+            self._emit(batch, values, oks, started, duration)
+
+    def _emit(
+        self,
+        batch: list[Request],
+        values: Sequence[Any],
+        oks: Sequence[bool] | None,
+        started: float,
+        duration: float,
+    ) -> None:
+        error_types: dict[str, int] = {}
+        if oks is not None:
+            for value, ok in zip(values, oks, strict=True):
+                if not ok:
+                    kind = type(value).__name__
+                    error_types[kind] = error_types.get(kind, 0) + 1
+        failed = sum(error_types.values())
+        record = BatchRecord(
+            engine="online",
+            size=len(batch),
+            duration=duration,
+            queue_time=sum(started - request.enqueued for request in batch) / len(batch),
+            succeeded=len(batch) - failed,
+            failed=failed,
+            error_types=error_types,
+            queue_depth=len(self._queue),
+            name=self.name,
+        )
+        notify(self._listeners, record)
+
+    # -- control ----------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Start no new batch until `resume`; items keep queueing, running batches finish."""
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Start batches again after `pause`."""
+        with self._lock:
+            self._paused = False
+        if len(self._queue) and not self._closed:
+            self._kick_all()
+
+    def set_max_batch_size(self, n: int) -> None:
+        """Change the hard cap on batch size; takes effect for the next batch."""
+        _positive_int("max_batch_size", n)
+        self._max_batch_size = n
+        controller: Any = self._controller
+        if isinstance(controller, Fixed):
+            controller.set_bounds(n, n)
+        elif hasattr(controller, "set_bounds") and hasattr(controller, "min_size"):
+            controller.set_bounds(min(controller.min_size, n), n)
+
+    def set_max_wait(self, seconds: float) -> None:
+        """Change the upper bound of deliberate waits; takes effect for the next batch."""
+        _non_negative("max_wait", seconds)
+        self._max_wait = float(seconds)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting items; let queued and running ones finish for up to ``timeout`` s.
+
+        Then every item still pending gets an outcome: queued `concurrent.futures`
+        futures are cancelled (and marked so `concurrent.futures.wait` sees them
+        done); every other pending caller gets `ClosedError`. While paused, queued
+        items are not run. Idempotent and callable from any thread; from inside a
+        running event loop with an ``async def`` function use `aclose`, since the
+        loop cannot run batches while blocked here.
+        """
+        _non_negative("timeout", timeout, allow_none=True)
+        with self._lock:
+            self._closing = True
+            drain = not self._paused
+        if self._is_async and _running_loop() is not None:
+            timeout = 0.0
+        if drain and len(self._queue):
+            self._kick_all()
+        with self._lock:
+            self._drained.wait_for(
+                lambda: self._active == 0 and (not drain or not len(self._queue)), timeout
+            )
+        leftovers = self._queue.close()
+        with self._lock:
+            abandoned = [request for batch in self._in_flight.values() for request in batch]
+            self._in_flight.clear()
+            self._closed = True
+            self._work.notify_all()
+        self._fail_closed(leftovers, abandoned)
+        if self._private_loop is not None:
+            self._private_loop.stop(_LOOP_STOP_TIMEOUT)
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """`close` from a coroutine: waits in a thread so this loop keeps running batches."""
+        await asyncio.to_thread(self.close, timeout)
+
+    def _fail_closed(self, leftovers: list[Request], abandoned: list[Request]) -> None:
+        here = _running_loop()
+        rest = []
+        for request in leftovers:
+            if request.kind == CFUTURE:
+                request.sink.cancel()
+                request.sink.set_running_or_notify_cancel()
+            else:
+                rest.append(request)
+        with self._lock:
+            self._cancelled += len(leftovers) - len(rest)
+        rest += abandoned
+        if rest:
+            errors = [ClosedError("the engine was closed before this item finished") for _ in rest]
+            deliver(rest, errors, [False] * len(rest), here)
+
+    # -- live state ---------------------------------------------------------------------------
+
+    @property
+    def queue_size(self) -> int:
+        """Items waiting now."""
+        return len(self._queue)
+
+    @property
+    def active_batches(self) -> int:
+        """Batches running now."""
+        return self._active
+
+    @property
+    def current_batch_size(self) -> int:
+        """The size limit of the next batch: the controller's size, capped."""
+        return max(1, min(self._controller.next_size(), self._max_batch_size))
+
+    @property
+    def max_batch_size(self) -> int:
+        return self._max_batch_size
+
+    @property
+    def max_wait(self) -> float:
+        return self._max_wait
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called (submits then raise `ClosedError`)."""
+        return self._closing
+
+    @property
+    def controller(self) -> SizeController:
+        return self._controller
+
+    @property
+    def placement(self) -> str:
+        """Where plain-``def`` batches of asyncio callers run now (``"task"`` for async fns)."""
+        if self._is_async:
+            return "task"
+        return "inline" if self._runs_inline() else "thread"
+
+    def statistics(self) -> EngineStatistics:
+        """A frozen snapshot of counters and live state."""
+        fit = self._current_fit()
+        with self._lock:
+            batches = self._batches
+            return EngineStatistics(
+                name=self.name,
+                queue_size=len(self._queue),
+                active_batches=self._active,
+                current_batch_size=self.current_batch_size,
+                max_batch_size=self._max_batch_size,
+                max_wait=self._max_wait,
+                paused=self._paused,
+                closed=self._closing,
+                placement=self.placement,
+                batches=batches,
+                items=self._items,
+                succeeded=self._succeeded,
+                failed=self._failed,
+                expired=self._expired,
+                cancelled=self._cancelled,
+                failed_batches=self._failed_batches,
+                waits=self._waits,
+                mean_batch_size=self._items / batches if batches else 0.0,
+                mean_batch_duration=self._busy_time / batches if batches else 0.0,
+                cost_fixed=None if fit is None else fit[0],
+                cost_per_item=None if fit is None else fit[1],
+            )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "paused" if self._paused else "running"
+        return (
+            f"Engine({self.name or getattr(self._fn, '__name__', 'fn')!s}, {state}, "
+            f"queue_size={len(self._queue)}, active_batches={self._active}, "
+            f"batch_size={self.current_batch_size}, placement={self.placement})"
+        )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    return asyncio._get_running_loop()
