@@ -189,7 +189,8 @@ class Database:
 
     Args:
         url: a SQLAlchemy URL, e.g. ``sqlite:///results.db`` or
-            ``postgresql+psycopg://user:password@host/dbname``.
+            ``postgresql://user:password@host/dbname`` (psycopg 3 unless the URL
+            names another driver).
         pool_size: connections kept open in the pool.
         max_overflow: extra connections opened under load beyond ``pool_size``.
         pool_timeout: seconds to wait for a free connection before failing.
@@ -598,6 +599,9 @@ def _parse_url(url: str) -> sa.URL:
             f"expected a database URL such as 'sqlite:///path/to/file.db' or "
             f"'postgresql+psycopg://user@host/dbname', got {url!r}"
         ) from None
+    if parsed.drivername == "postgresql":
+        # The [db] extra installs psycopg 3; SQLAlchemy 2.0 would look for psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite" and (
         parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -474,3 +475,46 @@ def test_repr_shows_live_state(sqlite_url: str) -> None:
     with Database(sqlite_url) as db, db.transaction():
         assert "connections_in_use=1, open_transactions=1, closed=False" in repr(db)
     assert "closed=True" in repr(db)
+
+
+def test_a_postgresql_url_without_a_driver_uses_psycopg(postgres_url: str) -> None:
+    with Database(postgres_url.replace("postgresql+psycopg://", "postgresql://")) as db:
+        assert db.engine.url.drivername == "postgresql+psycopg"
+        db.create_table("molecules", {"name": str})
+        assert db.batch_insert("molecules", [{"name": "a"}]) == [1]
+
+
+@pytest.mark.asyncio
+async def test_cancelling_transaction_async_while_it_begins_leaks_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    with Database(url) as setup:
+        setup.create_table("molecules", {"name": str})
+    lock = LockedSqlite(tmp_path / "locked.db")
+    waiting, resume = threading.Event(), threading.Event()
+
+    def sleep(seconds: float) -> None:
+        waiting.set()
+        resume.wait(10)
+        lock.release()
+
+    with Database(url, sleep=sleep, engine_options={"connect_args": {"timeout": 0}}) as db:
+
+        async def open_transaction() -> None:
+            async with db.transaction_async():
+                raise AssertionError("the body must not run after cancellation")
+
+        task = asyncio.create_task(open_transaction())
+        await asyncio.to_thread(waiting.wait, 10)  # the begin is retrying in its thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        resume.set()
+        await asyncio.get_running_loop().shutdown_default_executor()
+        for _ in range(100):  # let the loop run the begin's completion callbacks
+            if db.get_metrics().get("transaction", {}).get("rollbacks"):
+                break
+            await asyncio.sleep(0)
+
+        assert "connections_in_use=0, open_transactions=0" in repr(db)
+        assert db.get_metrics()["transaction"]["rollbacks"] == 1
+    lock.connection.close()
