@@ -1,0 +1,75 @@
+"""map_batches on a real Dask distributed LocalCluster."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from batchpilot.bulk import ItemFailure, map_batches
+
+distributed = pytest.importorskip("dask.distributed")
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+
+def double(xs: list[int]) -> list[int]:
+    return [x * 2 for x in xs]
+
+
+def reject_sevens(xs: list[int]) -> list[int]:
+    if any(x % 7 == 0 for x in xs):
+        raise ValueError("multiple of seven")
+    return xs
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    )
+    with distributed.Client(cluster) as dask_client:
+        yield dask_client
+    cluster.close()
+
+
+def test_results_come_back_in_order_from_the_cluster(client: Any) -> None:
+    run = map_batches(double, range(5000), executor=client)
+    assert list(run) == [x * 2 for x in range(5000)]
+    assert run.stats()["chunks_processed"] == len(run.batch_size_history)
+
+
+def test_unordered_results_from_the_cluster(client: Any) -> None:
+    out = list(map_batches(double, range(1000), batch_size=50, executor=client, ordered=False))
+    assert sorted(out) == [x * 2 for x in range(1000)]
+
+
+def test_bad_items_are_isolated_on_the_workers(client: Any) -> None:
+    out = list(map_batches(reject_sevens, range(1, 50), batch_size=16, executor=client))
+    failed = [v.item for v in out if isinstance(v, ItemFailure)]
+    assert failed == [7, 14, 21, 28, 35, 42, 49]
+    assert [v for v in out if not isinstance(v, ItemFailure)] == [x for x in range(1, 50) if x % 7]
+
+
+def test_the_client_given_is_left_open(client: Any) -> None:
+    list(map_batches(double, range(10), executor=client))
+    assert client.status == "running"
+
+
+def test_an_unpicklable_function_is_a_type_error_before_work(client: Any) -> None:
+    lock = threading.Lock()
+
+    def locked(xs: list[int]) -> list[int]:
+        with lock:
+            return xs
+
+    with pytest.raises(TypeError, match="picklable"):
+        map_batches(locked, range(10), executor=client)
+
+
+def test_executor_dask_starts_and_closes_its_own_local_client() -> None:
+    run = map_batches(double, range(100), batch_size=30, executor="dask", workers=1)
+    assert list(run) == [x * 2 for x in range(100)]
+    assert run.finished

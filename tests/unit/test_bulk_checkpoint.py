@@ -1,0 +1,142 @@
+"""Resumable bulk jobs: per-chunk commits, skipping stored chunks, refusing foreign files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from batchpilot._checkpoint import FORMAT_VERSION, JobStore, digest
+from batchpilot.bulk import ItemFailure, JobMismatchError, map_batches
+
+from .test_bulk import InlineExecutor
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Recorder:
+    """A batch function that doubles and remembers which items it ran."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def __call__(self, xs: list[int]) -> list[int]:
+        self.seen.extend(xs)
+        return [x * 2 for x in xs]
+
+
+def stored_rows(path: Path) -> list[tuple[int, int]]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT start, stop FROM chunks ORDER BY start").fetchall()
+
+
+def run_job(fn: Recorder, path: Path, items: range, size: int = 10) -> list[int]:
+    return list(map_batches(fn, items, batch_size=size, job=str(path), executor=InlineExecutor()))
+
+
+def test_each_chunk_is_committed_and_a_finished_job_is_not_run_again(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    first = Recorder()
+    assert run_job(first, path, range(35)) == [x * 2 for x in range(35)]
+    assert stored_rows(path) == [(0, 10), (10, 20), (20, 30), (30, 35)]
+    again = Recorder()
+    run = map_batches(again, range(35), batch_size=10, job=str(path))
+    assert list(run) == [x * 2 for x in range(35)]
+    assert again.seen == []
+    assert run.stats()["items_resumed"] == 35
+
+
+def test_an_interrupted_job_resumes_where_it_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    first = Recorder()
+    run = map_batches(first, range(50), batch_size=10, job=str(path), executor=InlineExecutor())
+    assert [next(run) for _ in range(15)] == [x * 2 for x in range(15)]
+    run.close()  # two chunks were committed
+    assert stored_rows(path) == [(0, 10), (10, 20)]
+    second = Recorder()
+    assert run_job(second, path, range(50)) == [x * 2 for x in range(50)]
+    assert second.seen == list(range(20, 50))  # nothing done twice, nothing lost
+
+
+def test_resume_fills_gaps_between_chunks_stored_out_of_order(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    store = JobStore(path)
+    store.check_head(list(range(16)))
+    store.commit(10, 20, digest(range(10, 20)), [x * 2 for x in range(10, 20)])
+    store.close()
+    rest = Recorder()
+    assert run_job(rest, path, range(30), size=7) == [x * 2 for x in range(30)]
+    assert rest.seen == [*range(10), *range(20, 30)]
+    assert stored_rows(path) == [(0, 7), (7, 10), (10, 20), (20, 27), (27, 30)]
+
+
+def test_failed_items_are_stored_and_come_back_on_resume(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+
+    def picky(xs: list[int]) -> list[int]:
+        if 4 in xs:
+            raise ValueError("four")
+        return xs
+
+    first = list(map_batches(picky, range(8), batch_size=8, job=str(path)))
+    again = map_batches(picky, range(8), batch_size=8, job=str(path))
+    second = list(again)
+    for out in (first, second):
+        assert isinstance(out[4], ItemFailure) and str(out[4].error) == "four"
+    assert [f.index for f in again.failures] == [4]
+
+
+def test_a_job_file_of_another_input_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    run_job(Recorder(), path, range(30))
+    before = stored_rows(path)
+    stranger = Recorder()
+    with pytest.raises(JobMismatchError, match="different input"):
+        run_job(stranger, path, range(100, 130))
+    assert stranger.seen == [] and stored_rows(path) == before
+
+
+def test_a_change_after_the_head_is_caught_at_the_stored_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    run_job(Recorder(), path, range(40))
+    changed = [*range(25), -1, *range(26, 40)]
+    with pytest.raises(JobMismatchError, match="differ"):
+        list(map_batches(Recorder(), changed, batch_size=10, job=str(path)))
+
+
+def test_a_longer_input_for_a_finished_job_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    run_job(Recorder(), path, range(20))
+    with pytest.raises(JobMismatchError, match="more than the 20 items"):
+        run_job(Recorder(), path, range(25))
+
+
+def test_a_newer_format_is_refused_at_call_time(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    run_job(Recorder(), path, range(10))
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION + 1),)
+        )
+    with pytest.raises(JobMismatchError, match="Upgrade batchpilot"):
+        map_batches(Recorder(), range(10), job=str(path))
+    assert stored_rows(path) == [(0, 10)]
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 100, None])
+def test_a_file_that_is_not_a_job_is_refused(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "other.sqlite"
+    if content is None:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE users (id INTEGER)")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(JobMismatchError, match="not a batchpilot job"):
+        map_batches(Recorder(), range(10), job=str(path))
+
+
+def test_unpicklable_items_in_a_job_are_a_type_error(tmp_path: Path) -> None:
+    items = [lambda: 1, lambda: 2]
+    with pytest.raises(TypeError, match="picklable items"):
+        list(map_batches(lambda xs: xs, items, job=str(tmp_path / "j.sqlite")))
