@@ -1,0 +1,234 @@
+"""Configuration of `batchpilot.chunked` (seed 002): `ChunkConfig` and its enums.
+
+Every seed field keeps its name and default. A few fields the seed's examples need
+but its table leaves out are added (``strategy``, which the seed's second example
+passes) or make its strategies concrete (``target_chunk_time``, chunk bounds, the
+weight function, the storage folder). Values are checked on construction *and on
+every later assignment*, because the seed adjusts a live config
+(``processor.config.chunk_size //= 2``): an invalid value raises `ValueError`
+naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+__all__ = ["RESULT_FORMATS", "ChunkConfig", "ChunkStrategy", "ProcessingMode"]
+
+RESULT_FORMATS = ("json", "pickle", "sqlite")
+"""Storage formats `ResultStorage` writes."""
+
+
+class ChunkStrategy(Enum):
+    """How a target list is cut into chunks.
+
+    Attributes:
+        FIXED: ``chunk_size`` targets per chunk (read live, so a changed config
+            applies to the next chunk).
+        MEMORY_BASED: as many targets as fit into this chunk's share of
+            ``max_memory_mb`` (``max_memory_mb / max_concurrent_chunks``), judged by
+            each target's estimated size, never more than ``chunk_size``.
+        TIME_BASED: sized so a chunk takes about ``target_chunk_time`` seconds,
+            from measured chunk durations (the core `TargetLatency` controller).
+        ADAPTIVE: TIME_BASED that also halves the chunk when the memory limit is
+            exceeded or most of a chunk's targets failed.
+        WEIGHTED: targets are packed until their summed weight reaches
+            ``chunk_size`` (``ChunkConfig.weight_function``; a target heavier than
+            that gets a chunk of its own).
+    """
+
+    FIXED = "fixed"
+    MEMORY_BASED = "memory_based"
+    TIME_BASED = "time_based"
+    ADAPTIVE = "adaptive"
+    WEIGHTED = "weighted"
+
+
+class ProcessingMode(Enum):
+    """How chunks are run.
+
+    Attributes:
+        SEQUENTIAL: one chunk at a time.
+        PARALLEL: up to ``max_concurrent_chunks`` chunks at once; chunks are
+            finished (stored, reported) in input order.
+        STREAMING: like PARALLEL, but each chunk is stored and reported the moment
+            it completes, in completion order; the input is read lazily either way.
+        HYBRID: as many chunks at once as the memory headroom allows for the
+            estimated size of a chunk, between 1 and ``max_concurrent_chunks``.
+    """
+
+    SEQUENTIAL = "sequential"
+    PARALLEL = "parallel"
+    STREAMING = "streaming"
+    HYBRID = "hybrid"
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _strategy(value: Any) -> ChunkStrategy | str:
+    if isinstance(value, ChunkStrategy):
+        return value
+    if isinstance(value, str) and value:
+        known = {member.value: member for member in ChunkStrategy}
+        return known.get(value.lower(), value)
+    raise ValueError(
+        f"strategy must be a ChunkStrategy or the name of a custom strategy, got {value!r}"
+    )
+
+
+def _result_format(value: Any) -> str:
+    if not isinstance(value, str) or value.lower() not in RESULT_FORMATS:
+        raise ValueError(f"result_format must be one of {RESULT_FORMATS}, got {value!r}")
+    return value.lower()
+
+
+def _optional_callable(name: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise ValueError(f"{name} must be callable or None, got {value!r}")
+    return value
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "chunk_size": lambda v: _positive_int("chunk_size", v),
+    "max_memory_mb": lambda v: _positive_number("max_memory_mb", v),
+    "max_processing_time": lambda v: _positive_number("max_processing_time", v),
+    "max_concurrent_chunks": lambda v: _positive_int("max_concurrent_chunks", v),
+    "enable_memory_monitoring": lambda v: _flag("enable_memory_monitoring", v),
+    "enable_progress_tracking": lambda v: _flag("enable_progress_tracking", v),
+    "enable_error_recovery": lambda v: _flag("enable_error_recovery", v),
+    "enable_result_persistence": lambda v: _flag("enable_result_persistence", v),
+    "result_format": _result_format,
+    "compression_enabled": lambda v: _flag("compression_enabled", v),
+    "cleanup_interval": lambda v: _positive_int("cleanup_interval", v, minimum=0),
+    "strategy": _strategy,
+    "target_chunk_time": lambda v: _positive_number("target_chunk_time", v),
+    "min_chunk_size": lambda v: _positive_int("min_chunk_size", v),
+    "max_chunk_size": lambda v: None if v is None else _positive_int("max_chunk_size", v),
+    "weight_function": lambda v: _optional_callable("weight_function", v),
+    "storage_dir": lambda v: v if v is None or isinstance(v, (str, os.PathLike)) else _bad_dir(v),
+}
+
+
+def _bad_dir(value: Any) -> None:
+    raise ValueError(f"storage_dir must be a path or None, got {value!r}")
+
+
+@dataclass
+class ChunkConfig:
+    """Settings of a chunked job (seed 002's fields first, same names and defaults).
+
+    Attributes:
+        chunk_size: targets per chunk (FIXED), the cap of MEMORY_BASED chunks, the
+            starting size of TIME_BASED/ADAPTIVE and the weight budget of WEIGHTED.
+        max_memory_mb: memory limit of the process in MiB (the `MemoryMonitor`'s
+            limit and MEMORY_BASED's budget).
+        max_processing_time: time limit of one target in seconds. An ``async``
+            target still running then is cancelled and fails with `TimeoutError`;
+            a sync target cannot be interrupted, so overruns are counted
+            (``slow_targets``) and logged.
+        max_concurrent_chunks: chunks in flight at once (PARALLEL, STREAMING, the
+            cap of HYBRID).
+        enable_memory_monitoring: sample memory after every chunk; collect garbage
+            when over the limit and every ``cleanup_interval`` chunks.
+        enable_progress_tracking: update the `ProgressTracker` (and its callbacks)
+            after every chunk.
+        enable_error_recovery: a failing target fails alone and the job goes on;
+            when False the first failure stops the job and is raised.
+        enable_result_persistence: store every finished chunk with `ResultStorage`.
+        result_format: ``"json"``, ``"pickle"`` or ``"sqlite"``.
+        compression_enabled: gzip the stored chunks.
+        cleanup_interval: chunks between garbage collections (0: only when over the
+            memory limit).
+        strategy: the default chunk strategy (a `ChunkStrategy` or the name of a
+            custom strategy registered in ``ChunkProcessor.custom_strategies``).
+        target_chunk_time: seconds a TIME_BASED/ADAPTIVE chunk aims to take
+            (Beam's default target is 1 s).
+        min_chunk_size: smallest TIME_BASED/ADAPTIVE chunk.
+        max_chunk_size: largest TIME_BASED/ADAPTIVE chunk; None means
+            ``10 * chunk_size``.
+        weight_function: a target's weight for WEIGHTED; None uses
+            ``target["weight"]`` for mappings that have one, else 1.
+        storage_dir: where `ResultStorage` writes; None means a new temporary
+            folder, created on first use.
+    """
+
+    chunk_size: int = 1000
+    max_memory_mb: float = 512
+    max_processing_time: float = 300.0
+    max_concurrent_chunks: int = 4
+    enable_memory_monitoring: bool = True
+    enable_progress_tracking: bool = True
+    enable_error_recovery: bool = True
+    enable_result_persistence: bool = True
+    result_format: str = "json"
+    compression_enabled: bool = False
+    cleanup_interval: int = 10
+    strategy: ChunkStrategy | str = ChunkStrategy.FIXED
+    target_chunk_time: float = 1.0
+    min_chunk_size: int = 1
+    max_chunk_size: int | None = None
+    weight_function: Callable[[Any], float] | None = field(default=None, repr=False)
+    storage_dir: str | os.PathLike[str] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = _CHECKS.get(name)
+        super().__setattr__(name, value if check is None else check(value))
+        if self.__dict__.get("_checked"):
+            self._check_relations()
+
+    def __post_init__(self) -> None:
+        self._check_relations()
+        object.__setattr__(self, "_checked", True)
+
+    @property
+    def effective_max_chunk_size(self) -> int:
+        """``max_chunk_size``, or ``10 * chunk_size`` when it is None."""
+        return self.max_chunk_size if self.max_chunk_size is not None else 10 * self.chunk_size
+
+    def _check_relations(self) -> None:
+        if self.min_chunk_size > self.chunk_size:
+            raise ValueError(
+                f"min_chunk_size ({self.min_chunk_size}) must be <= chunk_size ({self.chunk_size})"
+            )
+        if self.chunk_size > self.effective_max_chunk_size:
+            raise ValueError(
+                f"chunk_size ({self.chunk_size}) must be <= max_chunk_size ({self.max_chunk_size})"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values (enums by value, the weight function by name)."""
+        plain: dict[str, Any] = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, Enum):
+                value = value.value
+            elif callable(value):
+                value = getattr(value, "__qualname__", repr(value))
+            elif isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            plain[spec.name] = value
+        return plain

@@ -1,0 +1,493 @@
+"""Chunked processing of huge target lists (seed 002), on the bulk engine.
+
+``await BatchProcessor(config).process_targets(targets, processor_func, mode,
+strategy)`` cuts ``targets`` into chunks (`ChunkProcessor`, by `ChunkStrategy`),
+runs each chunk's targets through ``processor_func`` (one target per call, plain
+or ``async def``) on `batchpilot.map_batches` (the one bulk engine: executor,
+concurrency, ordering, lazy reading), and after every chunk updates the
+`MemoryMonitor`, the `ProgressTracker`, the statistics and the `ResultStorage`.
+
+Choices where the seed is silent or inconsistent (kept by tests):
+
+* **Results.** ``process_targets`` returns the successful targets' results in
+  input order. A target that raises fails alone: it is left out of the results,
+  logged, counted in ``stats`` and kept in ``processor.failures`` as an
+  `ItemFailure(index, target, error)`; stored chunks list it under ``errors``.
+  With ``enable_error_recovery=False`` the first failure is raised instead.
+* **Async functions** run on the caller's event loop (so loop-bound clients such
+  as an HTTP session keep working); a chunk's targets run concurrently
+  (`asyncio.gather`) and modes set how many chunks run at once. Sync functions
+  run in worker threads, one target after another within a chunk.
+* **Callbacks** (progress callbacks, result processors, post-processors) may be
+  plain or ``async def``; they run on the caller's loop, between chunks. A failing
+  progress callback or result processor is logged and counted, never raised; a
+  failing post-processor is raised (its job is to produce the results).
+* **Graceful shutdown.** `BatchProcessor.shutdown` (safe from a signal handler,
+  e.g. ``loop.add_signal_handler(signal.SIGINT, processor.shutdown)``) stops
+  planning new chunks; chunks already started finish and are stored, and
+  ``process_targets`` returns what was done with ``stats.interrupted`` set and
+  ``stats.next_target_index`` telling where to resume. Cancelling the task stops
+  at the next chunk boundary too. Stored chunks are written atomically, so they
+  are intact either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sized
+from contextlib import aclosing
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+from ._chunked_callbacks import check_callable
+from ._chunked_config import RESULT_FORMATS, ChunkConfig, ChunkStrategy, ProcessingMode
+from ._chunked_memory import MemoryMonitor
+from ._chunked_planner import ChunkProcessor, CustomStrategy, default_weight, estimate_size_bytes
+from ._chunked_progress import ProgressCallback, ProgressTracker
+from ._chunked_stats import ProcessingStats
+from ._chunked_storage import ResultProcessor, ResultStorage
+from ._clock import SYSTEM_CLOCK, Clock
+from ._isolation import Outcome
+from .bulk import ItemFailure, map_batches
+from .errors import ClosedError
+
+__all__ = [
+    "RESULT_FORMATS",
+    "BatchProcessor",
+    "ChunkConfig",
+    "ChunkProcessor",
+    "ChunkStrategy",
+    "CustomStrategy",
+    "ItemFailure",
+    "MemoryMonitor",
+    "ProcessingMode",
+    "ProcessingStats",
+    "ProgressCallback",
+    "ProgressTracker",
+    "ResultProcessor",
+    "ResultStorage",
+    "default_weight",
+    "estimate_size_bytes",
+]
+
+_log = logging.getLogger("batchpilot.chunked")
+
+PostProcessor = Callable[[list[Any]], Any]
+
+
+@dataclass(frozen=True)
+class _PlannedChunk:
+    """Chunk number ``index``: ``targets`` starting at input index ``start``."""
+
+    index: int
+    start: int
+    targets: list[Any]
+
+
+@dataclass(frozen=True)
+class _ChunkOutcome:
+    chunk: _PlannedChunk
+    outcomes: list[Outcome]
+    duration: float
+    slow_targets: int = 0
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+    )
+
+
+class _ChunkRunner:
+    """The engine's batch function: runs one chunk's targets, one call per target.
+
+    Each target gets its own `Outcome`, so a failing target fails alone without
+    re-running its neighbours. Async targets are sent to the caller's loop.
+    """
+
+    def __init__(
+        self,
+        func: Callable[[Any], Any],
+        loop: asyncio.AbstractEventLoop,
+        planner: ChunkProcessor,
+        config: ChunkConfig,
+        clock: Clock,
+    ) -> None:
+        self._func = func
+        self._loop = loop
+        self._planner = planner
+        self._fail_fast = not config.enable_error_recovery
+        self._time_limit = config.max_processing_time
+        self._clock = clock
+        self._is_async = _is_async(func)
+
+    def __call__(self, batch: list[_PlannedChunk]) -> list[_ChunkOutcome]:
+        return [self._run(chunk) for chunk in batch]
+
+    def _run(self, chunk: _PlannedChunk) -> _ChunkOutcome:
+        began = self._clock.now()
+        if self._is_async:
+            future = asyncio.run_coroutine_threadsafe(self._run_async(chunk.targets), self._loop)
+            outcomes, slow = future.result(), 0
+        else:
+            outcomes, slow = self._run_sync(chunk.targets)
+        duration = self._clock.now() - began
+        failed = sum(1 for outcome in outcomes if not outcome.ok)
+        self._planner.record_chunk(len(outcomes), duration, failed)
+        return _ChunkOutcome(chunk, outcomes, duration, slow)
+
+    def _run_sync(self, targets: list[Any]) -> tuple[list[Outcome], int]:
+        outcomes: list[Outcome] = []
+        slow = 0
+        for target in targets:
+            began = self._clock.now()
+            try:
+                outcomes.append(Outcome(True, self._func(target)))
+            except Exception as error:
+                if self._fail_fast:
+                    raise
+                outcomes.append(Outcome(False, error))
+            if self._clock.now() - began > self._time_limit:
+                slow += 1
+                _log.warning("target %r ran longer than max_processing_time", target)
+        return outcomes, slow
+
+    async def _run_async(self, targets: list[Any]) -> list[Outcome]:
+        return list(await asyncio.gather(*(self._one_async(target) for target in targets)))
+
+    async def _one_async(self, target: Any) -> Outcome:
+        try:
+            return Outcome(True, await asyncio.wait_for(self._func(target), self._time_limit))
+        except asyncio.TimeoutError:
+            error: Exception = TimeoutError(
+                f"target took longer than max_processing_time={self._time_limit}s"
+            )
+        except Exception as exc:
+            error = exc
+        if self._fail_fast:
+            raise error
+        return Outcome(False, error)
+
+
+_END = object()
+
+
+class BatchProcessor:
+    """Seed 002's high-level processor of huge target lists.
+
+    Attributes:
+        config: the `ChunkConfig` (may be changed between and during runs).
+        chunk_processor: the `ChunkProcessor` (``custom_strategies`` lives here).
+        memory_monitor: the `MemoryMonitor` (limit: ``config.max_memory_mb``).
+        progress_tracker: the `ProgressTracker` (``add_callback`` lives here).
+        result_storage: the `ResultStorage` (``add_result_processor`` lives here).
+        stats: `ProcessingStats` of the latest run (``stats.to_dict()``).
+        failures: `ItemFailure` per failed target of the latest run.
+
+    Args:
+        config: settings; None uses the defaults.
+        memory_monitor: replaces the default monitor (e.g. a scripted reading).
+        clock: time source of durations, rates and ETA.
+
+    Example:
+        >>> import asyncio
+        >>> processor = BatchProcessor(ChunkConfig(chunk_size=2, enable_result_persistence=False))
+        >>> asyncio.run(processor.process_targets([1, 2, 3], lambda t: t * 10))
+        [10, 20, 30]
+    """
+
+    def __init__(
+        self,
+        config: ChunkConfig | None = None,
+        *,
+        memory_monitor: MemoryMonitor | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if config is not None and not isinstance(config, ChunkConfig):
+            raise TypeError(f"config must be a ChunkConfig, got {type(config).__name__}")
+        self.config = config if config is not None else ChunkConfig()
+        self.memory_monitor = memory_monitor or MemoryMonitor(
+            self.config.max_memory_mb, clock=clock
+        )
+        self.chunk_processor = ChunkProcessor(self.config, memory_monitor=self.memory_monitor)
+        self.progress_tracker = ProgressTracker(clock=clock)
+        self.result_storage = ResultStorage(
+            self.config.storage_dir, self.config.result_format, self.config.compression_enabled
+        )
+        self.stats = ProcessingStats(clock=clock)
+        self.failures: list[ItemFailure[Any]] = []
+        self._post_processors: list[PostProcessor] = []
+        self._clock = clock
+        self._stop = threading.Event()
+        self._closed = False
+        self._running = False
+
+    def add_post_processor(self, post_processor: PostProcessor) -> None:
+        """Run ``post_processor(results)`` (sync or async) after every run, in order.
+
+        Its return value replaces the results; returning None keeps them (for
+        processors that only act on the results).
+        """
+        check_callable(post_processor, "post-processor")
+        self._post_processors.append(post_processor)
+
+    def shutdown(self) -> None:
+        """Stop gracefully: plan no new chunks, let started chunks finish and be stored.
+
+        Idempotent and safe from any thread or a signal handler. Later
+        ``process_targets`` calls raise `ClosedError`.
+        """
+        self._closed = True
+        self._stop.set()
+
+    @property
+    def is_shutdown(self) -> bool:
+        """True once `shutdown` was called."""
+        return self._closed
+
+    async def process_targets(
+        self,
+        targets: Iterable[Any],
+        processor_func: Callable[[Any], Any],
+        mode: ProcessingMode | str = ProcessingMode.PARALLEL,
+        strategy: ChunkStrategy | str | None = None,
+    ) -> list[Any]:
+        """Process every target with ``processor_func``; return the results in input order.
+
+        Args:
+            targets: any iterable (a list, or a generator read lazily).
+            processor_func: called with one target; plain or ``async def``.
+            mode: a `ProcessingMode` (or its value).
+            strategy: a `ChunkStrategy`, a custom strategy's name, or None for
+                ``config.strategy``.
+
+        Raises:
+            TypeError: ``targets`` is not iterable or ``processor_func`` not
+                callable (before any work).
+            ValueError: unknown mode or strategy (before any work).
+            ClosedError: the processor was shut down.
+            RuntimeError: another run of this processor is in progress.
+        """
+        if isinstance(targets, (str, bytes)) or not isinstance(targets, Iterable):
+            raise TypeError(f"targets must be an iterable of targets, got {type(targets).__name__}")
+        check_callable(processor_func, "processor_func")
+        try:
+            mode = ProcessingMode(mode)
+        except ValueError:
+            raise ValueError(f"unknown processing mode {mode!r}") from None
+        if self._closed:
+            raise ClosedError("this BatchProcessor was shut down")
+        if self._running:
+            raise RuntimeError("process_targets is already running on this BatchProcessor")
+        chunks = self.chunk_processor.iter_chunks(targets, strategy)
+        resolved = self.chunk_processor.resolve_strategy(strategy)
+        self._running = True
+        try:
+            return await self._run(targets, chunks, processor_func, mode, resolved)
+        finally:
+            self._running = False
+
+    async def _run(
+        self,
+        targets: Iterable[Any],
+        chunks: Iterator[list[Any]],
+        func: Callable[[Any], Any],
+        mode: ProcessingMode,
+        strategy: ChunkStrategy | str,
+    ) -> list[Any]:
+        total = len(targets) if isinstance(targets, Sized) else None
+        self._begin(total, mode, strategy)
+        if mode is ProcessingMode.HYBRID:
+            first = next(chunks, None)
+            self.stats.workers = self._hybrid_workers(first or [])
+            chunks = chain([first] if first else [], chunks)
+        elif mode is ProcessingMode.SEQUENTIAL:
+            self.stats.workers = 1
+        else:
+            self.stats.workers = self.config.max_concurrent_chunks
+        runner = _ChunkRunner(
+            func, asyncio.get_running_loop(), self.chunk_processor, self.config, self._clock
+        )
+        run = map_batches(
+            runner,
+            self._planned(chunks),
+            batch_size=1,
+            workers=self.stats.workers,
+            ordered=mode is not ProcessingMode.STREAMING,
+            fail_fast=not self.config.enable_error_recovery,
+            name=f"chunked:{self.stats.run_id}",
+            clock=self._clock,
+        )
+        finished: dict[int, list[Any]] = {}
+        async with aclosing(_drain(run)) as values:
+            async for value in values:
+                index, results = await self._finish_chunk(value)
+                finished[index] = results
+        results = [result for index in sorted(finished) for result in finished[index]]
+        for post_processor in self._post_processors:
+            processed = post_processor(results)
+            if inspect.isawaitable(processed):
+                processed = await processed
+            if processed is not None:
+                results = processed
+        self._end()
+        return results
+
+    def _begin(
+        self, total: int | None, mode: ProcessingMode, strategy: ChunkStrategy | str
+    ) -> None:
+        run_id = f"run-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.stats = ProcessingStats(
+            run_id=run_id,
+            mode=mode.value,
+            strategy=strategy.value if isinstance(strategy, ChunkStrategy) else strategy,
+            total_targets=total,
+            start_time=self._clock.now(),
+            clock=self._clock,
+        )
+        self.failures = []
+        self.memory_monitor.reset_peak()
+        if self.config.enable_progress_tracking:
+            self.progress_tracker.start(total)
+        _log.info("run %s: %s targets, mode=%s", run_id, total, mode.value)
+
+    def _end(self) -> None:
+        stats = self.stats
+        stats.end_time = self._clock.now()
+        if self.config.enable_memory_monitoring:
+            stats.peak_memory_mb = self.memory_monitor.peak_memory_mb
+        if self.config.enable_progress_tracking:
+            self.progress_tracker.finish()
+        _log.info(
+            "run %s: %d succeeded, %d failed in %.3f s%s",
+            stats.run_id,
+            stats.successful_targets,
+            stats.failed_targets,
+            stats.processing_time,
+            " (interrupted)" if stats.interrupted else "",
+        )
+
+    def _hybrid_workers(self, first_chunk: list[Any]) -> int:
+        """Chunks at once that fit the memory headroom, judged by the first chunk."""
+        headroom = self.memory_monitor.memory_limit_mb - self.memory_monitor.sample()
+        chunk_mb = self.chunk_processor.estimate_memory_usage(first_chunk)
+        if headroom <= 0:
+            return 1
+        fitting = int(headroom // chunk_mb) if chunk_mb > 0 else self.config.max_concurrent_chunks
+        return max(1, min(self.config.max_concurrent_chunks, fitting))
+
+    def _planned(self, chunks: Iterator[list[Any]]) -> Iterator[_PlannedChunk]:
+        """Number the chunks; stop planning (at a chunk boundary) after `shutdown`."""
+        index = start = 0
+        while not self._stop.is_set():
+            targets = next(chunks, None)
+            if targets is None:
+                return
+            yield _PlannedChunk(index, start, targets)
+            index += 1
+            start += len(targets)
+            self.stats.next_target_index = start
+        self.stats.interrupted = True
+
+    async def _finish_chunk(self, value: Any) -> tuple[int, list[Any]]:
+        """Per finished chunk: results, failures, stats, storage, memory, progress."""
+        if isinstance(value, ItemFailure):  # the runner itself failed: all targets fail
+            chunk: _PlannedChunk = value.item
+            outcome = _ChunkOutcome(chunk, [Outcome(False, value.error)] * len(chunk.targets), 0.0)
+        else:
+            outcome = value
+            chunk = outcome.chunk
+        results = [o.value for o in outcome.outcomes if o.ok]
+        failures = [
+            ItemFailure(chunk.start + offset, chunk.targets[offset], o.value)
+            for offset, o in enumerate(outcome.outcomes)
+            if not o.ok
+        ]
+        for failure in failures:
+            _log.error("target %d failed: %r", failure.index, failure.error)
+        self.failures.extend(failures)
+        stats = self.stats
+        stats.slow_targets += outcome.slow_targets
+        stats.record_chunk(
+            len(chunk.targets),
+            len(results),
+            len(failures),
+            outcome.duration,
+            Counter(type(f.error).__name__ for f in failures),
+        )
+        await self._store(chunk, results, failures, outcome.duration)
+        self._check_memory()
+        if self.config.enable_progress_tracking:
+            before = self.progress_tracker.callback_errors
+            await self.progress_tracker.aupdate(len(results), len(failures))
+            stats.callback_errors += self.progress_tracker.callback_errors - before
+        return chunk.index, results
+
+    async def _store(
+        self,
+        chunk: _PlannedChunk,
+        results: list[Any],
+        failures: list[ItemFailure[Any]],
+        duration: float,
+    ) -> None:
+        storage = self.result_storage
+        if self.config.enable_result_persistence:
+            errors = [
+                {"index": f.index, "error_type": type(f.error).__name__, "message": str(f.error)}
+                for f in failures
+            ]
+            metadata = {"start": chunk.start, "size": len(chunk.targets), "duration": duration}
+            try:
+                await asyncio.to_thread(
+                    storage.save_chunk, self.stats.run_id, chunk.index, results, errors, metadata
+                )
+                self.stats.persisted_chunks += 1
+            except Exception:
+                _log.exception("storing chunk %d of run %s failed", chunk.index, self.stats.run_id)
+                self.stats.persistence_errors += 1
+        before = storage.processor_errors
+        await storage.aprocess_results(results)
+        self.stats.callback_errors += storage.processor_errors - before
+
+    def _check_memory(self) -> None:
+        if not self.config.enable_memory_monitoring:
+            return
+        monitor = self.memory_monitor
+        interval = self.config.cleanup_interval
+        periodic = interval > 0 and self.stats.completed_chunks % interval == 0
+        if monitor.sample() > monitor.memory_limit_mb or periodic:
+            monitor.collect_garbage()
+            self.stats.gc_collections += 1
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchProcessor(running={self._running}, shutdown={self._closed}, "
+            f"processed={self.stats.processed_targets}, failed={self.stats.failed_targets}, "
+            f"chunk_size={self.config.chunk_size}, "
+            f"max_concurrent_chunks={self.config.max_concurrent_chunks})"
+        )
+
+
+async def _drain(run: Any) -> AsyncGenerator[Any, None]:
+    """Iterate the engine's blocking stream from a coroutine, one value per thread hop.
+
+    All ``next`` calls and the final ``close`` run on one dedicated thread, in
+    order, so the engine's generator is never touched by two threads at once,
+    even when the consuming task is cancelled mid-wait.
+    """
+    thread = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchpilot-chunked")
+    loop = asyncio.get_running_loop()
+    try:
+        while (value := await loop.run_in_executor(thread, next, run, _END)) is not _END:
+            yield value
+    finally:
+        thread.submit(run.close)
+        thread.shutdown(wait=False)
