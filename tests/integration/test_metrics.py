@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from batchpilot._engine import Engine
 from batchpilot._events import BatchRecord, as_listener, notify
 from batchpilot.bulk import map_batches
 from batchpilot.metrics import MetricsServer, PrometheusMetrics, start_http_server
@@ -171,3 +174,49 @@ def test_closing_the_server_frees_the_port(registry: CollectorRegistry) -> None:
 def test_bad_buckets_are_rejected(registry: CollectorRegistry, buckets: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="size_buckets must be non-empty and strictly increasing"):
         PrometheusMetrics(registry, size_buckets=buckets)
+
+
+def test_a_real_online_engine_run_is_exported(
+    registry: CollectorRegistry, server: MetricsServer
+) -> None:
+    metrics = PrometheusMetrics(registry)
+    seen_items = 0
+    all_recorded = threading.Event()
+
+    def count_items(record: BatchRecord) -> None:  # runs after `metrics` for each batch
+        nonlocal seen_items
+        seen_items += record.size
+        if seen_items == 20:
+            all_recorded.set()
+
+    def predict(batch: list[int]) -> list[int]:
+        if 13 in batch:
+            raise KeyError(13)
+        return [item + 1 for item in batch]
+
+    engine = Engine(
+        predict,
+        max_batch_size=8,
+        collate="list",
+        listeners=[metrics, count_items],
+        name="model",
+    )
+    engine.pause()  # queue everything first, so the batches are exactly 8, 8 and 4
+    futures = [engine.submit(item) for item in range(20)]
+    engine.resume()
+    concurrent.futures.wait(futures, timeout=10)
+    assert all_recorded.wait(10)
+    engine.close()
+
+    assert [f.result() for f in futures if f.exception() is None] == [
+        item + 1 for item in range(20) if item != 13
+    ]
+    samples = scrape(server)
+    model = labels(engine="online", name="model")
+    assert samples[("batchpilot_batch_size_count", model)] == 3
+    assert samples[("batchpilot_batch_size_bucket", model | {("le", "4.0")})] == 1
+    assert samples[("batchpilot_batch_size_bucket", model | {("le", "8.0")})] == 3
+    assert samples[("batchpilot_item_latency_seconds_count", model)] == 20
+    assert samples[("batchpilot_items_total", model | {("outcome", "failed")})] == 1
+    assert samples[("batchpilot_errors_total", model | {("error_type", "KeyError")})] == 1
+    assert samples[("batchpilot_queue_depth", model)] == 0
