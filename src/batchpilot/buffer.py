@@ -228,7 +228,8 @@ class BatchStateManager:
         if self._journal is not None:
             self._recover(self._journal)
 
-        reference = weakref.ref(self)
+        wake = self._wake
+        reference = weakref.ref(self, lambda _: wake.set())  # a collected manager stops its threads
         self._threads = tuple(
             threading.Thread(
                 target=_flusher_main,
