@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -79,23 +80,30 @@ def postgres_server() -> Iterator[PostgresServer]:
         _unavailable("PostgreSQL server binaries (pg_ctl, initdb) not found; install postgresql")
     assert bin_dir is not None
     as_postgres = os.geteuid() == 0
-    if as_postgres and shutil.which("runuser") is None:
-        _unavailable("running as root needs runuser to start PostgreSQL as user postgres")
-    base = Path(tempfile.mkdtemp(prefix="bp-pg-"))  # short: unix socket paths are limited
-    data = base / "data"
     if as_postgres:
-        shutil.chown(base, user="postgres", group="postgres")
-    initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
-    _run([*initdb, "-E", "UTF8", "--locale=C", "--no-sync"], as_postgres)
+        if shutil.which("runuser") is None:
+            _unavailable("running as root needs runuser to start PostgreSQL as user postgres")
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            _unavailable("running as root needs a 'postgres' user to start PostgreSQL as")
+    base = Path(tempfile.mkdtemp(prefix="bp-pg-"))  # short: unix socket paths are limited
+    data, log = base / "data", base / "log"
+    pg_ctl = str(bin_dir / "pg_ctl")
     options = (
         f"-k {base} -p {_PG_PORT} -c listen_addresses='' -c fsync=off"
         " -c synchronous_commit=off -c full_page_writes=off"
     )
-    pg_ctl = str(bin_dir / "pg_ctl")
-    _run(
-        [pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
-        as_postgres,
-    )
+    try:
+        if as_postgres:
+            shutil.chown(base, user="postgres", group="postgres")
+        initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
+        _run([*initdb, "-E", "UTF8", "--locale=C", "--no-sync"], as_postgres)
+        _run([pg_ctl, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"], as_postgres)
+    except RuntimeError as failure:
+        server_log = log.read_text(errors="replace") if log.exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
+        raise RuntimeError(f"could not start PostgreSQL: {failure}\n{server_log}") from None
     try:
         yield PostgresServer(
             url=f"postgresql+psycopg://postgres@/postgres?host={base}&port={_PG_PORT}",
