@@ -216,17 +216,25 @@ def variable_section(items: int, repeats: int, workers: int) -> dict[str, Any]:
 # -- memory --------------------------------------------------------------------
 
 MEMORY_PROBE = """
-import resource, psutil, sys
+import sys
 sys.path.insert(0, {src!r})
 from batchpilot.bulk import map_batches
+
+def status_kb(field):
+    # VmHWM is this process's own peak RSS; ru_maxrss would include the parent's
+    # RSS at fork time (Linux keeps it across exec).
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1])
+
 def double_batch(xs):
     return [x * 2 for x in xs]
-base = psutil.Process().memory_info().rss
+
+base = status_kb("VmRSS")
 count = 0
 for value in map_batches(double_batch, (i for i in range({items}))):
     count += 1
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(count, (peak - base) / 2**20)
+print(count, (status_kb("VmHWM") - base) / 1024)
 """
 
 

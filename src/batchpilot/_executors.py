@@ -97,6 +97,13 @@ class ProcessExecutor(_PoolExecutor):
         self.pool = cf.ProcessPoolExecutor(self.workers)
 
 
+async def _cancel_other_tasks() -> None:
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class AsyncioExecutor:
     """Runs ``async def`` tasks on a private event loop in a background thread.
 
@@ -120,10 +127,9 @@ class AsyncioExecutor:
     def shutdown(self) -> None:
         if self._loop.is_closed():
             return
+        asyncio.run_coroutine_threadsafe(_cancel_other_tasks(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
-        for task in asyncio.all_tasks(self._loop):
-            task.cancel()
         self._loop.close()
 
     def __repr__(self) -> str:
@@ -139,7 +145,11 @@ class DaskExecutor:
         from dask.distributed import Client
 
         self._owned = client is None
-        self.client = Client(processes=False, n_workers=workers or 1) if client is None else client
+        self.client = (
+            Client(processes=False, n_workers=workers or 1, dashboard_address=None)
+            if client is None
+            else client
+        )
         cores = sum(self.client.nthreads().values()) or 1
         self.slots = 2 * (workers or cores)
 

@@ -310,3 +310,25 @@ def test_unpicklable_function_with_processes_is_a_type_error_before_work() -> No
     with pytest.raises(TypeError, match="picklable"):
         map_batches(lambda xs: xs, source, executor="processes")
     assert source.pulled == 0
+
+
+def test_closing_an_async_run_cancels_chunks_still_awaiting() -> None:
+    started = threading.Event()
+    cancelled: list[int] = []
+
+    async def forever(xs: list[int]) -> list[int]:
+        if xs[0] == 0:
+            return xs
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(xs[0])
+            raise
+        return xs
+
+    run = map_batches(forever, range(10), batch_size=5, executor="asyncio", workers=2)
+    assert next(run) == 0
+    started.wait(5)
+    run.close()
+    assert cancelled == [5]
