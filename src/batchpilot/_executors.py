@@ -24,6 +24,7 @@ __all__ = [
     "DaskExecutor",
     "ProcessExecutor",
     "RayExecutor",
+    "SerialExecutor",
     "ThreadExecutor",
     "check_picklable",
     "executor_kind",
@@ -31,7 +32,7 @@ __all__ = [
     "make_executor",
 ]
 
-EXECUTOR_NAMES = ("threads", "processes", "asyncio", "dask", "ray")
+EXECUTOR_NAMES = ("threads", "processes", "asyncio", "dask", "ray", "serial")
 
 
 @runtime_checkable
@@ -53,6 +54,30 @@ class ChunkExecutor(Protocol):
     def shutdown(self) -> None:
         """Stop accepting work and release resources; pending tasks are cancelled."""
         ...
+
+
+class SerialExecutor:
+    """Runs each chunk in the calling thread when it is submitted: one chunk at a time.
+
+    For sequential processing, debugging, and deterministic tests.
+    """
+
+    remote = False
+    slots = 1
+
+    def submit(self, task: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        try:
+            future.set_result(task(*args))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return "SerialExecutor()"
 
 
 def _default_workers() -> int:
@@ -256,5 +281,6 @@ def make_executor(spec: Any, workers: int | None) -> ChunkExecutor:
         "processes": ProcessExecutor,
         "asyncio": AsyncioExecutor,
         "ray": RayExecutor,
+        "serial": lambda workers: SerialExecutor(),
     }
     return factories[kind](workers)

@@ -21,10 +21,11 @@ on this module; see ``docs/bulk.md``.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import inspect
 from collections import Counter, deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Literal
@@ -115,10 +116,11 @@ class _Counters:
 class BulkRun(Iterator[Any]):
     """The lazy result stream of `map_batches`, with its live statistics.
 
-    Iterate it once (``for``, ``list()``): results come in input order (or as
-    chunks complete, with ``ordered=False``), an `ItemFailure` in place of each
-    failed item. Work starts on the first ``next()``. ``close()`` (or leaving a
-    ``with`` block) stops the run and releases the executor and the job file.
+    Iterate it once (``for``, ``list()``, or ``async for`` from asyncio code):
+    results come in input order (or as chunks complete, with ``ordered=False``),
+    an `ItemFailure` in place of each failed item. Work starts on the first
+    ``next()``. ``close()`` (or leaving a ``with`` block) stops the run and
+    releases the executor and the job file.
     """
 
     def __init__(
@@ -176,6 +178,19 @@ class BulkRun(Iterator[Any]):
 
     def __next__(self) -> Any:
         return next(self._stream)
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        """Iterate from asyncio code: each chunk is awaited in a worker thread.
+
+        The event loop is never blocked. Use either ``for`` or ``async for`` on one
+        run, not both.
+        """
+        while True:
+            values = await asyncio.to_thread(next, self._chunk_lists, None)
+            if values is None:
+                return
+            for value in values:
+                yield value
 
     def close(self) -> None:
         """Stop the run: cancel chunks not started, release executor and job file. Idempotent.
@@ -453,11 +468,12 @@ def map_batches(
             functions need ``executor="asyncio"``).
         items: any iterable; read lazily, one chunk at a time.
         batch_size: ``"auto"`` (chunks sized to take about 0.1 s, starting at 1
-            and at most doubling per step, up to 65,536), a fixed int, or any
-            core `SizeController` (``Fixed``, ``AIMD``, ``TargetLatency``...).
+            and at most doubling per step, up to 65,536, and shrinking at the end
+            of an input with a length so workers finish together), a fixed int,
+            or any core `SizeController` (``Fixed``, ``AIMD``, ``TargetLatency``...).
         executor: ``"threads"``, ``"processes"``, ``"asyncio"``, ``"dask"`` (a local
-            Dask cluster), ``"ray"`` (``ray.init`` if not running), a
-            ``dask.distributed.Client``, or any `ChunkExecutor`.
+            Dask cluster), ``"ray"`` (``ray.init`` if not running), ``"serial"`` (the
+            calling thread), a ``dask.distributed.Client``, or any `ChunkExecutor`.
         workers: threads/processes/Dask workers/Ray CPUs, or the asyncio concurrency
             limit; default: CPU count (8 for asyncio).
         job: path of a SQLite job file: results are committed per chunk and a rerun

@@ -118,7 +118,7 @@ def test_wrong_result_count_fails_the_whole_chunk_without_bisecting() -> None:
         calls.append(len(xs))
         return [x * 2 for x in xs][:-1] if 5 in xs else [x * 2 for x in xs]
 
-    out = list(map_batches(short, range(10), batch_size=5, executor=InlineExecutor()))
+    out = list(map_batches(short, range(10), batch_size=5, executor="serial"))
     assert all(isinstance(v, ItemFailure) for v in out[5:])
     assert isinstance(out[5].error, BatchFailedError)
     assert out[:5] == [0, 2, 4, 6, 8]
@@ -149,7 +149,7 @@ def test_retry_policy_lets_a_flaky_chunk_succeed_without_failures() -> None:
         return xs
 
     policy = RetryPolicy(max_retries=1, retry_delay=0.0)
-    run = map_batches(flaky, range(4), batch_size=4, retry=policy, executor=InlineExecutor())
+    run = map_batches(flaky, range(4), batch_size=4, retry=policy, executor="serial")
     assert list(run) == [0, 1, 2, 3]
     assert run.failures == [] and attempts == [0, 0]
 
@@ -161,7 +161,7 @@ def test_auto_sizing_doubles_until_the_latency_target_then_holds() -> None:
         clock.advance(0.001 * len(xs))  # 1 ms per item: 100 items hit the 0.1 s target
         return xs
 
-    run = map_batches(timed, range(1000), executor=InlineExecutor(), clock=clock)
+    run = map_batches(timed, range(1000), executor="serial", clock=clock)
     assert list(run) == list(range(1000))
     assert run.batch_size_history[:9] == [1, 2, 4, 8, 16, 32, 64, 100, 100]
     assert sum(run.batch_size_history) == 1000
@@ -183,7 +183,7 @@ def test_listeners_and_progress_hook_see_every_chunk() -> None:
         double,
         range(10),
         batch_size=4,
-        executor=InlineExecutor(),
+        executor="serial",
         listeners=[records.append],
         on_progress=snapshots.append,
         name="job-a",
@@ -332,3 +332,30 @@ def test_closing_an_async_run_cancels_chunks_still_awaiting() -> None:
     started.wait(5)
     run.close()
     assert cancelled == [5]
+
+
+def test_serial_executor_runs_one_chunk_at_a_time_in_the_calling_thread() -> None:
+    threads: set[int] = set()
+
+    def where(xs: list[int]) -> list[int]:
+        threads.add(threading.get_ident())
+        return xs
+
+    run = map_batches(where, range(100), batch_size=10, executor="serial")
+    assert list(run) == list(range(100))
+    assert threads == {threading.get_ident()}
+
+
+@pytest.mark.asyncio
+async def test_async_for_iterates_without_blocking_the_event_loop() -> None:
+    gate = threading.Event()
+
+    def gated(xs: list[int]) -> list[int]:
+        if not gate.wait(5):  # set by the event loop, so only if it keeps running
+            raise RuntimeError("the event loop was blocked")
+        return [x * 2 for x in xs]
+
+    asyncio.get_running_loop().call_soon(gate.set)
+    run = map_batches(gated, range(30), batch_size=10, fail_fast=True)
+    out = [value async for value in run]
+    assert out == [x * 2 for x in range(30)]

@@ -10,8 +10,6 @@ import pytest
 from batchpilot._checkpoint import FORMAT_VERSION, JobStore, digest
 from batchpilot.bulk import ItemFailure, JobMismatchError, map_batches
 
-from .test_bulk import InlineExecutor
-
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -32,7 +30,7 @@ def stored_rows(path: Path) -> list[tuple[int, int]]:
 
 
 def run_job(fn: Recorder, path: Path, items: range, size: int = 10) -> list[int]:
-    return list(map_batches(fn, items, batch_size=size, job=str(path), executor=InlineExecutor()))
+    return list(map_batches(fn, items, batch_size=size, job=str(path), executor="serial"))
 
 
 def test_each_chunk_is_committed_and_a_finished_job_is_not_run_again(tmp_path: Path) -> None:
@@ -50,7 +48,7 @@ def test_each_chunk_is_committed_and_a_finished_job_is_not_run_again(tmp_path: P
 def test_an_interrupted_job_resumes_where_it_stopped(tmp_path: Path) -> None:
     path = tmp_path / "job.sqlite"
     first = Recorder()
-    run = map_batches(first, range(50), batch_size=10, job=str(path), executor=InlineExecutor())
+    run = map_batches(first, range(50), batch_size=10, job=str(path), executor="serial")
     assert [next(run) for _ in range(15)] == [x * 2 for x in range(15)]
     run.close()  # two chunks were committed
     assert stored_rows(path) == [(0, 10), (10, 20)]
