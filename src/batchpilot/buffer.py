@@ -316,7 +316,8 @@ class BatchStateManager:
             self._buffer.add(BufferedEntry(entry, source, key, priority, now, wall, journal_id))
             self._seen.add(key)
             self._counts["entries_queued"] += 1
-            if self._pending is None and now >= self._hold_until:
+            idle_flusher = self._pending is None or self._running < len(self._threads)
+            if idle_flusher and now >= self._hold_until:
                 reason = self._buffer.due(now, self._sizer.next_size(), self._rules, None)
                 if reason is not None:
                     self._pending = reason
