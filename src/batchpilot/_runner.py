@@ -14,12 +14,12 @@ Ray executors ship `run_chunk` to other processes.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ._clock import SYSTEM_CLOCK, Clock
 from ._isolation import Outcome, arun_isolated, run_isolated
 from ._retry import RetryPolicy
 from .errors import BatchFailedError
@@ -111,14 +111,16 @@ def run_chunk(
     start: int,
     policy: RetryPolicy,
     fail_fast: bool,
-    timer: Callable[[], float] = time.perf_counter,
+    clock: Clock | None = None,
 ) -> ChunkResult:
     """Run ``fn`` on one chunk; isolate failing items unless ``fail_fast``.
 
     With ``fail_fast`` the first exception (or `BatchFailedError` for a wrong
-    result count) propagates to the caller.
+    result count) propagates to the caller. ``clock`` times the chunk and sleeps
+    between retries (default: the real clock of whatever process runs this).
     """
-    began = timer()
+    clock = clock or SYSTEM_CLOCK
+    began = clock.now()
     try:
         values = _checked(fn(items), len(items))
     except Exception as error:
@@ -132,9 +134,9 @@ def run_chunk(
                 raise seen
             return _checked(fn(items[low:high]), high - low)
 
-        outcomes = run_isolated(call, len(items), policy, time.sleep)
-        return _finish(items, start, outcomes, timer() - began)
-    return ChunkResult(start, values, timer() - began)
+        outcomes = run_isolated(call, len(items), policy, clock.sleep)
+        return _finish(items, start, outcomes, clock.now() - began)
+    return ChunkResult(start, values, clock.now() - began)
 
 
 async def arun_chunk(
@@ -143,10 +145,14 @@ async def arun_chunk(
     start: int,
     policy: RetryPolicy,
     fail_fast: bool,
-    timer: Callable[[], float] = time.perf_counter,
+    clock: Clock | None = None,
 ) -> ChunkResult:
-    """The asyncio twin of `run_chunk` for ``async def`` batch functions."""
-    began = timer()
+    """The asyncio twin of `run_chunk` for ``async def`` batch functions.
+
+    ``clock`` only times the chunk: retry waits use `asyncio.sleep`.
+    """
+    clock = clock or SYSTEM_CLOCK
+    began = clock.now()
     try:
         values = _checked(await fn(items), len(items))
     except Exception as error:
@@ -161,5 +167,5 @@ async def arun_chunk(
             return _checked(await fn(items[low:high]), high - low)
 
         outcomes = await arun_isolated(call, len(items), policy, asyncio.sleep)
-        return _finish(items, start, outcomes, timer() - began)
-    return ChunkResult(start, values, timer() - began)
+        return _finish(items, start, outcomes, clock.now() - began)
+    return ChunkResult(start, values, clock.now() - began)

@@ -160,7 +160,7 @@ class BulkRun(Iterator[Any]):
         self.name = name
         self._clock = clock
         self._is_async = inspect.iscoroutinefunction(fn)
-        self._timer = clock.now if not is_remote(executor) else None
+        self._chunk_clock = None if is_remote(executor) else clock
         self._counters = _Counters()
         self._history: list[int] = []
         self._failures: list[ItemFailure[Any]] = []
@@ -347,8 +347,8 @@ class BulkRun(Iterator[Any]):
         chunk_digest = digest(chunk.items) if self._store is not None else b""
         task = arun_chunk if self._is_async else run_chunk
         args: tuple[Any, ...] = (self._fn, chunk.items, chunk.start, self._retry, self._fail_fast)
-        if self._timer is not None:
-            args = (*args, self._timer)
+        if self._chunk_clock is not None:
+            args = (*args, self._chunk_clock)
         future = executor.submit(task, *args)
         return _InFlight(chunk.start, len(chunk.items), future, chunk_digest)
 
@@ -485,7 +485,8 @@ def map_batches(
         on_progress: called with a `BulkProgress` after every chunk.
         listeners: get one `BatchRecord` per chunk run (``engine="bulk"``).
         name: names the run in records, progress bar and ``repr``.
-        clock: time source for durations (local executors) and progress.
+        clock: time source for progress and, with local executors, for chunk
+            durations and retry waits (remote workers use their own clock).
 
     Returns:
         A `BulkRun`: iterate it for the results; ``ItemFailure`` marks failed items.

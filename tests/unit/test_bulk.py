@@ -139,8 +139,9 @@ def test_fail_fast_raises_the_first_exception_and_stops() -> None:
     assert executor.submitted == 2
 
 
-def test_retry_policy_lets_a_flaky_chunk_succeed_without_failures() -> None:
+def test_retry_policy_lets_a_flaky_chunk_succeed_after_waiting_on_the_clock() -> None:
     attempts: list[int] = []
+    clock = FakeClock()
 
     def flaky(xs: list[int]) -> list[int]:
         attempts.append(xs[0])
@@ -148,10 +149,11 @@ def test_retry_policy_lets_a_flaky_chunk_succeed_without_failures() -> None:
             raise ConnectionError("transient")
         return xs
 
-    policy = RetryPolicy(max_retries=1, retry_delay=0.0)
-    run = map_batches(flaky, range(4), batch_size=4, retry=policy, executor="serial")
+    policy = RetryPolicy(max_retries=2, retry_delay=0.5)
+    run = map_batches(flaky, range(4), batch_size=4, retry=policy, executor="serial", clock=clock)
     assert list(run) == [0, 1, 2, 3]
     assert run.failures == [] and attempts == [0, 0]
+    assert clock.sleeps == [0.5]
 
 
 def test_auto_sizing_doubles_until_the_latency_target_then_holds() -> None:
@@ -258,9 +260,24 @@ def test_async_failures_are_isolated_too() -> None:
     assert isinstance(out[2], ItemFailure) and out[:2] + out[3:] == [0, 1, 3, 4, 5]
 
 
-def test_processes_executor_runs_a_module_level_function() -> None:
+def reject_odd(xs: list[int]) -> list[int]:
+    if any(x % 2 for x in xs):
+        raise ValueError("odd")
+    return xs
+
+
+def test_processes_executor_runs_chunks_and_isolates_failures_in_workers() -> None:
     out = list(map_batches(double, range(300), batch_size=50, executor="processes", workers=2))
     assert out == [x * 2 for x in range(300)]
+    mixed = list(map_batches(reject_odd, range(6), batch_size=3, executor="processes", workers=1))
+    assert [v if isinstance(v, int) else (v.index, str(v.error)) for v in mixed] == [
+        0,
+        (1, "odd"),
+        2,
+        (3, "odd"),
+        4,
+        (5, "odd"),
+    ]
 
 
 # -- bad input: a clear error before any work --------------------------------
