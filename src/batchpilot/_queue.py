@@ -45,6 +45,8 @@ class BoundedPriorityQueue(Generic[E]):
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
         self._not_empty = threading.Condition(self._lock)
+        self._getters = 0  # threads blocked in wait(); put() notifies only when there are some
+        self._putters = 0  # threads blocked in put() on a full queue
 
     def __len__(self) -> int:
         return self._count
@@ -67,7 +69,8 @@ class BoundedPriorityQueue(Generic[E]):
                 raise ClosedError("queue is closed")
             self._levels[priority].append(entry)
             self._count += 1
-            self._not_empty.notify()
+            if self._getters:
+                self._not_empty.notify()
 
     def _wait_for_room(self, timeout: float | None) -> None:
         end = None if timeout is None else time.monotonic() + timeout
@@ -75,7 +78,11 @@ class BoundedPriorityQueue(Generic[E]):
             remaining = None if end is None else end - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise QueueFullError(f"queue full ({self.maxsize} items) after {timeout} s")
-            self._not_full.wait(remaining)
+            self._putters += 1
+            try:
+                self._not_full.wait(remaining)
+            finally:
+                self._putters -= 1
 
     def take(
         self,
@@ -111,13 +118,18 @@ class BoundedPriorityQueue(Generic[E]):
             taken = len(batch) + len(expired)
             if taken:
                 self._count -= taken
-                self._not_full.notify(taken)
+                if self._putters:
+                    self._not_full.notify(taken)
         return batch, expired
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the queue holds an entry or is closed; False on timeout."""
         with self._lock:
-            return self._not_empty.wait_for(lambda: self._count > 0 or self._closed, timeout)
+            self._getters += 1
+            try:
+                return self._not_empty.wait_for(lambda: self._count > 0 or self._closed, timeout)
+            finally:
+                self._getters -= 1
 
     def discard(self, entry: E) -> bool:
         """Remove ``entry`` if it is still queued (e.g. its caller cancelled)."""
@@ -128,7 +140,8 @@ class BoundedPriorityQueue(Generic[E]):
                 except ValueError:
                     continue
                 self._count -= 1
-                self._not_full.notify()
+                if self._putters:
+                    self._not_full.notify()
                 return True
         return False
 
