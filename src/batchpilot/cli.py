@@ -388,6 +388,9 @@ def run_job(
         try:
             failed = _write_results(run, sink, summary, total, progress)
             sink.commit()
+        except JobMismatchError as exc:
+            sink.abort()
+            raise CliError(f"{exc}; to start over, delete {job}") from None
         except BaseException:
             sink.abort()
             raise
@@ -420,7 +423,8 @@ def _write_results(
 
     failed: dict[int, BaseException] = {}
     rows: list[dict[str, Any]] = []
-    bar = tqdm(results, total=total, disable=not progress, unit="item", file=sys.stderr)
+    # delay: no bar for the first half second, so an early error stays a single line.
+    bar = tqdm(results, total=total, disable=not progress, unit="item", file=sys.stderr, delay=0.5)
     with bar:
         for index, value in enumerate(bar):
             summary.items = index + 1

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from batchpilot.bulk import map_batches
 from batchpilot.cli import errors_path, job_path, main
 
 FUNCTIONS = textwrap.dedent(
@@ -256,6 +257,24 @@ def test_a_leftover_checkpoint_needs_resume_and_resume_needs_a_checkpoint(workdi
         capsys, "run", f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl", "--resume"
     )
     assert code == 2 and "nothing to resume" in err
+
+
+def test_resume_refuses_a_checkpoint_of_another_input_and_keeps_it(workdir, capsys) -> None:
+    tmp, module = workdir
+    job = job_path(tmp / "out.jsonl")
+    with map_batches(
+        lambda rs: rs, [{"id": -i} for i in range(40)], batch_size=4, job=str(job)
+    ) as partial:
+        next(partial)  # at least one chunk committed, then the run stops
+    before = job.read_bytes()
+    write_jsonl(tmp / "in.jsonl", records(40))
+    code, err = run(
+        capsys, "run", f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl", "--resume"
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "different input" in err and f"delete {job.name}" in err
+    assert job.read_bytes() == before
+    assert not (tmp / "out.jsonl").exists()
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["bench"]])
