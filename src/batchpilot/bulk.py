@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import inspect
+import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ __all__ = [
     "JobMismatchError",
     "map_batches",
 ]
+
+_log = logging.getLogger("batchpilot")
 
 BatchSize = int | Literal["auto"] | SizeController
 
@@ -98,7 +101,6 @@ class _InFlight:
     """One chunk between planning and collection."""
 
     start: int
-    size: int
     future: cf.Future[ChunkResult] | None
     digest: bytes = b""
     settled: ChunkResult | None = None
@@ -319,30 +321,34 @@ class BulkRun(Iterator[Any]):
             return
         head = list(_take(self._iterator, HEAD_ITEMS))
         self._store.check_head(head)
-        ranges = self._store.done_ranges()
-        stored_digests = {start: dig for start, _, dig in ranges}
-        source = chain(head, self._iterator)
-        stop = 0
-        ranges_only = [(start, stop) for start, stop, _ in ranges]
-        chunks = read_chunks(source, self.controller, ranges_only, total=total, spread=spread)
+        stored = self._store.done_ranges()
+        stored_digests = {start: chunk_digest for start, _, chunk_digest in stored}
+        chunks = read_chunks(
+            chain(head, self._iterator),
+            self.controller,
+            [(start, stop) for start, stop, _ in stored],
+            total=total,
+            spread=spread,
+        )
+        end = 0
         for chunk in chunks:
             if chunk.stored and digest(chunk.items) != stored_digests[chunk.start]:
                 raise JobMismatchError(
                     f"{self._store.path}: input items {chunk.start}..{chunk.stop} differ "
                     "from the ones this job stored; use another job file"
                 )
-            stop = chunk.stop
+            end = chunk.stop
             yield chunk
-        total = self._store.total
-        if total is not None and stop > total:
+        finished_total = self._store.total
+        if finished_total is not None and end > finished_total:
             raise JobMismatchError(
-                f"{self._store.path}: the input has more than the {total} items this "
-                "finished job processed; use another job file"
+                f"{self._store.path}: the input has more than the {finished_total} items "
+                "this finished job processed; use another job file"
             )
 
     def _launch(self, executor: ChunkExecutor, chunk: Chunk) -> _InFlight:
         if chunk.stored:
-            return _InFlight(chunk.start, len(chunk.items), None)
+            return _InFlight(chunk.start, None)
         self._history.append(len(chunk.items))
         chunk_digest = digest(chunk.items) if self._store is not None else b""
         task = arun_chunk if self._is_async else run_chunk
@@ -350,7 +356,7 @@ class BulkRun(Iterator[Any]):
         if self._chunk_clock is not None:
             args = (*args, self._chunk_clock)
         future = executor.submit(task, *args)
-        return _InFlight(chunk.start, len(chunk.items), future, chunk_digest)
+        return _InFlight(chunk.start, future, chunk_digest)
 
     def _first_done(self, pipeline: deque[_InFlight]) -> _InFlight:
         ready = next((e for e in pipeline if e.future is None or e.future.done()), None)
@@ -407,7 +413,10 @@ class BulkRun(Iterator[Any]):
         if bar is not None:
             bar.update(size)
         if self._on_progress is not None:
-            self._on_progress(self.progress())
+            try:
+                self._on_progress(self.progress())
+            except Exception:
+                _log.exception("on_progress callback %r failed", self._on_progress)
 
     def _collect(self, entry: _InFlight, bar: Any) -> list[Any]:
         if entry.future is None:
@@ -482,7 +491,8 @@ def map_batches(
         progress: show a tqdm progress bar.
         fail_fast: raise the first failure instead of isolating failing items.
         retry: how often a failing chunk is retried before bisecting.
-        on_progress: called with a `BulkProgress` after every chunk.
+        on_progress: called with a `BulkProgress` after every chunk (an exception
+            from it is logged, like a listener's, and does not stop the run).
         listeners: get one `BatchRecord` per chunk run (``engine="bulk"``).
         name: names the run in records, progress bar and ``repr``.
         clock: time source for progress and, with local executors, for chunk

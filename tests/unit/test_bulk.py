@@ -376,3 +376,14 @@ async def test_async_for_iterates_without_blocking_the_event_loop() -> None:
     run = map_batches(gated, range(30), batch_size=10, fail_fast=True)
     out = [value async for value in run]
     assert out == [x * 2 for x in range(30)]
+
+
+def test_a_failing_progress_callback_is_logged_and_the_run_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(progress: BulkProgress) -> None:
+        raise RuntimeError("dashboard down")
+
+    run = map_batches(double, range(6), batch_size=3, executor="serial", on_progress=broken)
+    assert list(run) == [0, 2, 4, 6, 8, 10]
+    assert caplog.text.count("dashboard down") == 2
