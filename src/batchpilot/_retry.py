@@ -15,6 +15,12 @@ class RetryPolicy:
     The waits are capped at ``max_delay`` when given. The policy only computes
     delays; the engine that owns the thread or task does the waiting, with its own
     (injectable) sleep, so the same policy serves sync and async code.
+
+    Attributes:
+        max_retries: retries after the first failed attempt (0: no retry).
+        retry_delay: seconds before the first retry.
+        backoff: factor by which each further wait grows (>= 1).
+        max_delay: cap on any single wait in seconds; None: no cap.
     """
 
     max_retries: int = 3
