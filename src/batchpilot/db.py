@@ -450,22 +450,11 @@ class Database:
                 f"table {table!r} has no column(s) {sorted(map(str, unknown))}; "
                 f"its columns are {list(target.columns.keys())}"
             )
-        key = list(target.primary_key.columns)
         ids: list[Any] = []
         # Runs of records with the same keys go in one executemany each, so that a
         # column a record leaves out gets its default, not NULL.
         for _, run in itertools.groupby(rows, key=frozenset):
-            group = list(run)
-            if not key:
-                connection.execute(sa.insert(target), group)
-                ids.extend([None] * len(group))
-            elif connection.dialect.insert_executemany_returning_sort_by_parameter_order:
-                statement = sa.insert(target).returning(*key, sort_by_parameter_order=True)
-                ids.extend(_key_value(row) for row in connection.execute(statement, group))
-            else:
-                for record in group:
-                    inserted = connection.execute(sa.insert(target), record).inserted_primary_key
-                    ids.append(_key_value(inserted))
+            ids.extend(_insert_run(connection, target, list(run)))
         return ids
 
     def _table(self, connection: sa.Connection, table: str) -> sa.Table:
@@ -589,6 +578,42 @@ class Database:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("the Database is closed")
+
+
+def _insert_run(
+    connection: sa.Connection, target: sa.Table, group: list[Mapping[str, Any]]
+) -> list[Any]:
+    """Insert records that all have the same keys; return their ids in record order."""
+    key = list(target.primary_key.columns)
+    dialect = connection.dialect
+    generated = target.autoincrement_column
+    supplied = [all(record.get(column.name) is not None for column in key) for record in group]
+    if not key or all(supplied):
+        # No key, or the caller supplied it: nothing to read back.
+        connection.execute(sa.insert(target), group)
+        return [
+            _key_value([record[column.name] for column in key]) if key else None for record in group
+        ]
+    if (
+        generated is not None
+        and len(key) == 1
+        and not any(supplied)
+        and dialect.insert_executemany_returning
+    ):
+        # Generated integer keys (SQLite rowid, sequences, identity columns) grow in
+        # the order the rows are inserted, and the rows of a multi-row INSERT are
+        # inserted in record order, so sorting the returned keys restores that
+        # order. This keeps batches to one statement per page of rows, where
+        # SQLAlchemy's ordered RETURNING would run one statement per row here.
+        returned = connection.execute(sa.insert(target).returning(generated), group)
+        return sorted(returned.scalars())
+    if dialect.insert_executemany_returning_sort_by_parameter_order:
+        statement = sa.insert(target).returning(*key, sort_by_parameter_order=True)
+        return [_key_value(row) for row in connection.execute(statement, group)]
+    return [
+        _key_value(connection.execute(sa.insert(target), record).inserted_primary_key)
+        for record in group
+    ]
 
 
 def _parse_url(url: str) -> sa.URL:

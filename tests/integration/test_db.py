@@ -88,10 +88,64 @@ def test_ids_without_executemany_returning_fall_back_to_one_insert_per_record(
 ) -> None:
     with Database(sqlite_url) as db:
         db.create_table("items", {"label": str})
+        db.engine.dialect.insert_executemany_returning = False
         db.engine.dialect.insert_executemany_returning_sort_by_parameter_order = False
 
         assert db.batch_insert("items", [{"label": "a"}, {"label": "b"}]) == [1, 2]
         assert rows(db, "items") == [(1, "a"), (2, "b")]
+
+
+def by_id(db: Database, table: str = "molecules") -> dict[Any, str]:
+    with db.engine.connect() as connection:
+        return {
+            key: name for key, name in connection.execute(sa.text(f"SELECT id, name FROM {table}"))
+        }
+
+
+def test_ids_match_their_records_in_large_multi_statement_batches(db: Database) -> None:
+    db.batch_insert("molecules", [{"name": "first"}])
+    names = [f"m{i}" for i in range(2500)]  # several statements on either database
+
+    ids = db.batch_insert("molecules", [{"name": name} for name in names])
+
+    stored = by_id(db)
+    assert [stored[i] for i in ids] == names
+    assert len(set(ids)) == 2500
+
+
+def test_generated_non_integer_keys_come_back_in_record_order(db_url: str) -> None:
+    with Database(db_url) as db:
+        random_text = {
+            "sqlite": "lower(hex(randomblob(8)))",
+            "postgresql": "md5(random()::text)",
+        }[db.dialect]
+        metadata = sa.MetaData()
+        sa.Table(
+            "coded",
+            metadata,
+            sa.Column("id", sa.Text, primary_key=True, server_default=sa.text(random_text)),
+            sa.Column("name", sa.Text),
+        )
+        metadata.create_all(db.engine)
+        names = [f"m{i}" for i in range(50)]
+
+        ids = db.batch_insert("coded", [{"name": name} for name in names])
+
+        stored = by_id(db, "coded")
+        assert [stored[i] for i in ids] == names
+
+
+def test_keys_given_for_some_records_only_still_map_in_order(sqlite_url: str) -> None:
+    with Database(sqlite_url) as db:
+        db.create_table("molecules", {"name": str})
+        db.batch_insert("molecules", [{"id": 9, "name": "nine"}])
+
+        ids = db.batch_insert(
+            "molecules", [{"id": None, "name": "next"}, {"id": 5, "name": "five"}]
+        )
+
+        assert ids == [10, 5]
+        assert by_id(db) == {9: "nine", 10: "next", 5: "five"}
 
 
 def test_create_table_leaves_an_existing_table_alone(db: Database) -> None:
@@ -104,10 +158,14 @@ def test_parallel_transactions_from_many_threads_share_the_pool(db: Database) ->
     start = threading.Barrier(8)
     inserted: list[list[Any]] = []
 
+    names: dict[Any, str] = {}
+
     def insert_batch(worker: int) -> None:
+        batch = [f"w{worker}-{i}" for i in range(25)]
         start.wait()
         with db.transaction() as tx:
-            ids = db.batch_insert("molecules", [{"name": f"w{worker}-{i}"} for i in range(25)], tx)
+            ids = db.batch_insert("molecules", [{"name": name} for name in batch], tx)
+        names.update(zip(ids, batch, strict=True))
         inserted.append(ids)
 
     threads = [threading.Thread(target=insert_batch, args=(n,)) for n in range(8)]
@@ -118,7 +176,7 @@ def test_parallel_transactions_from_many_threads_share_the_pool(db: Database) ->
 
     all_ids = sorted(i for ids in inserted for i in ids)
     assert all_ids == list(range(1, 201))
-    assert len(rows(db)) == 200
+    assert by_id(db) == names  # every id names its own record
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
