@@ -5,7 +5,6 @@ inserts into a real SQLite file through batchpilot.db.Database."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import sqlite3
 import threading
@@ -81,8 +80,12 @@ def test_strategy_halves_after_a_failed_batch_and_over_the_memory_limit() -> Non
     memory[0] = 2.0 * GIB
     strategy.observe(200, 5.0)  # on target, but the process is over the limit
     assert strategy.next_size() == 100
-    strategy.observe(10, 0.0, ok=False)
-    assert strategy.next_size() == 10  # never below min_batch_size
+    memory[0] = 0.0
+    sizes = []
+    for _ in range(4):
+        strategy.observe(strategy.next_size(), 1.0, ok=False)
+        sizes.append(strategy.next_size())
+    assert sizes == [50, 25, 12, 10]  # never below min_batch_size
 
 
 @pytest.mark.parametrize(
@@ -192,8 +195,9 @@ def test_sequential_sizes_adapt_from_measured_durations() -> None:
     assert processor.process_items(range(10_000)) == list(range(10_000))
     history = processor.get_stats()["batch_size_history"]
     assert history[0] == 100 and sum(history) == 10_000
-    assert max(history) == 500  # grew to the target and never past it
-    assert all(later <= 2 * earlier for earlier, later in itertools.pairwise(history))
+    # grew to the target and never past it (the exact steps depend on how far the
+    # engine plans ahead; the strategy's own sequence is tested exactly above)
+    assert max(history) == 500 and history[-1] == 500
 
 
 @pytest.mark.asyncio
