@@ -107,6 +107,8 @@ class _Flush(NamedTuple):
     entries: list[BufferedEntry]
     reason: str
     started: float
+    callback: FlushCallback | None = None
+    takes_entries: bool = True
 
 
 class BatchStateManager:
@@ -181,10 +183,8 @@ class BatchStateManager:
         self._clock = clock
         self._on_dead_letter = on_dead_letter
         self._listeners = [as_listener(hook) for hook in listeners]
-        if flush_callback is not None and not callable(flush_callback):
-            raise TypeError(f"flush_callback must be callable, got {flush_callback!r}")
         self._callback = flush_callback
-        self._callback_takes_entries = flush_callback is None or _takes_one_argument(flush_callback)
+        self._callback_takes_entries = flush_callback is None or _takes_entries(flush_callback)
 
         cfg = self.config
         self._rules = _flush_rules(cfg, self.max_buffer_age_seconds)
@@ -203,6 +203,7 @@ class BatchStateManager:
             memory_reader or system_memory_percent, cfg.memory_check_interval_seconds, clock
         )
         self._memory_percent: float | None = None
+        self._memory_failing = False
         self._stats = BatchStats(_STATS_WINDOW)
         self._events: deque[dict[str, Any]] = deque(maxlen=_EVENTS_KEPT)
         self._counts: Counter[str] = Counter()
@@ -222,7 +223,6 @@ class BatchStateManager:
         self._running = 0
         self._hold_until = float("-inf")
         self._closed = False
-        self._started_at = clock.now()
 
         self._journal = EntryJournal(journal_path, durability) if journal_path else None
         if self._journal is not None:
@@ -248,9 +248,7 @@ class BatchStateManager:
 
     def set_flush_callback(self, flush_callback: FlushCallback) -> None:
         """Set (or replace) where flushed entries go."""
-        if not callable(flush_callback):
-            raise TypeError(f"flush_callback must be callable, got {flush_callback!r}")
-        takes_entries = _takes_one_argument(flush_callback)
+        takes_entries = _takes_entries(flush_callback)
         with self._lock:
             self._callback = flush_callback
             self._callback_takes_entries = takes_entries
@@ -546,10 +544,15 @@ class BatchStateManager:
             raise RuntimeError(f"{what} cannot be called from the flush callback")
 
     def _read_memory(self) -> float | None:
+        """The sampled memory percentage, or None while the reader fails (logged once)."""
         try:
             self._memory_percent = self._memory.value()
         except Exception:
-            _log.exception("%s: memory reader failed; memory triggers skipped", self.name)
+            if self._memory_percent is not None or not self._memory_failing:
+                _log.exception("%s: memory reader failed; memory triggers skipped", self.name)
+            self._memory_percent, self._memory_failing = None, True
+        else:
+            self._memory_failing = False
         return self._memory_percent
 
     def _recover(self, journal: EntryJournal) -> None:
@@ -638,7 +641,7 @@ class BatchStateManager:
             if reason is None:
                 return None
         self._triggers[reason] += 1
-        return _Flush(buffer.take(size), reason, now)
+        return _Flush(buffer.take(size), reason, now, self._callback, self._callback_takes_entries)
 
     def _idle_wait(self, now: float) -> float:
         if self._callback is None:
@@ -653,7 +656,7 @@ class BatchStateManager:
 
     def _run_flush(self, job: _Flush) -> None:
         entries = job.entries
-        error, attempt_time, retries = self._call_with_retries(entries)
+        error, attempt_time, retries = self._call_with_retries(job)
         finished = self._clock.now()
         size = len(entries)
         queue_time = sum(job.started - item.queued_at for item in entries) / size
@@ -682,10 +685,11 @@ class BatchStateManager:
                 self._counts["entries_flushed"] += size
             else:
                 self._counts["failed_flushes"] += 1
+                self._drain_failed = True
                 if outcome == "dead_lettered":
                     self._counts["dead_lettered_entries"] += size
-                if self._drain_reason is not None:
-                    self._drain_reason, self._drain_failed = None, True
+                else:
+                    self._drain_reason = None  # a drain stops at entries it cannot move
             if new_size != old_size:
                 self._events.append(
                     _size_event(old_size, new_size, attempt_time, error, self.config)
@@ -712,11 +716,9 @@ class BatchStateManager:
             ),
         )
 
-    def _call_with_retries(
-        self, entries: list[BufferedEntry]
-    ) -> tuple[Exception | None, float, int]:
+    def _call_with_retries(self, job: _Flush) -> tuple[Exception | None, float, int]:
         """Call the callback, retrying per policy. Returns (error, last attempt s, retries)."""
-        callback = self._callback
+        entries, callback = job.entries, job.callback
         assert callback is not None
         error: Exception | None = None
         attempt_time = 0.0
@@ -725,7 +727,7 @@ class BatchStateManager:
                 self._clock.sleep(delay)
             begun = self._clock.now()
             try:
-                if self._callback_takes_entries:
+                if job.takes_entries:
                     callback(list(entries))  # type: ignore[call-arg]
                 else:
                     callback()  # type: ignore[call-arg]
@@ -808,8 +810,14 @@ def _flush_rules(config: BatchProcessingConfig, max_age: float) -> FlushRules:
     )
 
 
-def _takes_one_argument(func: Callable[..., object]) -> bool:
-    """True unless ``func`` can only be called with no arguments."""
+def _takes_entries(func: object) -> bool:
+    """True if ``func`` takes the entries, False if it takes no argument.
+
+    Raises:
+        TypeError: ``func`` is not callable, or needs more than one argument.
+    """
+    if not callable(func):
+        raise TypeError(f"flush_callback must be callable, got {func!r}")
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):

@@ -187,6 +187,16 @@ def test_close_returns_what_could_not_be_flushed(make: Any) -> None:
     assert manager.close() == []
 
 
+def test_close_keeps_draining_past_dead_lettered_batches(make: Any) -> None:
+    dead = DeadLetters()
+    manager = make(None, on_dead_letter=dead, enable_adaptive_sizing=False, size_threshold=25)
+    queue(manager, 60)
+    manager.set_flush_callback(Flaky(failures=99))
+    assert manager.close() == []
+    assert [len(uuids) for uuids, _ in dead.received] == [25, 25, 10]
+    assert counters(manager)["dead_lettered_entries"] == 60
+
+
 def test_failed_flush_is_reported_to_listeners_and_shrinks_the_size(make: Any) -> None:
     records: list[Any] = []
     manager = make(Flaky(failures=99), on_dead_letter=DeadLetters(), listeners=[records.append])
