@@ -10,7 +10,7 @@ chunks only in the gaps between them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -87,17 +87,14 @@ def read_chunks(
     controller: SizeController,
     stored: Sequence[tuple[int, int]] = (),
     *,
-    total: int | None = None,
-    spread: int = 1,
+    cap: Callable[[int], int | None] | None = None,
 ) -> Iterator[Chunk]:
     """Yield consecutive chunks of ``iterator``; ``stored`` ranges come back as stored chunks.
 
     New chunks take ``controller.next_size()`` items, asked afresh for every
-    chunk, but never run into a stored range. When the input length ``total`` is
-    known, a chunk never takes more than ``1/spread`` of the items left, so the
-    last chunks shrink and ``spread`` workers finish together instead of one
-    worker running a big last chunk alone. A stored range the input ends
-    before comes back short, which the caller treats as a different input.
+    chunk, but never more than ``cap(position)`` (when it gives a number) and
+    never run into a stored range. A stored range the input ends before comes
+    back short, which the caller treats as a different input.
     """
     position = 0
     pending = iter(stored)
@@ -111,8 +108,9 @@ def read_chunks(
             position, upcoming = upcoming[1], next(pending, None)
             continue
         size = max(1, controller.next_size())
-        if total is not None:
-            size = min(size, max(1, -(-(total - position) // spread)))
+        limit = None if cap is None else cap(position)
+        if limit is not None:
+            size = max(1, min(size, limit))
         if upcoming is not None:
             size = min(size, upcoming[0] - position)
         items = list(islice(iterator, size))

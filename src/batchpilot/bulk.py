@@ -57,6 +57,9 @@ __all__ = [
 
 _log = logging.getLogger("batchpilot")
 
+TAIL_BALANCE_DURATION = 0.02
+"""Chunks expected to take less (seconds) are not split to balance the end of a run."""
+
 BatchSize = int | Literal["auto"] | SizeController
 
 
@@ -147,6 +150,8 @@ class BulkRun(Iterator[Any]):
         self._fn = fn
         self._total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
         self._balance_tail = balance_tail
+        self._spread = 1
+        self._item_cost = 0.0
         self._iterator = iter(items)
         self.controller = controller
         self._executor_spec = executor
@@ -283,7 +288,8 @@ class BulkRun(Iterator[Any]):
         bar = self._make_bar()
         pipeline: deque[_InFlight] = deque()
         try:
-            chunks = self._read(executor.slots)
+            self._spread = executor.slots
+            chunks = self._read()
             exhausted = False
             while True:
                 while not exhausted and len(pipeline) < executor.slots:
@@ -310,14 +316,22 @@ class BulkRun(Iterator[Any]):
             if self._store is not None:
                 self._store.close()
 
-    def _read(self, spread: int) -> Iterator[Chunk]:
-        """Chunks of the input; with a job file, verify the input and skip stored chunks.
+    def _tail_cap(self, position: int) -> int | None:
+        """Under ``"auto"``, when chunks take long enough for an uneven finish to
+        matter, no chunk takes more than its share of the items left, so the
+        workers finish together. Quick chunks are left whole: splitting them
+        would cost more thread hand-offs than it saves."""
+        if self._total is None:
+            return None
+        if self._item_cost * self.controller.next_size() < TAIL_BALANCE_DURATION:
+            return None
+        return -(-(self._total - position) // self._spread)
 
-        Only ``batch_size="auto"`` shrinks the last chunks to balance the tail.
-        """
-        total = self._total if self._balance_tail else None
+    def _read(self) -> Iterator[Chunk]:
+        """Chunks of the input; with a job file, verify the input and skip stored chunks."""
+        cap = self._tail_cap if self._balance_tail else None
         if self._store is None:
-            yield from read_chunks(self._iterator, self.controller, total=total, spread=spread)
+            yield from read_chunks(self._iterator, self.controller, cap=cap)
             return
         head = list(_take(self._iterator, HEAD_ITEMS))
         self._store.check_head(head)
@@ -327,8 +341,7 @@ class BulkRun(Iterator[Any]):
             chain(head, self._iterator),
             self.controller,
             [(start, stop) for start, stop, _ in stored],
-            total=total,
-            spread=spread,
+            cap=cap,
         )
         end = 0
         for chunk in chunks:
@@ -382,6 +395,7 @@ class BulkRun(Iterator[Any]):
     def _settle(self, entry: _InFlight, result: ChunkResult, bar: Any) -> None:
         """Per finished chunk: feed the controller, commit, count, notify."""
         entry.settled = result
+        self._item_cost = result.duration / max(result.size, 1)
         self.controller.observe(result.size, result.duration, ok=result.failed < result.size)
         if self._store is not None:
             self._store.commit(entry.start, entry.start + result.size, entry.digest, result.values)

@@ -27,9 +27,9 @@ class InlineExecutor:
     """Runs each chunk at submit time: one chunk in flight, fully deterministic."""
 
     remote = False
-    slots = 1
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = slots
         self.submitted = 0
         self.shut_down = False
 
@@ -168,6 +168,30 @@ def test_auto_sizing_doubles_until_the_latency_target_then_holds() -> None:
     assert run.batch_size_history[:9] == [1, 2, 4, 8, 16, 32, 64, 100, 100]
     assert sum(run.batch_size_history) == 1000
     assert run.batch_size == 100
+
+
+def test_auto_sizing_splits_the_last_slow_chunks_so_workers_finish_together() -> None:
+    clock = FakeClock()
+
+    def timed(xs: list[int]) -> list[int]:
+        clock.advance(0.001 * len(xs))
+        return xs
+
+    run = map_batches(timed, range(1000), executor=InlineExecutor(slots=4), clock=clock)
+    assert list(run) == list(range(1000))
+    history = run.batch_size_history
+    done = 0
+    for size in history:  # once chunks take >= 20 ms, none exceeds 1/4 of what is left
+        if done >= 64:
+            assert size <= -(-(1000 - done) // 4)
+        done += size
+    assert history[-3:] == [1, 1, 1] and max(history) == 100
+
+
+def test_auto_sizing_leaves_quick_chunks_whole_at_the_end() -> None:
+    run = map_batches(double, range(1000), executor="serial", clock=FakeClock())
+    list(run)  # on a frozen clock every chunk takes 0 s: sizes double, the rest goes whole
+    assert run.batch_size_history == [1, 2, 4, 8, 16, 32, 64, 128, 256, 489]
 
 
 def test_a_size_controller_is_used_as_given() -> None:
