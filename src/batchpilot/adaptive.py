@@ -170,7 +170,10 @@ class AdaptiveBatchProcessor:
         self._executor = "asyncio" if inspect.iscoroutinefunction(process_func) else "threads"
 
     def process_items(self, items: Iterable[Any]) -> list[Any]:
-        """Process ``items`` one batch at a time; return the results in input order."""
+        """Process ``items`` one batch at a time; return the results in input order.
+
+        Each batch is sized after the previous one finished, in the calling thread.
+        """
         return self._process(items, workers=1)
 
     def process_items_parallel(self, items: Iterable[Any]) -> list[Any]:
@@ -186,11 +189,14 @@ class AdaptiveBatchProcessor:
         return await asyncio.to_thread(self.process_items_parallel, items)
 
     def _process(self, items: Iterable[Any], workers: int) -> list[Any]:
+        executor = self._executor
+        if workers == 1 and executor == "threads":
+            executor = "serial"
         run = map_batches(
             self.process_func,
             items,
             batch_size=self.strategy,
-            executor=self._executor,
+            executor=executor,
             workers=workers,
             name="adaptive",
             clock=self._clock,

@@ -320,6 +320,7 @@ class BatchProcessor:
             runner,
             self._planned(chunks),
             batch_size=1,
+            executor="serial" if mode is ProcessingMode.SEQUENTIAL else "threads",
             workers=self.stats.workers,
             ordered=mode is not ProcessingMode.STREAMING,
             fail_fast=not self.config.enable_error_recovery,

@@ -130,7 +130,7 @@ async def test_generator_is_not_read_ahead_of_the_chunks_in_flight(tmp_path: Pat
 
     results = await processor.process_targets(source(), record, ProcessingMode.SEQUENTIAL)
     assert len(results) == 10_000
-    assert seen_when_first_ran[0] <= 2 * 100  # at most the engine's two slots of one worker
+    assert seen_when_first_ran[0] <= 2 * 100  # at most the chunks in flight
 
 
 # -- every mode and strategy, with error isolation ------------------------------
@@ -454,8 +454,7 @@ async def test_dynamic_configuration_applies_to_later_chunks(tmp_path: Path) -> 
     processor.progress_tracker.add_callback(adaptive_configuration)
     results = await processor.process_targets(range(40), str, ProcessingMode.SEQUENTIAL)
     assert len(results) == 40
-    sizes = processor.stats.chunk_sizes
-    assert sizes[0] == 8 and sizes[-2:] == [4, 4] and sum(sizes) == 40
+    assert processor.stats.chunk_sizes == [8] + [4] * 8
 
 
 @pytest.mark.asyncio
@@ -471,9 +470,8 @@ async def test_shutdown_stops_at_a_chunk_boundary_with_stored_results_intact(
     results = await processor.process_targets(range(100), str, ProcessingMode.SEQUENTIAL)
     stats = processor.stats.to_dict()
     assert stats["interrupted"] is True
-    resume_at = stats["next_target_index"]
-    assert 5 <= resume_at < 100 and resume_at % 5 == 0
-    assert results == [str(i) for i in range(resume_at)]
+    assert stats["next_target_index"] == 5  # sequential: nothing planned ahead
+    assert results == [str(i) for i in range(5)]
     assert processor.result_storage.load_results(stats["run_id"]) == results
     with pytest.raises(ClosedError):
         await processor.process_targets([1], str)
