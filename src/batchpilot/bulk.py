@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures as cf
 import inspect
 import logging
+import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -175,6 +176,7 @@ class BulkRun(Iterator[Any]):
         self._started_at: float | None = None
         self._finished = False
         self._chunk_lists = self._run()
+        self._advancing = threading.Lock()
         self._stream: Iterator[Any] = chain.from_iterable(self._chunk_lists)
 
     # -- the iterator ------------------------------------------------------
@@ -192,19 +194,23 @@ class BulkRun(Iterator[Any]):
         The event loop is never blocked. Use either ``for`` or ``async for`` on one
         run, not both.
         """
-        while True:
-            values = await asyncio.to_thread(next, self._chunk_lists, None)
-            if values is None:
-                return
+        while (values := await asyncio.to_thread(self._next_chunk)) is not None:
             for value in values:
                 yield value
+
+    def _next_chunk(self) -> list[Any] | None:
+        with self._advancing:
+            return next(self._chunk_lists, None)
 
     def close(self) -> None:
         """Stop the run: cancel chunks not started, release executor and job file. Idempotent.
 
-        A ``for`` loop already running may still see the rest of the chunk it is in.
+        A ``for`` loop already running may still see the rest of the chunk it is in;
+        a chunk an ``async for`` is waiting for (even from a cancelled task) is
+        waited for first.
         """
-        self._chunk_lists.close()
+        with self._advancing:
+            self._chunk_lists.close()
         self._stream = iter(())
         if self._store is not None:
             self._store.close()

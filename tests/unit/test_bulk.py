@@ -414,3 +414,31 @@ def test_a_failing_progress_callback_is_logged_and_the_run_goes_on(
         True,
         True,
     ]
+
+
+@pytest.mark.asyncio
+async def test_closing_after_a_cancelled_async_for_waits_for_the_chunk_in_flight() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def held(xs: list[int]) -> list[int]:
+        if xs[0] == 10:
+            entered.set()
+            release.wait(5)
+        return xs
+
+    run = map_batches(held, range(30), batch_size=10, executor="serial")
+
+    async def consume() -> list[int]:
+        return [value async for value in run]
+
+    task = asyncio.create_task(consume())
+    await asyncio.to_thread(entered.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    closing = asyncio.create_task(asyncio.to_thread(run.close))
+    await asyncio.sleep(0)
+    assert not closing.done()  # close waits for the chunk still running
+    release.set()
+    await closing
+    assert list(run) == []
