@@ -289,6 +289,34 @@ def test_bench_lists_the_benchmark_scripts(tmp_path: Path, capsys) -> None:
     assert main(["bench", "--dir", str(tmp_path), "--list"]) == 0
     assert capsys.readouterr().out.splitlines() == [str(tmp_path / "b_one.py")]
     assert main(["bench", "--dir", str(tmp_path), "missing"]) == 2
+    assert "no benchmark named missing" in capsys.readouterr().err
+
+
+def test_bench_runs_each_script_and_reports_the_failed_ones(tmp_path: Path) -> None:
+    (tmp_path / "a_ok.py").write_text("print('table of a_ok')\n")
+    (tmp_path / "b_broken.py").write_text("raise SystemExit(3)\n")
+    done = subprocess.run(
+        _cli("bench", "--dir", str(tmp_path)), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "== a_ok.py\ntable of a_ok\n== b_broken.py\n" in done.stdout
+    assert done.stderr.strip() == "batchpilot: error: benchmarks failed: b_broken.py"
+    only = subprocess.run(
+        _cli("bench", "--dir", str(tmp_path), "a_ok"), capture_output=True, text=True, timeout=60
+    )
+    assert only.returncode == 0 and "b_broken" not in only.stdout
+
+
+def test_a_job_runs_on_a_local_dask_cluster(workdir: tuple[Path, str], capsys) -> None:
+    pytest.importorskip("dask.distributed")
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", records(200))
+    code, err = run(
+        capsys, "run", f"{module}:double", "-i", "in.jsonl", "-o", "out.parquet",
+        "--executor", "dask", "--workers", "2", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert pq.read_table(tmp / "out.parquet").column("id").to_pylist() == list(range(200))
 
 
 def _cli(*argv: str) -> list[str]:
