@@ -223,6 +223,7 @@ class BatchStateManager:
         self._running = 0
         self._hold_until = float("-inf")
         self._closed = False
+        self._finished = False
 
         self._journal = EntryJournal(journal_path, durability) if journal_path else None
         if self._journal is not None:
@@ -284,7 +285,7 @@ class BatchStateManager:
             ValueError, TypeError: bad priority, source, uuid or unpicklable entry.
         """
         started = time.perf_counter()
-        if priority not in PRIORITIES:
+        if priority not in PRIORITIES or isinstance(priority, bool):
             raise ValueError(f"priority must be 0, 1 or 2, got {priority!r}")
         key = uuid if type(uuid) is str else _uuid_key(uuid)
         if not key:
@@ -389,13 +390,12 @@ class BatchStateManager:
 
         Returns:
             Entries that could not be flushed (the callback kept failing, or none
-            was set); they stay in the journal, if any. Empty on success and on
-            every call after the first.
+            was set); they stay in the journal, if any. Empty on success, while
+            the flusher is still busy after ``timeout``, and once returned.
         """
         self._refuse_flusher_thread("close()")
         with self._lock:
-            first = not self._closed
-            if first:
+            if not self._closed:
                 self._closed = True
                 self._drain_reason = "close"
                 self._drain_failed = False
@@ -404,13 +404,16 @@ class BatchStateManager:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
-        if not first or any(thread.is_alive() for thread in self._threads):
+        if any(thread.is_alive() for thread in self._threads):
             return []
-        with _REGISTRY_LOCK:
-            _REGISTRY.discard(self)
         with self._lock:
+            if self._finished:
+                return []
+            self._finished = True
             leftovers = self._buffer.drain()
             self._counts["unflushed_at_close"] += len(leftovers)
+        with _REGISTRY_LOCK:
+            _REGISTRY.discard(self)
         if leftovers:
             _log.warning("%s closed with %d unflushed entries", self.name, len(leftovers))
         if self._journal is not None:
@@ -836,7 +839,7 @@ def _takes_entries(func: object) -> bool:
 
 
 def _uuid_key(value: object) -> str:
-    if isinstance(value, uuid_module.UUID):
+    if isinstance(value, (str, uuid_module.UUID)):
         return str(value)
     raise TypeError(f"uuid must be a str or uuid.UUID, got {type(value).__name__}: {value!r}")
 

@@ -197,6 +197,27 @@ def test_close_keeps_draining_past_dead_lettered_batches(make: Any) -> None:
     assert counters(manager)["dead_lettered_entries"] == 60
 
 
+def test_close_with_timeout_returns_early_and_a_later_close_finishes(make: Any) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def hung_then_broken(entries: list[BufferedEntry]) -> None:
+        entered.set()
+        assert release.wait(5)
+        raise ConnectionError("still down")
+
+    manager = make(hung_then_broken, max_retries=0)
+    queue(manager, 25)
+    assert entered.wait(5)
+    assert manager.close(timeout=0.01) == []  # the flusher is stuck in the callback
+    assert manager.closed
+    assert manager in live_managers()
+    release.set()
+    left = manager.close()
+    assert [item.uuid for item in left] == names("e", 25)
+    assert manager not in live_managers()
+    assert manager.close() == []
+
+
 def test_failed_flush_is_reported_to_listeners_and_shrinks_the_size(make: Any) -> None:
     records: list[Any] = []
     manager = make(Flaky(failures=99), on_dead_letter=DeadLetters(), listeners=[records.append])
