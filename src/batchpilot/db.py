@@ -375,11 +375,16 @@ class Database:
             await asyncio.to_thread(self._end, tx_id, succeeded)
 
     def get_metrics(self) -> dict[str, dict[str, Any]]:
-        """A snapshot of metrics per operation (``batch_insert``, ``transaction``,
-        ``create_table``): ``calls``, ``rows`` (inserted by successful calls; for
-        transactions, committed), ``errors``, ``retries``, ``rollbacks`` (of transactions),
-        ``total_duration``, ``avg_duration``, ``max_duration`` (seconds) and
-        ``error_types`` (failed calls by exception class name)."""
+        """A snapshot of metrics per operation.
+
+        Returns:
+            ``{operation: metrics}`` for ``batch_insert``, ``transaction`` and
+            ``create_table`` (once used), each with ``calls``, ``rows`` (inserted by
+            successful calls; for transactions, committed), ``errors``, ``retries``,
+            ``rollbacks`` (of transactions), ``total_duration``, ``avg_duration``,
+            ``max_duration`` (seconds) and ``error_types`` (failed calls by
+            exception class name).
+        """
         with self._lock:
             return {name: metrics.snapshot() for name, metrics in self._metrics.items()}
 
@@ -397,6 +402,8 @@ class Database:
         for tx in abandoned:
             with tx.lock:
                 _rollback_quietly(tx.connection)
+                tx.connection.close()
+            self._record("transaction", self._clock.now() - tx.started, tx.call, None, True)
         self._engine.dispose()
 
     def __enter__(self) -> Database:

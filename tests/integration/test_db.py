@@ -228,6 +228,8 @@ def test_close_rolls_back_open_transactions(db: Database) -> None:
         db.batch_insert("molecules", [{"name": "b"}])
     db.close()  # idempotent
 
+    assert db.get_metrics()["transaction"]["rollbacks"] == 1
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     with Database(str(db.engine.url.render_as_string(hide_password=False))) as reopened:
         assert rows(reopened) == []
 
