@@ -59,6 +59,7 @@ Placement = Literal["auto", "inline", "thread"]
 _PLACEMENTS = ("auto", "inline", "thread")
 _WAIT_SLICE = 0.0005  # a deliberate wait re-checks its budget at least this often (s)
 _REFIT_EVERY = 16  # batches between refits of the cost model
+_INLINE_ROUND = 0.005  # seconds of inline batches per loop callback before yielding the loop
 _LOOP_STOP_TIMEOUT = 1.0  # seconds close() waits for the private loop thread to stop
 
 
@@ -303,6 +304,7 @@ class Engine:
         self._probe = PlacementProbe()
         self._listeners = tuple(as_listener(hook) for hook in listeners)
         self._clock = clock
+        self._bare_requests = item_timeout is None and not self._listeners and not self._budgeted
         self._queue: BoundedPriorityQueue[Request] = BoundedPriorityQueue(
             max_queue_size, priority_levels, clock
         )
@@ -319,6 +321,8 @@ class Engine:
         self._idle_workers = 0
         self._wake_at = 1
         self._pending_loops: set[asyncio.AbstractEventLoop] = set()
+        # submit() futures must be moved to RUNNING when a batch forms (a slower check).
+        self._has_cfutures = False
         self._private_loop: _LoopThread | None = None
         self._last_start = -math.inf
         self._last_size = 0
@@ -356,6 +360,7 @@ class Engine:
             ValueError: ``priority`` is out of range.
         """
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._has_cfutures = True
         self._enqueue(self._request(item, future, CFUTURE, None), priority, timeout)
         self._kick_from_thread()
         return future
@@ -371,42 +376,52 @@ class Engine:
         self._kick_from_thread()
         return waiter.result()
 
-    async def asubmit(self, item: Any, *, priority: int = 0) -> Any:
-        """Queue ``item`` from a coroutine and await its result.
+    def afuture(self, item: Any, *, priority: int = 0) -> asyncio.Future[Any]:
+        """Queue ``item`` from the running event loop; return an `asyncio.Future` of its result.
 
-        Never blocks the event loop: a full queue raises `QueueFullError` at once.
-        Cancelling the awaiting task removes the item if no batch has taken it yet.
+        The cheapest asyncio path: no coroutine per item. Never blocks the loop: a
+        full queue raises `QueueFullError` at once. A cancelled future's item is
+        dropped when the next batch forms, never processed.
+
+        Raises:
+            RuntimeError: no event loop is running in this thread.
+            ClosedError: after `close`.
+            QueueFullError: the queue is full.
         """
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        request = self._request(item, future, AFUTURE, loop)
-        self._enqueue(request, priority, 0)
+        if self._bare_requests:  # the hot path, written out: every call here costs throughput
+            request = Request(item, future, AFUTURE, loop, None, 0.0)
+        else:
+            request = self._request(item, future, AFUTURE, loop)
+        if self._closing:
+            raise ClosedError(f"{self!r} is closed")
+        self._queue.put(request, priority, 0)
         if loop not in self._pending_loops:
             self._schedule(loop, threadsafe=False)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if future.cancelled() and self._queue.discard(request):
-                with self._lock:
-                    self._cancelled += 1
-                    if self._closing:
-                        self._drained.notify_all()
-            raise
+        return future
+
+    async def asubmit(self, item: Any, *, priority: int = 0) -> Any:
+        """Queue ``item`` from a coroutine and await its result (see `afuture`).
+
+        Cancelling the awaiting task cancels the item: it is dropped, not processed.
+        """
+        return await self.afuture(item, priority=priority)
 
     def _request(
         self, item: Any, sink: Any, kind: int, loop: asyncio.AbstractEventLoop | None
     ) -> Request:
-        now = self._clock.now()
         timeout = self._item_timeout
+        if self._bare_requests:  # no deadline, timestamp or budget needed
+            return Request(item, sink, kind, loop, None, 0.0)
+        now = self._clock.now()
         request = Request(item, sink, kind, loop, None if timeout is None else now + timeout, now)
         if self._budgeted:
-            if self._batch_size_fn is not None:
-                cost = float(self._batch_size_fn(item))
-                if not cost >= 0:
-                    raise ValueError(f"batch_size_fn must return a cost >= 0, got {cost}")
-                request.cost = cost
-            if self._max_batch_bytes is not None:
-                request.nbytes = item_nbytes(item)
+            cost = 1.0 if self._batch_size_fn is None else float(self._batch_size_fn(item))
+            if not cost >= 0:
+                raise ValueError(f"batch_size_fn must return a cost >= 0, got {cost}")
+            request.cost = cost
+            request.nbytes = 0 if self._max_batch_bytes is None else item_nbytes(item)
         return request
 
     def _enqueue(self, request: Request, priority: int, timeout: float | None) -> None:
@@ -497,11 +512,16 @@ class Engine:
         if not self._runs_inline():
             self._wake_worker()
             return
-        if self._acquire_slot():
+        # Like a task that drains its queue, run the batches already queued back to back
+        # (bounded, so other coroutines get the loop again soon).
+        until = time.perf_counter() + _INLINE_ROUND
+        while self._acquire_slot():
             batch = self._claim()
             if batch:
                 self._run_sync(batch, loop)
-            if len(self._queue) and loop not in self._pending_loops:
+            if time.perf_counter() >= until:
+                break
+        if len(self._queue) and loop not in self._pending_loops:
                 self._schedule(loop, threadsafe=False)
 
     def _runs_inline(self) -> bool:
@@ -528,9 +548,10 @@ class Engine:
             taken, expired = self._take_budgeted(size)
         else:
             taken, expired = self._queue.take(size)
-        batch = taken
-        if any(request.kind != WAITER for request in taken):
+        if self._has_cfutures:  # they must be moved to RUNNING (and may have been cancelled)
             batch = [request for request in taken if not request.cancelled()]
+        else:  # asyncio futures cancelled by their callers are done; a Waiter never is
+            batch = [request for request in taken if not request.sink.done()]
         with self._lock:
             self._expired += len(expired)
             self._cancelled += len(taken) - len(batch)

@@ -21,6 +21,7 @@ import contextlib
 import sys
 import threading
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 __all__ = ["AFUTURE", "CFUTURE", "WAITER", "Request", "Waiter", "deliver", "item_nbytes"]
@@ -50,6 +51,10 @@ class Waiter:
         self._value = exc
         self._lock.release()
 
+    def done(self) -> bool:
+        """A thread caller cannot cancel, and a batch only forms from pending items."""
+        return False
+
     def result(self) -> Any:
         """Block until the outcome is set; return the result or raise the exception."""
         self._lock.acquire()
@@ -67,12 +72,14 @@ class Request:
         kind: `WAITER`, `CFUTURE` or `AFUTURE`.
         loop: the event loop of an `AFUTURE` sink, else None.
         deadline: absolute clock time after which the item expires, or None.
-        enqueued: clock time of submission.
+        enqueued: clock time of submission (0.0 when nothing needs it).
         cost: the item's share of the batch-size limit (``batch_size_fn``).
         nbytes: the item's bytes, counted against ``max_batch_bytes``.
     """
 
     __slots__ = ("cost", "deadline", "enqueued", "item", "kind", "loop", "nbytes", "sink")
+    cost: float
+    nbytes: int
 
     def __init__(
         self,
@@ -89,8 +96,7 @@ class Request:
         self.loop = loop
         self.deadline = deadline
         self.enqueued = enqueued
-        self.cost = 1.0
-        self.nbytes = 0
+        # ``cost`` and ``nbytes`` are set only when the engine has a size budget.
 
     def cancelled(self) -> bool:
         """True if the caller gave up on this request (checked when a batch is formed).
@@ -128,11 +134,10 @@ def deliver(
     ``oks[i]`` is true, else an exception. ``here`` is the loop running in this thread.
     """
     remote: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
-    for index, request in enumerate(requests):
-        ok = True if oks is None else oks[index]
-        value = values[index]
-        sink = request.sink
+    outcomes = zip(requests, values, repeat(True) if oks is None else oks, strict=False)
+    for request, value, ok in outcomes:
         loop = request.loop
+        sink = request.sink
         if loop is None:
             try:
                 if ok:

@@ -118,10 +118,14 @@ class Batcher(Generic[T, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, item: T) -> Any:
-        """The result of ``item`` (a thread blocks), or an awaitable of it (in a coroutine)."""
+        """The result of ``item``: a thread blocks for it; a coroutine gets an awaitable.
+
+        In a coroutine the awaitable is an `asyncio.Future` (no coroutine per item, the
+        fast path); use `acall` where a coroutine is required (``create_task``).
+        """
         if asyncio._get_running_loop() is None:
             return self._engine.call(item)
-        return self._engine.asubmit(item)
+        return self._engine.afuture(item)
 
     def submit(
         self, item: T, *, priority: int = 0, timeout: float | None = None
