@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -179,12 +180,16 @@ def _add_bench(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="run the benchmark scripts in benchmarks/",
-        description="Run the benchmark scripts (benchmarks/*.py of the source tree, or "
-        "--dir) one after another with this Python, printing their tables.",
+        description="Run the benchmark scripts (the benchmarks/*.py files with a __main__ "
+        "guard, of the current directory or the source tree, or --dir) one after another "
+        "with this Python, printing their tables.",
     )
     bench.add_argument("names", nargs="*", metavar="NAME", help="only these scripts (stem)")
     bench.add_argument("--dir", type=Path, default=None, help="benchmark directory")
     bench.add_argument("--list", action="store_true", help="list the scripts and exit")
+    bench.add_argument(
+        "--quick", action="store_true", help="pass --quick to the scripts that take it"
+    )
     bench.set_defaults(handler=_bench_command)
 
 
@@ -466,12 +471,23 @@ def _demo_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_MAIN_GUARD = re.compile(r"^if __name__ == [\"']__main__[\"']:", re.MULTILINE)
+
+
 def benchmark_scripts(directory: Path | None = None) -> list[Path]:
-    """The benchmark scripts: ``benchmarks/*.py`` not starting with ``_``, sorted."""
+    """The benchmark scripts, sorted: ``benchmarks/*.py`` with a ``__main__`` guard.
+
+    Files starting with ``_`` and modules without a guard (helpers, harness plugins)
+    are not scripts.
+    """
     folder = directory or _default_bench_dir()
     if not folder.is_dir():
         raise CliError(f"benchmark directory not found: {folder} (pass --dir)")
-    return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+    return sorted(
+        path
+        for path in folder.glob("*.py")
+        if not path.name.startswith("_") and _MAIN_GUARD.search(path.read_text("utf-8"))
+    )
 
 
 def _default_bench_dir() -> Path:
@@ -493,8 +509,11 @@ def _bench_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     failed = []
     for script in scripts:
+        command = [sys.executable, str(script)]
+        if args.quick and "--quick" in script.read_text("utf-8"):
+            command.append("--quick")
         print(f"== {script.name}", flush=True)
-        if subprocess.run([sys.executable, str(script)], check=False).returncode != 0:
+        if subprocess.run(command, check=False).returncode != 0:
             failed.append(script.name)
     if failed:
         return _fail(f"benchmarks failed: {', '.join(failed)}", code=EXIT_FAILED_ITEMS)

@@ -284,8 +284,9 @@ def test_every_command_has_help(capsys, command: list[str]) -> None:
 
 
 def test_bench_lists_the_benchmark_scripts(tmp_path: Path, capsys) -> None:
-    (tmp_path / "b_one.py").write_text("print('one')\n")
-    (tmp_path / "_helper.py").write_text("")
+    (tmp_path / "b_one.py").write_text("if __name__ == '__main__':\n    print('one')\n")
+    (tmp_path / "_helper.py").write_text("if __name__ == '__main__':\n    pass\n")
+    (tmp_path / "plugin.py").write_text("print('a module, not a script')\n")
     assert main(["bench", "--dir", str(tmp_path), "--list"]) == 0
     assert capsys.readouterr().out.splitlines() == [str(tmp_path / "b_one.py")]
     assert main(["bench", "--dir", str(tmp_path), "missing"]) == 2
@@ -293,18 +294,25 @@ def test_bench_lists_the_benchmark_scripts(tmp_path: Path, capsys) -> None:
 
 
 def test_bench_runs_each_script_and_reports_the_failed_ones(tmp_path: Path) -> None:
-    (tmp_path / "a_ok.py").write_text("print('table of a_ok')\n")
-    (tmp_path / "b_broken.py").write_text("raise SystemExit(3)\n")
+    (tmp_path / "a_ok.py").write_text(
+        "import sys\nif __name__ == '__main__':\n    print('table of a_ok', sys.argv[1:])\n"
+        "# accepts --quick\n"
+    )
+    (tmp_path / "b_broken.py").write_text("if __name__ == '__main__':\n    raise SystemExit(3)\n")
     done = subprocess.run(
         _cli("bench", "--dir", str(tmp_path)), capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
-    assert "== a_ok.py\ntable of a_ok\n== b_broken.py\n" in done.stdout
+    assert "== a_ok.py\ntable of a_ok []\n== b_broken.py\n" in done.stdout
     assert done.stderr.strip() == "batchpilot: error: benchmarks failed: b_broken.py"
     only = subprocess.run(
-        _cli("bench", "--dir", str(tmp_path), "a_ok"), capture_output=True, text=True, timeout=60
+        _cli("bench", "--dir", str(tmp_path), "a_ok", "--quick"),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert only.returncode == 0 and "b_broken" not in only.stdout
+    assert "table of a_ok ['--quick']" in only.stdout
 
 
 def test_a_job_runs_on_a_local_dask_cluster(workdir: tuple[Path, str], capsys) -> None:
