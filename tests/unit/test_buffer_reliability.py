@@ -346,6 +346,16 @@ def test_overflow_drop_oldest_counts_and_dead_letters(make: Any) -> None:
     assert [item.uuid for item in left] == ["e3", "e2", "e4"]  # urgent first
 
 
+def test_drop_oldest_without_dead_letter_logs_the_loss(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = make(None, **small(overflow="drop_oldest"))
+    queue(manager, 4)
+    assert manager.wait_idle(5)
+    assert counters(manager)["dropped_entries"] == 1
+    assert "dropped 1 entries (buffer full)" in caplog.text
+
+
 # ------------------------------------------------------------------------- journal
 
 
