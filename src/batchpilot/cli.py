@@ -8,9 +8,10 @@ Lines, SQLite or Parquet), in input order. Failed records go to
 checkpointed in ``OUT.job.sqlite`` while the job runs, so ``--resume`` continues a
 killed run; the checkpoint is deleted when the job completes.
 
-Exit codes: 0 when every record succeeded, 1 when some records failed (or the
-run was interrupted), 2 for bad usage or bad input (a one-line message on stderr,
-never a traceback; set ``BATCHPILOT_TRACEBACK=1`` to see one for unexpected errors).
+Exit codes: 0 when every record succeeded; 1 when some records failed, or the
+run was interrupted or stopped by an unexpected error; 2 for bad usage or bad
+input. Errors are one line on stderr, never a traceback (set
+``BATCHPILOT_TRACEBACK=1`` to see one for an unexpected error).
 """
 
 from __future__ import annotations
@@ -42,7 +43,16 @@ from ._records_io import (
     to_row,
 )
 
-__all__ = ["main"]
+__all__ = [
+    "CliError",
+    "RunSummary",
+    "benchmark_scripts",
+    "errors_path",
+    "job_path",
+    "load_function",
+    "main",
+    "run_job",
+]
 
 EXIT_OK = 0
 EXIT_FAILED_ITEMS = 1
@@ -78,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("BATCHPILOT_TRACEBACK"):
             raise
-        return _fail(f"{type(exc).__name__}: {exc}".replace("\n", " "))
+        return _fail(f"{type(exc).__name__}: {exc}".replace("\n", " "), EXIT_FAILED_ITEMS)
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -259,7 +269,7 @@ def load_function(spec: str) -> Callable[..., Any]:
 
 
 @dataclass(frozen=True)
-class PerItem:
+class _PerItem:
     """Turns a function of one record into a batch function (picklable for processes)."""
 
     function: Callable[[Any], Any]
@@ -268,7 +278,7 @@ class PerItem:
         return [self.function(record) for record in records]
 
 
-def per_item_async(function: Callable[[Any], Awaitable[Any]]) -> Callable[..., Any]:
+def _per_item_async(function: Callable[[Any], Awaitable[Any]]) -> Callable[..., Any]:
     """Turn an ``async def`` of one record into an async batch function.
 
     The records of one batch are awaited concurrently.
@@ -280,13 +290,13 @@ def per_item_async(function: Callable[[Any], Awaitable[Any]]) -> Callable[..., A
     return batch
 
 
-def as_batch_function(function: Callable[..., Any], per_item: bool) -> Callable[..., Any]:
+def _as_batch_function(function: Callable[..., Any], per_item: bool) -> Callable[..., Any]:
     """The batch function the bulk engine calls: ``function`` itself, or a per-item adapter."""
     if not per_item:
         return function
     if inspect.iscoroutinefunction(function):
-        return per_item_async(function)
-    return PerItem(function)
+        return _per_item_async(function)
+    return _PerItem(function)
 
 
 def job_path(output: Path) -> Path:
@@ -328,7 +338,7 @@ def _run_command(args: argparse.Namespace) -> int:
         table=args.table,
         progress=not args.no_progress,
     )
-    print(f"batchpilot: {describe(summary)} -> {args.output}", file=sys.stderr)
+    print(f"batchpilot: {_describe(summary)} -> {args.output}", file=sys.stderr)
     if summary.first_failure is not None:
         line, error = summary.first_failure
         print(
@@ -339,7 +349,7 @@ def _run_command(args: argparse.Namespace) -> int:
     return EXIT_FAILED_ITEMS if summary.failed else EXIT_OK
 
 
-def describe(summary: RunSummary) -> str:
+def _describe(summary: RunSummary) -> str:
     """The one-line summary: items, failures, resumed items, seconds, items/s."""
     extra = [f"{summary.failed} failed"] if summary.failed else []
     if summary.resumed:
@@ -379,7 +389,7 @@ def run_job(
     job = _check_job_state(output_path, resume)
     total = source.scan()
     run = map_batches(
-        as_batch_function(fn, per_item),
+        _as_batch_function(fn, per_item),
         (record for _, record in source.records()),
         batch_size=batch_size,
         executor=executor,
