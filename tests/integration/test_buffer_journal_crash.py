@@ -1,9 +1,9 @@
 """A real process queues entries with a journal, is killed with SIGKILL, and loses nothing.
 
 The child acknowledges every entry on stdout once ``queue_entry`` returned. Its
-flush callback writes flushed uuids to a sink file, and after 100 entries hangs
-(a stuck API), so a known part of the stream is unflushed, part of it in flight,
-when the parent kills the child mid-stream. A new manager on the same journal
+flush callback writes flushed uuids to a sink file, and after 100 entries says
+"stuck" and hangs (a stuck API), so a known part of the stream is unflushed,
+part of it in flight, when the parent kills the child mid-stream. A new manager on the same journal
 must then flush every acknowledged entry that the sink does not have.
 """
 
@@ -32,10 +32,17 @@ CHILD = textwrap.dedent(
     sink = open(sink_path, "a", buffering=1)
     flushed = 0
     stuck = threading.Event()
+    stdout = threading.Lock()
+
+    def say(line):
+        with stdout:
+            sys.stdout.write(line + "\\n")
+            sys.stdout.flush()
 
     def write(entries):
         global flushed
         if flushed >= 100:
+            say("stuck")
             stuck.wait()  # the API hangs; this batch is in flight when we are killed
         for item in entries:
             sink.write(item.uuid + "\\n")
@@ -49,7 +56,7 @@ CHILD = textwrap.dedent(
     number = 0
     while True:
         if manager.queue_entry({"n": number, "body": "x" * 50}, "rss_feed", f"id-{number}"):
-            print(f"id-{number}", flush=True)
+            say(f"id-{number}")
         number += 1
     """
 )
@@ -68,18 +75,19 @@ def test_sigkill_loses_no_acknowledged_entry(tmp_path: Path) -> None:
         text=True,
     )
     assert child.stdout is not None
-    acknowledged: list[str] = []
+    lines: list[str] = []
     try:
-        for line in child.stdout:
-            acknowledged.append(line.strip())
-            if len(acknowledged) == 400:
+        for line in child.stdout:  # until the flush hangs and 400 entries were acknowledged
+            lines.append(line.strip())
+            if "stuck" in lines and len(lines) > 400:
                 break
         os.kill(child.pid, signal.SIGKILL)
-        acknowledged.extend(line.strip() for line in child.stdout)  # acks already in the pipe
+        lines.extend(line.strip() for line in child.stdout)  # acks already in the pipe
     finally:
         child.kill()
         child.wait(10)
     assert child.returncode == -signal.SIGKILL
+    acknowledged = [line for line in lines if line.startswith("id-")]
     assert len(acknowledged) >= 400
 
     flushed_before = read_sink(sink)
