@@ -70,6 +70,7 @@ __all__ = [
     "BatchStateManager",
     "BufferedEntry",
     "DeadLetterHandler",
+    "Durability",
     "FlushCallback",
     "OverflowPolicy",
     "create_high_performance_batch_manager",
