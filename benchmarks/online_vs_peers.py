@@ -61,7 +61,8 @@ def _median(cell: dict, key: str) -> float | None:
 def target_report(results: dict) -> str:
     """Issue 4's targets, each checked against the medians of this run."""
     cells = {
-        (c["scenario"], c["workload"], c["concurrency"], c["contender"]): c for c in results["cells"]
+        (c["scenario"], c["workload"], c["concurrency"], c["contender"]): c
+        for c in results["cells"]
     }
 
     def thr(scenario: str, workload: str, conc: int | None, name: str) -> float:
@@ -97,7 +98,9 @@ def target_report(results: dict) -> str:
                 mine >= 10 * best and p50 <= 0.3,
             )
         if 256 in clients:
-            best = max(thr("async", workload, 256, n) for n in ("batched", "ray_serve_batch_patched"))
+            best = max(
+                thr("async", workload, 256, n) for n in ("batched", "ray_serve_batch_patched")
+            )
             naive = thr("async", workload, 256, "naive")
             mine = thr("async", workload, 256, ours)
             row(
@@ -137,7 +140,9 @@ def target_report(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "bench-online.json"))
-    parser.add_argument("--targets", metavar="RESULTS_JSON", help="only check the targets of a file")
+    parser.add_argument(
+        "--targets", metavar="RESULTS_JSON", help="only check the targets of a file"
+    )
     args, passthrough = parser.parse_known_args(argv)
     if args.targets:
         with open(args.targets) as handle:

@@ -24,8 +24,8 @@ from bench import Contender, register
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import batchpilot  # noqa: E402
-from batchpilot.batching import Batcher  # noqa: E402
+import batchpilot
+from batchpilot.batching import Batcher
 
 
 def _debug(batcher: Batcher) -> None:
@@ -51,13 +51,15 @@ class _BatchpilotBase(Contender):
 @register
 class BatchpilotAsync(_BatchpilotBase):
     name = "batchpilot_async"
-    description = "batchpilot.batch: `await f(x)` from asyncio tasks (one engine, measured placement)"
+    description = (
+        "batchpilot.batch: `await f(x)` from asyncio tasks (one engine, measured placement)"
+    )
     supports_async = True
 
     async def astart(self) -> None:
         self._f = self._make()
 
-    async def submit(self, x):  # noqa: ANN001, ANN201 - harness contract
+    async def submit(self, x):
         return await self._f(x)
 
     async def astop(self) -> None:
@@ -74,7 +76,7 @@ class BatchpilotThread(_BatchpilotBase):
     def start(self) -> None:
         self._f = self._make()
 
-    def call(self, x):  # noqa: ANN001, ANN201 - harness contract
+    def call(self, x):
         return self._f(x)
 
     def stop(self) -> None:

@@ -488,7 +488,7 @@ class Engine:
         if self._is_async:
             self._schedule(self._loop_thread().loop, threadsafe=True)
             return
-        if not self._workers:
+        while len(self._workers) < min(self._max_concurrent, len(self._queue)) and not self._closed:
             self._start_worker()
         with self._lock:
             self._work.notify_all()
@@ -522,7 +522,7 @@ class Engine:
             if time.perf_counter() >= until:
                 break
         if len(self._queue) and loop not in self._pending_loops:
-                self._schedule(loop, threadsafe=False)
+            self._schedule(loop, threadsafe=False)
 
     def _runs_inline(self) -> bool:
         if self._placement == "auto":
@@ -602,6 +602,9 @@ class Engine:
                     self._work.wait()
                 self._idle_workers -= 1
                 self._active += 1
+                spare = self._active < self._max_concurrent and len(self._queue) > 1
+            if spare:  # more items than this batch may take: let another worker start one
+                self._wake_worker()
             delay = self._interval_remaining()
             if delay > 0:
                 self._clock.sleep(delay)
@@ -613,26 +616,13 @@ class Engine:
     def _wait_for_stragglers(self) -> None:
         """Holding a slot, wait for released callers to resubmit while it pays (`wait_budget`)."""
         expected = min(self._last_size, self.current_batch_size)
-        if expected <= 1 or self._max_wait <= 0 or len(self._queue) >= expected:
-            return
-        fit = self._current_fit()
-        if fit is None:
+        if self.planned_wait(len(self._queue), expected) <= 0:
             return
         started = time.monotonic()
-        waited = False
         while not self._closing and not self._paused:
-            queued = len(self._queue)
-            budget = wait_budget(
-                fit,
-                queued=queued,
-                expected=expected,
-                max_wait=self._max_wait,
-                latency_target=self._latency_target,
-            )
-            remaining = budget - (time.monotonic() - started)
+            remaining = self.planned_wait(len(self._queue), expected) - (time.monotonic() - started)
             if remaining <= 0:
                 break
-            waited = True
             with self._lock:
                 self._idle_workers += 1
                 self._wake_at = expected
@@ -640,9 +630,21 @@ class Engine:
                     self._work.wait(min(remaining, _WAIT_SLICE))
                 self._wake_at = 1
                 self._idle_workers -= 1
-        if waited:
-            with self._lock:
-                self._waits += 1
+        with self._lock:
+            self._waits += 1
+
+    def planned_wait(self, queued: int, expected: int) -> float:
+        """Seconds worth waiting for ``expected`` items with ``queued`` in hand, per the
+        fitted cost model (`wait_budget`); 0 means dispatch now."""
+        if self._max_wait <= 0 or queued >= expected:
+            return 0.0
+        return wait_budget(
+            self._current_fit(),
+            queued=queued,
+            expected=expected,
+            max_wait=self._max_wait,
+            latency_target=self._latency_target,
+        )
 
     def _current_fit(self) -> tuple[float, float] | None:
         """The latest cost-model fit; refitted every few batches, kept while sizes are constant."""
