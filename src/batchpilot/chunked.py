@@ -94,8 +94,11 @@ class _PlannedChunk:
 
 @dataclass(frozen=True)
 class _ChunkOutcome:
+    """A finished chunk: successful results in order, and ``(offset, error)`` failures."""
+
     chunk: _PlannedChunk
-    outcomes: list[Outcome]
+    results: list[Any]
+    errors: list[tuple[int, BaseException]]
     duration: float
     slow_targets: int = 0
 
@@ -109,7 +112,7 @@ def _is_async(func: Callable[..., Any]) -> bool:
 class _ChunkRunner:
     """The engine's batch function: runs one chunk's targets, one call per target.
 
-    Each target gets its own `Outcome`, so a failing target fails alone without
+    Each target gets its own result or error, so a failing target fails alone without
     re-running its neighbours. Async targets are sent to the caller's loop.
     """
 
@@ -136,32 +139,41 @@ class _ChunkRunner:
         began = self._clock.now()
         if self._is_async:
             future = asyncio.run_coroutine_threadsafe(self._run_async(chunk.targets), self._loop)
-            outcomes, slow = future.result(), 0
+            results, errors = future.result()
+            slow = 0
         else:
-            outcomes, slow = self._run_sync(chunk.targets)
+            results, errors, slow = self._run_sync(chunk.targets)
         duration = self._clock.now() - began
-        failed = sum(1 for outcome in outcomes if not outcome.ok)
-        self._planner.record_chunk(len(outcomes), duration, failed)
-        return _ChunkOutcome(chunk, outcomes, duration, slow)
+        self._planner.record_chunk(len(chunk.targets), duration, len(errors))
+        return _ChunkOutcome(chunk, results, errors, duration, slow)
 
-    def _run_sync(self, targets: list[Any]) -> tuple[list[Outcome], int]:
-        outcomes: list[Outcome] = []
+    def _run_sync(
+        self, targets: list[Any]
+    ) -> tuple[list[Any], list[tuple[int, BaseException]], int]:
+        func, now, limit = self._func, self._clock.now, self._time_limit
+        results: list[Any] = []
+        errors: list[tuple[int, BaseException]] = []
         slow = 0
-        for target in targets:
-            began = self._clock.now()
+        for offset, target in enumerate(targets):
+            began = now()
             try:
-                outcomes.append(Outcome(True, self._func(target)))
+                results.append(func(target))
             except Exception as error:
                 if self._fail_fast:
                     raise
-                outcomes.append(Outcome(False, error))
-            if self._clock.now() - began > self._time_limit:
+                errors.append((offset, error))
+            if now() - began > limit:
                 slow += 1
                 _log.warning("target %r ran longer than max_processing_time", target)
-        return outcomes, slow
+        return results, errors, slow
 
-    async def _run_async(self, targets: list[Any]) -> list[Outcome]:
-        return list(await asyncio.gather(*(self._one_async(target) for target in targets)))
+    async def _run_async(
+        self, targets: list[Any]
+    ) -> tuple[list[Any], list[tuple[int, BaseException]]]:
+        outcomes = await asyncio.gather(*(self._one_async(target) for target in targets))
+        results = [outcome.value for outcome in outcomes if outcome.ok]
+        errors = [(offset, o.value) for offset, o in enumerate(outcomes) if not o.ok]
+        return results, errors
 
     async def _one_async(self, target: Any) -> Outcome:
         try:
@@ -402,15 +414,15 @@ class BatchProcessor:
         """Per finished chunk: results, failures, stats, storage, memory, progress."""
         if isinstance(value, ItemFailure):  # the runner itself failed: all targets fail
             chunk: _PlannedChunk = value.item
-            outcome = _ChunkOutcome(chunk, [Outcome(False, value.error)] * len(chunk.targets), 0.0)
+            errors = [(offset, value.error) for offset in range(len(chunk.targets))]
+            outcome = _ChunkOutcome(chunk, [], errors, 0.0)
         else:
             outcome = value
             chunk = outcome.chunk
-        results = [o.value for o in outcome.outcomes if o.ok]
+        results = outcome.results
         failures = [
-            ItemFailure(chunk.start + offset, chunk.targets[offset], o.value)
-            for offset, o in enumerate(outcome.outcomes)
-            if not o.ok
+            ItemFailure(chunk.start + offset, chunk.targets[offset], error)
+            for offset, error in outcome.errors
         ]
         for failure in failures:
             _log.error("target %d failed: %r", failure.index, failure.error)
@@ -463,10 +475,13 @@ class BatchProcessor:
             return
         monitor = self.memory_monitor
         interval = self.config.cleanup_interval
-        periodic = interval > 0 and self.stats.completed_chunks % interval == 0
-        if monitor.sample() > monitor.memory_limit_mb or periodic:
+        if monitor.sample() > monitor.memory_limit_mb:
             monitor.collect_garbage()
-            self.stats.gc_collections += 1
+        elif interval > 0 and self.stats.completed_chunks % interval == 0:
+            monitor.collect_garbage(generation=1)
+        else:
+            return
+        self.stats.gc_collections += 1
 
     def __repr__(self) -> str:
         return (

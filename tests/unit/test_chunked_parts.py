@@ -219,7 +219,7 @@ def test_memory_monitor_tracks_current_peak_limit_and_history() -> None:
         256,
         history_size=3,
         read_memory_mb=lambda: next(readings),
-        collect=lambda: collected.append(1) or 0,
+        collect=lambda generation: collected.append(generation) or 0,
         clock=clock,
     )
     assert monitor.sample() == 100.0
@@ -227,7 +227,7 @@ def test_memory_monitor_tracks_current_peak_limit_and_history() -> None:
     assert monitor.is_memory_limit_exceeded()  # 300 > 256
     assert (monitor.current_memory_mb, monitor.peak_memory_mb) == (300.0, 300.0)
     assert monitor.collect_garbage() == 0.0  # 250 before, 260 after: nothing freed
-    assert collected == [1]
+    assert collected == [2]  # a full collection
     assert not monitor.check_memory()  # 200: under the limit, no collection
     stats = monitor.get_memory_stats()
     assert stats["current_memory_mb"] == 200.0
