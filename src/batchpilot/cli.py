@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import inspect
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -58,6 +61,7 @@ EXIT_OK = 0
 EXIT_FAILED_ITEMS = 1
 EXIT_USAGE = 2
 EXECUTORS = ("threads", "processes", "asyncio", "dask", "ray")
+_INTERRUPTED = "interrupted (rerun a job with --resume to continue it)"
 #: Rows handed to the output sink at a time.
 _WRITE_CHUNK = 1024
 
@@ -74,17 +78,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``batchpilot`` command line; returns the process exit code."""
+    """Run the ``batchpilot`` command line; returns the process exit code.
+
+    Without ``argv`` (the console script) Ctrl-C ends the process at once: chunks
+    still running are abandoned, as after ``kill -9``, and ``--resume`` reruns them.
+    With ``argv`` (in-process callers) they are waited for.
+    """
     try:
         args = _build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error already printed
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    args.console = argv is None
     try:
         return int(args.handler(args))
     except (CliError, RecordsFormatError, JobMismatchError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
-        return _fail("interrupted (rerun a job with --resume to continue it)", EXIT_FAILED_ITEMS)
+        return _fail(_INTERRUPTED, EXIT_FAILED_ITEMS)
     except Exception as exc:
         if os.environ.get("BATCHPILOT_TRACEBACK"):
             raise
@@ -337,6 +347,7 @@ def _run_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         table=args.table,
         progress=not args.no_progress,
+        abandon_on_interrupt=args.console,
     )
     print(f"batchpilot: {_describe(summary)} -> {args.output}", file=sys.stderr)
     if summary.first_failure is not None:
@@ -370,8 +381,14 @@ def run_job(
     batch_size: int | Literal["auto"] = "auto",
     table: str = "results",
     progress: bool = True,
+    abandon_on_interrupt: bool = False,
 ) -> RunSummary:
     """Run ``function`` over the records of ``input_path`` into ``output_path``.
+
+    The arguments are those of ``batchpilot run``. With ``abandon_on_interrupt``
+    (the console command), Ctrl-C ends the process at once, abandoning the chunks
+    still running as ``kill -9`` would (``--resume`` reruns them); otherwise a
+    KeyboardInterrupt waits for them, closes the run and propagates.
 
     Raises:
         CliError, RecordsFormatError: Bad function, input, output or job state.
@@ -401,7 +418,9 @@ def run_job(
     sink = open_sink(output_path, table=table)
     with run:
         try:
-            failed = _write_results(run, sink, summary, total, progress)
+            stopper = _exit_on_sigint(sink, progress) if abandon_on_interrupt else None
+            with stopper or contextlib.nullcontext():
+                failed = _write_results(run, sink, summary, total, progress)
             sink.commit()
         except JobMismatchError as exc:
             sink.abort()
@@ -409,11 +428,39 @@ def run_job(
         except BaseException:
             sink.abort()
             raise
-        summary.resumed = run.stats()["items_resumed"]
+    summary.resumed = run.stats()["items_resumed"]
     _write_failures(source, failed, errors_path(output_path), summary)
     job.unlink(missing_ok=True)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@contextlib.contextmanager
+def _exit_on_sigint(sink: RecordSink, progress: bool) -> Iterator[None]:
+    """While active, Ctrl-C deletes the partial output and ends the process at once.
+
+    Waiting for running chunks (a KeyboardInterrupt unwinding through the engine,
+    then Python joining its worker threads at exit) could take as long as a chunk;
+    the checkpoint makes an immediate exit as safe as ``kill -9``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop_now(signum: int, frame: object) -> None:
+        sink.abort()
+        if progress:
+            print(file=sys.stderr)  # end the progress bar's line
+        _fail(_INTERRUPTED, EXIT_FAILED_ITEMS)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_FAILED_ITEMS)
+
+    previous = signal.signal(signal.SIGINT, stop_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_job_state(output: Path, resume: bool) -> Path:

@@ -395,3 +395,33 @@ def test_resume_after_sigkill_writes_every_record_exactly_once(workdir: tuple[Pa
     assert rerun_ids.isdisjoint(range(50)), "committed batches were run again"
     assert "50 resumed from the checkpoint" in second.stderr
     assert not job_path(tmp / "out.jsonl").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_ctrl_c_ends_the_command_without_waiting_for_running_chunks(workdir) -> None:
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", [{"id": i} for i in range(100)])
+    argv = _cli(
+        "run", f"{module}:gated", "-i", "in.jsonl", "-o", "out.jsonl",
+        "--batch-size", "10", "--workers", "1",
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tmp)}
+    first = subprocess.Popen(argv, cwd=tmp, env=env, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (tmp / "blocked").exists(), "the gated batch to start")
+    first.send_signal(signal.SIGINT)
+    # The gated batch never finishes (./go does not exist): the process must not wait for it.
+    _, err = first.communicate(timeout=30)
+    assert first.returncode == 1
+    assert err.strip().splitlines()[-1] == (
+        "batchpilot: error: interrupted (rerun a job with --resume to continue it)"
+    )
+    assert "Traceback" not in err
+    assert not (tmp / "out.jsonl.partial").exists()
+    assert job_path(tmp / "out.jsonl").exists()
+
+    (tmp / "go").touch()
+    second = subprocess.run([*argv, "--resume"], cwd=tmp, env=env, capture_output=True,
+                            text=True, timeout=60, check=False)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert [r["id"] for r in read_jsonl(tmp / "out.jsonl")] == list(range(100))
