@@ -566,3 +566,16 @@ async def test_stats_to_dict_is_json_and_has_every_key(tmp_path: Path) -> None:
     assert stats["average_chunk_size"] == 10 / 3
     assert stats["next_target_index"] == 10 and stats["interrupted"] is False
     assert "BatchProcessor(" in repr(processor)
+
+
+@pytest.mark.asyncio
+async def test_empty_input_and_disabled_tracking(tmp_path: Path) -> None:
+    config = _config(tmp_path, enable_progress_tracking=False, enable_memory_monitoring=False)
+    processor = BatchProcessor(config)
+    seen: list[Any] = []
+    processor.progress_tracker.add_callback(seen.append)
+    assert await processor.process_targets([], str) == []
+    assert await processor.process_targets([1, 2], str) == ["1", "2"]
+    assert seen == []  # progress tracking off: no callbacks
+    assert processor.stats.gc_collections == 0
+    assert processor.stats.to_dict()["processed_targets"] == 2
