@@ -122,8 +122,12 @@ class RecordSource:
             for line, text in self._jsonl_lines():
                 yield line, json.loads(text)
         elif self.format == "csv":
-            for line, record in self._csv_rows():
-                yield line, dict(record)
+            header: list[str] = []
+            for line, row in self._csv_rows():
+                if header:
+                    yield line, dict(zip(header, row, strict=True))
+                else:
+                    header = row
         else:
             yield from self._parquet_rows()
 
@@ -132,26 +136,44 @@ class RecordSource:
             for line, text in self._jsonl_lines():
                 yield line, _jsonl_problem(text)
         elif self.format == "csv":
-            for line, record in self._csv_rows():
-                yield line, _csv_problem(record)
+            header: list[str] | None = None
+            for line, row in self._csv_rows():
+                if header is None:
+                    header = row
+                    duplicates = sorted({name for name in row if row.count(name) > 1})
+                    if duplicates:
+                        yield line, f"the header repeats the column names {duplicates}"
+                elif len(row) != len(header):
+                    yield line, f"{len(row)} fields, the header has {len(header)}"
+                else:
+                    yield line, None
         else:
             for line, _ in self._parquet_rows():
                 yield line, None
 
-    def _jsonl_lines(self) -> Iterator[tuple[int, str]]:
-        with self._open_text() as file:
-            for number, text in enumerate(file, start=1):
-                if text.strip():
-                    yield number, text
+    def _text_lines(self) -> Iterator[tuple[int, str]]:
+        """The file's lines, numbered from 1, decoded as UTF-8 (a leading BOM dropped)."""
+        with self.path.open("rb") as file:
+            for number, raw in enumerate(file, start=1):
+                try:
+                    yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise RecordsFormatError(
+                        f"{self.path}: line {number}: not UTF-8 text ({exc.reason})"
+                    ) from None
 
-    def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        with self._open_text(newline="") as file:
-            reader = csv.DictReader(file)
-            try:
-                for record in reader:
-                    yield reader.line_num, record
-            except csv.Error as exc:
-                raise RecordsFormatError(f"{self.path}: line {reader.line_num}: {exc}") from None
+    def _jsonl_lines(self) -> Iterator[tuple[int, str]]:
+        return ((number, text) for number, text in self._text_lines() if text.strip())
+
+    def _csv_rows(self) -> Iterator[tuple[int, list[str]]]:
+        """Non-empty rows, the header first, with the line number each row ends on."""
+        reader = csv.reader(text for _, text in self._text_lines())
+        try:
+            for row in reader:
+                if row:
+                    yield reader.line_num, row
+        except csv.Error as exc:
+            raise RecordsFormatError(f"{self.path}: line {reader.line_num}: {exc}") from None
 
     def _parquet_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         parquet = _import_parquet()
@@ -166,9 +188,6 @@ class RecordSource:
                     number += 1
                     yield number, record
 
-    def _open_text(self, newline: str | None = None) -> Any:
-        return self.path.open(encoding="utf-8", newline=newline)
-
 
 def _jsonl_problem(text: str) -> str | None:
     try:
@@ -177,15 +196,6 @@ def _jsonl_problem(text: str) -> str | None:
         return f"invalid JSON ({exc})"
     if not isinstance(value, dict):
         return f"expected a JSON object, got {type(value).__name__}"
-    return None
-
-
-def _csv_problem(record: dict[Any, Any]) -> str | None:
-    if None in record:
-        return f"{len(record) - 1 + len(record[None])} fields, the header has {len(record) - 1}"
-    missing = sum(1 for value in record.values() if value is None)
-    if missing:
-        return f"{len(record) - missing} fields, the header has {len(record)}"
     return None
 
 

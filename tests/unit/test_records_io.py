@@ -142,3 +142,33 @@ def test_parquet_sink_refuses_rows_that_gain_columns(tmp_path: Path, monkeypatch
         sink.write([{"id": 2, "extra": 1}])
     sink.abort()
     assert not (tmp_path / "out.parquet.partial").exists()
+
+
+def test_csv_header_with_repeated_names_is_malformed(tmp_path: Path) -> None:
+    source = RecordSource(write(tmp_path / "in.csv", "a,b,a\n1,2,3\n"))
+    with pytest.raises(RecordsFormatError, match=r"line 1: the header repeats .*\['a'\]"):
+        source.scan()
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "bad_line"), [("in.jsonl", b'{"a": 1}\n', 2), ("in.csv", b"a\n1\n", 3)]
+)
+def test_bytes_that_are_not_utf8_are_reported_with_their_line(
+    tmp_path: Path, name: str, head: bytes, bad_line: int
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(head + b"\xff\xfe broken\n")
+    with pytest.raises(RecordsFormatError, match=rf"line {bad_line}: not UTF-8 text"):
+        RecordSource(path).scan()
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\xef\xbb\xbfid,x\n1,2\n")
+    assert list(RecordSource(path).records()) == [(2, {"id": "1", "x": "2"})]
+
+
+def test_a_csv_with_only_a_header_has_no_records(tmp_path: Path) -> None:
+    source = RecordSource(write(tmp_path / "in.csv", "a,b\n\n"))
+    assert source.scan() == 0
+    assert list(source.records()) == []
