@@ -118,6 +118,7 @@ def run_demo(
     """
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
+    began = time.perf_counter()
     stream = sys.stdout if out is None else out
     work = (sizes or DemoSizes()).scaled(scale)
     say = _printer(stream)
@@ -137,6 +138,7 @@ def run_demo(
     bulk_rows, report.rows_in_database = _bulk(model, test_images, work, target)
     report.rows += bulk_rows
     _print_table(report, say)
+    say(f"demo finished in {time.perf_counter() - began:.1f} s")
     return report
 
 
@@ -183,13 +185,12 @@ def _online(model: Any, images: np.ndarray, work: DemoSizes) -> list[DemoRow]:
     def predict(batch_of_images: np.ndarray) -> np.ndarray:
         return model.predict(batch_of_images)
 
-    rows = [
-        _threaded("unbatched predict, threads", predict_one, images, work, None),
-        _threaded("@batch, threads", predict, images, work, predict),
-        _async_clients("@batch, asyncio tasks", predict, images, work),
-    ]
-    predict.close()
-    return rows
+    with predict:
+        return [
+            _threaded("unbatched predict, threads", predict_one, images, work, None),
+            _threaded("@batch, threads", predict, images, work, predict),
+            _async_clients("@batch, asyncio tasks", predict, images, work),
+        ]
 
 
 def _threaded(
