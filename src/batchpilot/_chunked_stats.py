@@ -38,8 +38,9 @@ class ProcessingStats:
         gc_collections: garbage collections run by the memory monitor.
         peak_memory_mb: highest memory reading during the run.
         workers: chunks allowed in flight at once.
-        interrupted: the run stopped early after `BatchProcessor.shutdown`.
-        next_target_index: index of the first target not processed; pass
+        interrupted: the run stopped early (`BatchProcessor.shutdown`, a
+            cancellation, or a failure raised without error recovery).
+        next_target_index: every target before this index has finished; pass
             ``targets[next_target_index:]`` to finish an interrupted run.
         start_time: monotonic start of the run.
         end_time: monotonic end of the run (None while running).

@@ -26,7 +26,9 @@ Choices where the seed is silent or inconsistent (kept by tests):
   e.g. ``loop.add_signal_handler(signal.SIGINT, processor.shutdown)``) stops
   planning new chunks; chunks already started finish and are stored, and
   ``process_targets`` returns what was done with ``stats.interrupted`` set and
-  ``stats.next_target_index`` telling where to resume. Cancelling the task stops
+  ``stats.next_target_index`` telling where to resume (every target before it
+  has finished; after a cancellation, chunks finished out of order beyond it
+  would run again). Cancelling the task stops
   at the next chunk boundary too. Stored chunks are written atomically, so they
   are intact either way.
 """
@@ -238,6 +240,7 @@ class BatchProcessor:
         self.failures: list[ItemFailure[Any]] = []
         self._post_processors: list[PostProcessor] = []
         self._clock = clock
+        self._chunk_ends: dict[int, int] = {}  # start -> stop of chunks finished out of order
         self._stop = threading.Event()
         self._closed = False
         self._running = False
@@ -317,6 +320,25 @@ class BatchProcessor:
     ) -> list[Any]:
         total = len(targets) if isinstance(targets, Sized) else None
         self._begin(total, mode, strategy)
+        try:
+            results = await self._run_chunks(chunks, func, mode)
+            for post_processor in self._post_processors:
+                processed = post_processor(results)
+                if inspect.isawaitable(processed):
+                    processed = await processed
+                if processed is not None:
+                    results = processed
+            return results
+        except BaseException:
+            self.stats.interrupted = True
+            raise
+        finally:
+            self._end()
+
+    async def _run_chunks(
+        self, chunks: Iterator[list[Any]], func: Callable[[Any], Any], mode: ProcessingMode
+    ) -> list[Any]:
+        """Run every chunk on the engine; finish each as it comes; results in input order."""
         if mode is ProcessingMode.HYBRID:
             first = next(chunks, None)
             self.stats.workers = self._hybrid_workers(first or [])
@@ -344,15 +366,7 @@ class BatchProcessor:
             async for value in values:
                 index, results = await self._finish_chunk(value)
                 finished[index] = results
-        results = [result for index in sorted(finished) for result in finished[index]]
-        for post_processor in self._post_processors:
-            processed = post_processor(results)
-            if inspect.isawaitable(processed):
-                processed = await processed
-            if processed is not None:
-                results = processed
-        self._end()
-        return results
+        return [result for index in sorted(finished) for result in finished[index]]
 
     def _begin(
         self, total: int | None, mode: ProcessingMode, strategy: ChunkStrategy | str
@@ -367,6 +381,7 @@ class BatchProcessor:
             clock=self._clock,
         )
         self.failures = []
+        self._chunk_ends = {}
         self.memory_monitor.reset_peak()
         if self.config.enable_progress_tracking:
             self.progress_tracker.start(total)
@@ -407,7 +422,6 @@ class BatchProcessor:
             yield _PlannedChunk(index, start, targets)
             index += 1
             start += len(targets)
-            self.stats.next_target_index = start
         self.stats.interrupted = True
 
     async def _finish_chunk(self, value: Any) -> tuple[int, list[Any]]:
@@ -428,6 +442,9 @@ class BatchProcessor:
             _log.error("target %d failed: %r", failure.index, failure.error)
         self.failures.extend(failures)
         stats = self.stats
+        self._chunk_ends[chunk.start] = chunk.start + len(chunk.targets)
+        while (end := self._chunk_ends.pop(stats.next_target_index, None)) is not None:
+            stats.next_target_index = end
         stats.slow_targets += outcome.slow_targets
         stats.record_chunk(
             len(chunk.targets),

@@ -252,6 +252,7 @@ async def test_streaming_reports_chunks_as_they_complete(tmp_path: Path) -> None
     results = await processor.process_targets([0, 1], first_waits_for_second, "streaming")
     assert stored == [[1], [0]]  # completion order
     assert results == [0, 1]  # returned in input order all the same
+    assert processor.stats.next_target_index == 2
     assert reported == [1, 2]
 
 
@@ -444,7 +445,10 @@ async def test_without_error_recovery_the_first_failure_is_raised(tmp_path: Path
     with pytest.raises(ZeroDivisionError, match="target 5"):
         await processor.process_targets(range(10), work, ProcessingMode.SEQUENTIAL)
     storage = processor.result_storage
-    assert storage.load_results(processor.stats.run_id)[:4] == [0, 1, 2, 3]
+    assert storage.load_results(processor.stats.run_id) == [0, 1, 2, 3]
+    assert processor.stats.interrupted is True
+    assert processor.stats.next_target_index == 4
+    assert processor.stats.end_time is not None
 
 
 # -- dynamic configuration and shutdown ------------------------------------------------
@@ -504,7 +508,9 @@ async def test_cancelling_the_task_keeps_stored_chunks_intact(tmp_path: Path) ->
         await task
     release.set()
     storage = processor.result_storage
-    assert storage.load_results(processor.stats.run_id)[:2] == [0, 1]
+    assert storage.load_results(processor.stats.run_id) == [0, 1]
+    assert processor.stats.interrupted is True
+    assert processor.stats.next_target_index == 2  # chunk 0 done, chunk 1 was not
 
 
 # -- bad input, stats ------------------------------------------------------------------------
