@@ -36,15 +36,13 @@ Choices where the seed is silent or inconsistent (kept by tests):
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import inspect
 import logging
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sized
-from contextlib import aclosing
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -189,9 +187,6 @@ class _ChunkRunner:
         if self._fail_fast:
             raise error
         return Outcome(False, error)
-
-
-_END = object()
 
 
 class BatchProcessor:
@@ -362,10 +357,13 @@ class BatchProcessor:
             clock=self._clock,
         )
         finished: dict[int, list[Any]] = {}
-        async with aclosing(_drain(run)) as values:
-            async for value in values:
+        try:
+            async for value in run:
                 index, results = await self._finish_chunk(value)
                 finished[index] = results
+        finally:
+            # close() first waits for a chunk still in flight: never on the event loop
+            asyncio.get_running_loop().run_in_executor(None, run.close)
         return [result for index in sorted(finished) for result in finished[index]]
 
     def _begin(
@@ -507,20 +505,3 @@ class BatchProcessor:
             f"chunk_size={self.config.chunk_size}, "
             f"max_concurrent_chunks={self.config.max_concurrent_chunks})"
         )
-
-
-async def _drain(run: Any) -> AsyncGenerator[Any, None]:
-    """Iterate the engine's blocking stream from a coroutine, one value per thread hop.
-
-    All ``next`` calls and the final ``close`` run on one dedicated thread, in
-    order, so the engine's generator is never touched by two threads at once,
-    even when the consuming task is cancelled mid-wait.
-    """
-    thread = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchpilot-chunked")
-    loop = asyncio.get_running_loop()
-    try:
-        while (value := await loop.run_in_executor(thread, next, run, _END)) is not _END:
-            yield value
-    finally:
-        thread.submit(run.close)
-        thread.shutdown(wait=False)
