@@ -129,7 +129,7 @@ def _add_run(commands: Any) -> None:
         "--per-item, takes one record and returns one result). A dict result is one "
         "output row; any other value becomes the row {'result': value}. Failed records "
         "are written to OUTPUT.errors.jsonl with their line numbers.",
-        epilog="example: batchpilot run mymodel:predict --input data.csv --output scores.sqlite",
+        epilog="example: batchpilot run mymodel:score -i data.csv -o scores.sqlite",
     )
     run.add_argument("function", metavar="MODULE:FUNC", help="the function, e.g. mypkg.model:score")
     run.add_argument(
@@ -137,6 +137,7 @@ def _add_run(commands: Any) -> None:
         "-i",
         required=True,
         type=Path,
+        metavar="FILE",
         help=f"input file ({', '.join(sorted(INPUT_FORMATS))})",
     )
     run.add_argument(
@@ -144,6 +145,7 @@ def _add_run(commands: Any) -> None:
         "-o",
         required=True,
         type=Path,
+        metavar="FILE",
         help=f"output file, replaced when the job completes ({', '.join(sorted(OUTPUT_FORMATS))})",
     )
     run.add_argument(
@@ -155,7 +157,11 @@ def _add_run(commands: Any) -> None:
         help="continue an interrupted run from its checkpoint (OUTPUT.job.sqlite)",
     )
     run.add_argument(
-        "--workers", type=_positive_int, default=None, help="parallel workers (default: CPU count)"
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="parallel workers (default: CPU count)",
     )
     run.add_argument(
         "--executor",
@@ -170,7 +176,9 @@ def _add_run(commands: Any) -> None:
         metavar="auto|N",
         help="records per call of FUNC: 'auto' sizes batches by measured speed (auto)",
     )
-    run.add_argument("--table", default="results", help="table name for SQLite output (results)")
+    run.add_argument(
+        "--table", default="results", metavar="NAME", help="table name for SQLite output (results)"
+    )
     run.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     run.set_defaults(handler=_run_command)
 
@@ -187,11 +195,16 @@ def _add_demo(commands: Any) -> None:
     demo.add_argument(
         "--scale",
         type=_positive_float,
+        metavar="X",
         default=1.0,
         help="multiply the number of requests and records (1.0, about 10-20 s on 2 cores)",
     )
     demo.add_argument(
-        "--output", type=Path, default=None, help="SQLite file for the scores (a temp file)"
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="SQLite file for the scores, replaced (default: a new temp file)",
     )
     demo.set_defaults(handler=_demo_command)
 
