@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchpilot import AIMD, Fixed, RetryPolicy
 from batchpilot._events import BatchRecord
@@ -442,3 +444,26 @@ async def test_closing_after_a_cancelled_async_for_waits_for_the_chunk_in_flight
     release.set()
     await closing
     assert list(run) == []
+
+
+@given(
+    values=st.lists(st.integers(-50, 50), max_size=60),
+    batch_size=st.integers(1, 20),
+    bad=st.integers(2, 9),
+)
+@settings(max_examples=60, deadline=None)
+def test_every_item_gets_exactly_one_outcome_in_its_place(
+    values: list[int], batch_size: int, bad: int
+) -> None:
+    def reject(xs: list[int]) -> list[int]:
+        if any(x % bad == 0 for x in xs):
+            raise ValueError("bad")
+        return [x + 1 for x in xs]
+
+    out = list(map_batches(reject, values, batch_size=batch_size, executor="serial"))
+    assert len(out) == len(values)
+    for index, (value, result) in enumerate(zip(values, out, strict=True)):
+        if value % bad == 0:
+            assert isinstance(result, ItemFailure) and (result.index, result.item) == (index, value)
+        else:
+            assert result == value + 1

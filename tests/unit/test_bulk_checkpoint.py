@@ -138,3 +138,17 @@ def test_unpicklable_items_in_a_job_are_a_type_error(tmp_path: Path) -> None:
     items = [lambda: 1, lambda: 2]
     with pytest.raises(TypeError, match="picklable items"):
         list(map_batches(lambda xs: xs, items, job=str(tmp_path / "j.sqlite")))
+
+
+def test_an_unordered_job_resumes_with_every_item_exactly_once(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    first = Recorder()
+    run = map_batches(first, range(60), batch_size=10, job=str(path), ordered=False, workers=2)
+    assert len([next(run) for _ in range(25)]) == 25
+    run.close()
+    stored = {x for start, stop in stored_rows(path) for x in range(start, stop)}
+    second = Recorder()
+    out = list(map_batches(second, range(60), batch_size=10, job=str(path), ordered=False))
+    assert sorted(out) == [x * 2 for x in range(60)]
+    assert stored.isdisjoint(second.seen)
+    assert sorted(stored | set(second.seen)) == list(range(60))
