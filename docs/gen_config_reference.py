@@ -54,6 +54,7 @@ TARGETS = (
     Target("batchpilot.adaptive", "ChemicalDataBatchStrategy", "adaptive batch sizing, seed 004"),
     Target("batchpilot.adaptive", "BatchProcessingManager", "batches into a database, seed 004"),
     Target("batchpilot.db", "Database", "the database sink"),
+    Target("batchpilot.metrics", "PrometheusMetrics", "the Prometheus exporter"),
     Target("batchpilot", "RetryPolicy", "retries of failed batches (all engines)"),
 )
 
