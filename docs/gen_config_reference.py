@@ -49,6 +49,7 @@ TARGETS = (
         "flush buffer, seed-003 API",
         env_vars="ENV_VARS",
     ),
+    Target("batchpilot.buffer", "BatchStateManager", "flush buffer, seed-003 API"),
     Target("batchpilot.adaptive", "AdaptiveBatchProcessor", "adaptive bulk processing, seed 004"),
     Target("batchpilot.adaptive", "BatchProcessingStrategy", "adaptive batch sizing, seed 004"),
     Target("batchpilot.adaptive", "ChemicalDataBatchStrategy", "adaptive batch sizing, seed 004"),
