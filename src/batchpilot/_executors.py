@@ -171,7 +171,7 @@ class DaskExecutor:
 
         self._owned = client is None
         self.client = (
-            Client(processes=False, n_workers=workers or 1, dashboard_address=None)
+            Client(processes=False, n_workers=workers or 1, dashboard_address=":0")
             if client is None
             else client
         )

@@ -28,7 +28,7 @@ def reject_sevens(xs: list[int]) -> list[int]:
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     cluster = distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
     )
     with distributed.Client(cluster) as dask_client:
         yield dask_client
