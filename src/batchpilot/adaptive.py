@@ -43,6 +43,7 @@ from ._adaptive_strategy import (
 )
 from ._chunked_memory import MemoryMonitor
 from ._clock import SYSTEM_CLOCK, Clock
+from ._events import BatchListener, BatchRecord, as_listener
 from ._sizing import Fixed, SizeController
 from .bulk import ItemFailure, map_batches
 from .errors import BatchFailedError
@@ -118,6 +119,8 @@ class AdaptiveBatchProcessor:
             builds a `BatchProcessingStrategy` from the three sizes.
         logger: where failures and summaries are logged.
         clock: time source of batch durations.
+        listeners: get one `BatchRecord` per batch (``engine="bulk"``,
+            ``name="adaptive"``), e.g. `batchpilot.metrics.PrometheusMetrics`.
 
     Attributes:
         failures: `ItemFailure` per failed item of the latest call.
@@ -144,6 +147,7 @@ class AdaptiveBatchProcessor:
         logger: logging.Logger | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        listeners: Iterable[BatchListener | Callable[[BatchRecord], object]] = (),
     ) -> None:
         if not callable(process_func):
             raise TypeError(f"process_func must be callable, got {type(process_func).__name__}")
@@ -166,6 +170,7 @@ class AdaptiveBatchProcessor:
         self.failures: list[ItemFailure[Any]] = []
         self.last_run_stats: dict[str, Any] = {}
         self._clock = clock
+        self._listeners = [as_listener(listener) for listener in listeners]
         self._totals = _Totals()
         self._executor = "asyncio" if inspect.iscoroutinefunction(process_func) else "threads"
 
@@ -198,6 +203,7 @@ class AdaptiveBatchProcessor:
             batch_size=self.strategy,
             executor=executor,
             workers=workers,
+            listeners=self._listeners,
             name="adaptive",
             clock=self._clock,
         )
@@ -270,6 +276,7 @@ class BatchProcessingManager:
             False keeps ``initial_batch_size`` fixed.
         parallel_processing: run batches on ``max_workers`` threads; False: one.
         logger: where failures are logged.
+        listeners: get one `BatchRecord` per batch (see `AdaptiveBatchProcessor`).
 
     Each batch is inserted inside its own transaction, so a batch whose
     processing or insert fails leaves no rows; the engine then bisects it, so the
@@ -286,6 +293,8 @@ class BatchProcessingManager:
         adaptive_batch_sizing: bool = True,
         parallel_processing: bool = True,
         logger: logging.Logger | None = None,
+        *,
+        listeners: Iterable[BatchListener | Callable[[BatchRecord], object]] = (),
     ) -> None:
         for method in ("transaction", "batch_insert"):
             if not callable(getattr(db, method, None)):
@@ -296,6 +305,7 @@ class BatchProcessingManager:
         self.parallel_processing = parallel_processing
         self.logger = logger or logging.getLogger("batchpilot.adaptive")
         self.failures: list[ItemFailure[Any]] = []
+        self._listeners = list(listeners)
         self._totals = _Totals()
         self._operations: dict[str, _Totals] = {}
         self._lock = threading.Lock()
@@ -339,6 +349,7 @@ class BatchProcessingManager:
             max_workers=self.max_workers,
             strategy=strategy,
             logger=self.logger,
+            listeners=self._listeners,
         )
         if self.parallel_processing:
             results = processor.process_items_parallel(items)

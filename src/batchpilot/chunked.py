@@ -55,6 +55,7 @@ from ._chunked_progress import ProgressCallback, ProgressTracker
 from ._chunked_stats import ProcessingStats
 from ._chunked_storage import ResultProcessor, ResultStorage
 from ._clock import SYSTEM_CLOCK, Clock
+from ._events import BatchListener, BatchRecord, as_listener, notify
 from ._isolation import Outcome
 from .bulk import ItemFailure, map_batches
 from .errors import ClosedError
@@ -205,6 +206,8 @@ class BatchProcessor:
         config: settings; None uses the defaults.
         memory_monitor: replaces the default monitor (e.g. a scripted reading).
         clock: time source of durations, rates and ETA.
+        listeners: get one `BatchRecord` (``engine="bulk"``, ``name="chunked"``)
+            per finished chunk, e.g. `batchpilot.metrics.PrometheusMetrics`.
 
     Example:
         >>> import asyncio
@@ -219,6 +222,7 @@ class BatchProcessor:
         *,
         memory_monitor: MemoryMonitor | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        listeners: Iterable[BatchListener | Callable[[BatchRecord], object]] = (),
     ) -> None:
         if config is not None and not isinstance(config, ChunkConfig):
             raise TypeError(f"config must be a ChunkConfig, got {type(config).__name__}")
@@ -234,6 +238,7 @@ class BatchProcessor:
         self.stats = ProcessingStats(clock=clock)
         self.failures: list[ItemFailure[Any]] = []
         self._post_processors: list[PostProcessor] = []
+        self._listeners = [as_listener(listener) for listener in listeners]
         self._clock = clock
         self._chunk_ends: dict[int, int] = {}  # start -> stop of chunks finished out of order
         self._stop = threading.Event()
@@ -444,12 +449,21 @@ class BatchProcessor:
         while (end := self._chunk_ends.pop(stats.next_target_index, None)) is not None:
             stats.next_target_index = end
         stats.slow_targets += outcome.slow_targets
+        error_types = Counter(type(f.error).__name__ for f in failures)
         stats.record_chunk(
-            len(chunk.targets),
-            len(results),
-            len(failures),
-            outcome.duration,
-            Counter(type(f.error).__name__ for f in failures),
+            len(chunk.targets), len(results), len(failures), outcome.duration, error_types
+        )
+        notify(
+            self._listeners,
+            BatchRecord(
+                engine="bulk",
+                size=len(chunk.targets),
+                duration=outcome.duration,
+                succeeded=len(results),
+                failed=len(failures),
+                error_types=dict(error_types),
+                name="chunked",
+            ),
         )
         await self._store(chunk, results, failures, outcome.duration)
         self._check_memory()

@@ -410,3 +410,28 @@ def test_manager_rejects_bad_input_before_any_work(db: Database, tmp_path: Path)
     with pytest.raises(TypeError, match="process_func"):
         manager.process_items([1], "transform_molecules", process_func=42)  # type: ignore[arg-type]
     assert _rows(tmp_path) == []
+
+
+def test_listeners_see_every_batch() -> None:
+    from batchpilot._events import BatchRecord
+
+    records: list[BatchRecord] = []
+    processor = AdaptiveBatchProcessor(
+        process_batch, strategy=Fixed(10), max_workers=2, listeners=[records.append]
+    )
+    processor.process_items_parallel(range(35))
+    assert sorted(r.size for r in records) == [5, 10, 10, 10]
+    assert {(r.engine, r.name) for r in records} == {("bulk", "adaptive")}
+    with pytest.raises(TypeError, match="listener"):
+        AdaptiveBatchProcessor(process_batch, listeners=[42])  # type: ignore[list-item]
+
+
+def test_manager_passes_listeners_on(db: Database) -> None:
+    records: list[Any] = []
+    manager = BatchProcessingManager(
+        db, adaptive_batch_sizing=False, parallel_processing=False, listeners=[records.append]
+    )
+    manager.process_items(
+        range(30), "transform_molecules", "generic", molecule_transform_function, 10
+    )
+    assert [r.size for r in records] == [10, 10, 10]

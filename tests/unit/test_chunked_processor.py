@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from batchpilot._events import BatchRecord
 from batchpilot.chunked import (
     BatchProcessor,
     ChunkConfig,
@@ -585,3 +586,30 @@ async def test_empty_input_and_disabled_tracking(tmp_path: Path) -> None:
     assert seen == []  # progress tracking off: no callbacks
     assert processor.stats.gc_collections == 0
     assert processor.stats.to_dict()["processed_targets"] == 2
+
+
+@pytest.mark.asyncio
+async def test_listeners_get_one_record_per_chunk_with_real_counts(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from batchpilot.metrics import PrometheusMetrics
+
+    records: list[BatchRecord] = []
+    registry = CollectorRegistry()
+    processor = BatchProcessor(
+        _config(tmp_path, chunk_size=4),
+        listeners=[records.append, PrometheusMetrics(registry)],
+    )
+
+    def work(target: int) -> int:
+        if target == 5:
+            raise LookupError(target)
+        return target
+
+    await processor.process_targets(range(10), work, ProcessingMode.SEQUENTIAL)
+    assert [(r.size, r.succeeded, r.failed) for r in records] == [(4, 4, 0), (4, 3, 1), (2, 2, 0)]
+    assert records[1].error_types == {"LookupError": 1}
+    assert {(r.engine, r.name) for r in records} == {("bulk", "chunked")}
+    assert b'name="chunked"' in generate_latest(registry)
+    with pytest.raises(TypeError, match="listener"):
+        BatchProcessor(listeners=[42])  # type: ignore[list-item]
