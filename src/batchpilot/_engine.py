@@ -325,7 +325,9 @@ class Engine:
         self._has_cfutures = False
         self._private_loop: _LoopThread | None = None
         self._last_start = -math.inf
-        self._last_size = 0
+        # Closed-loop callers expected back for the next batch: the last batch's items
+        # (released, about to resubmit) plus those already waiting when it finished.
+        self._expected = 0
 
         self._model = LinearCostModel(window=64)
         self._fit: tuple[float, float] | None = None
@@ -615,7 +617,7 @@ class Engine:
 
     def _wait_for_stragglers(self) -> None:
         """Holding a slot, wait for released callers to resubmit while it pays (`wait_budget`)."""
-        expected = min(self._last_size, self.current_batch_size)
+        expected = min(self._expected, self.current_batch_size)
         if self.planned_wait(len(self._queue), expected) <= 0:
             return
         started = time.monotonic()
@@ -771,7 +773,7 @@ class Engine:
             self._failed += failed
             self._failed_batches += not ok
             self._busy_time += duration
-            self._last_size = size
+            self._expected = size + len(self._queue)
             self._release_slot_locked()
         if owned:
             deliver(batch, values, oks, here)
