@@ -1,10 +1,10 @@
-"""Where bulk chunks run: one small protocol, five implementations.
+"""Where bulk chunks run: one small protocol, six implementations.
 
 Every executor turns ``submit(task, *args)`` into a `concurrent.futures.Future`,
-so the bulk engine has one code path for threads, processes, an asyncio loop,
-a Dask distributed cluster and Ray. Executors that run the task in another
-process (``remote``) need a picklable batch function; `check_picklable` says so
-with a clear `TypeError` before any work.
+so the bulk engine has one code path for the calling thread, threads,
+processes, an asyncio loop, a Dask distributed cluster and Ray. Executors that
+run the task in another process (``remote``) need a picklable batch function;
+`check_picklable` says so with a clear `TypeError` before any work.
 """
 
 from __future__ import annotations
@@ -177,21 +177,33 @@ class DaskExecutor:
         )
         cores = sum(self.client.nthreads().values()) or 1
         self.slots = 2 * (workers or cores)
+        self._pending: set[Any] = set()
 
     def submit(self, task: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
         result: cf.Future[Any] = cf.Future()
         remote = self.client.submit(task, *args, pure=False)
+        self._pending.add(remote)
 
         def settle(done: Any) -> None:
+            self._pending.discard(done)
+            if not result.set_running_or_notify_cancel():
+                return  # the engine gave up on this chunk
             try:
-                result.set_result(done.result())
+                value = done.result()
             except BaseException as error:
                 result.set_exception(error)
+            else:
+                result.set_result(value)
 
         remote.add_done_callback(settle)
         return result
 
     def shutdown(self) -> None:
+        """Cancel chunks still queued or running on the cluster; close an owned client."""
+        pending = list(self._pending)
+        self._pending.clear()
+        if pending:
+            self.client.cancel(pending)
         if self._owned:
             self.client.close()
 
@@ -211,6 +223,7 @@ class RayExecutor:
             ray.init(include_dashboard=False, num_cpus=workers, log_to_driver=False)
         self._ray = ray
         self._tasks: dict[Callable[..., Any], Any] = {}
+        self._pending: dict[cf.Future[Any], Any] = {}
         cores = int(ray.available_resources().get("CPU", 1)) or 1
         self.slots = 2 * (workers or cores)
 
@@ -218,11 +231,18 @@ class RayExecutor:
         remote = self._tasks.get(task)
         if remote is None:
             remote = self._tasks[task] = self._ray.remote(task)
-        future: cf.Future[Any] = remote.remote(*args).future()
+        ref = remote.remote(*args)
+        future: cf.Future[Any] = ref.future()
+        self._pending[future] = ref
+        future.add_done_callback(lambda done: self._pending.pop(done, None))
         return future
 
     def shutdown(self) -> None:
-        """Leave the Ray runtime running: it is shared by the whole process."""
+        """Cancel chunks not finished; leave the Ray runtime running (it is process-wide)."""
+        pending = list(self._pending.values())
+        self._pending.clear()
+        for ref in pending:
+            self._ray.cancel(ref)
 
     def __repr__(self) -> str:
         return f"RayExecutor(slots={self.slots})"

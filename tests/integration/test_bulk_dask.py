@@ -73,3 +73,20 @@ def test_executor_dask_starts_and_closes_its_own_local_client() -> None:
     run = map_batches(double, range(100), batch_size=30, executor="dask", workers=1)
     assert list(run) == [x * 2 for x in range(100)]
     assert run.finished
+
+
+RELEASE = threading.Event()
+
+
+def wait_for_release(xs: list[int]) -> list[int]:
+    if xs[0] > 0:
+        RELEASE.wait(10)
+    return xs
+
+
+def test_closing_early_cancels_queued_chunks_and_leaves_the_client_usable(client: Any) -> None:
+    run = map_batches(wait_for_release, range(100), batch_size=1, executor=client)
+    assert next(run) == 0
+    RELEASE.set()  # let the running chunks end; the queued ones are cancelled by close()
+    run.close()
+    assert list(map_batches(double, range(5), executor=client)) == [0, 2, 4, 6, 8]

@@ -56,3 +56,11 @@ def test_an_unpicklable_function_is_a_type_error_before_work() -> None:
 
     with pytest.raises(TypeError, match="picklable"):
         map_batches(locked, range(10), executor="ray")
+
+
+def test_closing_early_stops_the_run_and_ray_stays_usable() -> None:
+    run = map_batches(double, range(1000), batch_size=10, executor="ray")
+    assert next(run) == 0
+    run.close()
+    assert list(run) == []
+    assert list(map_batches(double, range(5), executor="ray")) == [0, 2, 4, 6, 8]
