@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchpilot import TargetLatency
 from batchpilot.chunked import (
@@ -408,3 +410,32 @@ def test_modes_and_strategies_are_the_seed_enums() -> None:
         "ADAPTIVE",
         "WEIGHTED",
     ]
+
+
+def test_time_estimate_falls_back_to_the_mean_per_target() -> None:
+    processor = ChunkProcessor(ChunkConfig(chunk_size=10))
+    assert processor.estimate_processing_time(5) is None
+    processor.record_chunk(10, 2.0)
+    processor.record_chunk(10, 4.0)  # one size only: no line to fit
+    assert processor.estimate_processing_time(20) == pytest.approx(6.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.integers(min_value=0, max_value=30), max_size=60),
+    chunk_size=st.integers(min_value=1, max_value=12),
+    strategy=st.sampled_from(list(ChunkStrategy)),
+)
+def test_every_strategy_places_each_target_exactly_once_in_order(
+    weights: list[int], chunk_size: int, strategy: ChunkStrategy
+) -> None:
+    targets = [{"id": i, "weight": w, "blob": "x" * w * 1000} for i, w in enumerate(weights)]
+    config = ChunkConfig(chunk_size=chunk_size, max_memory_mb=0.05, max_concurrent_chunks=1)
+    processor = ChunkProcessor(config)
+    chunks = processor.create_chunks(iter(targets), strategy)
+    assert [t for chunk in chunks for t in chunk] == targets
+    assert all(chunk for chunk in chunks)
+    if strategy in (ChunkStrategy.FIXED, ChunkStrategy.MEMORY_BASED):
+        assert all(len(chunk) <= chunk_size for chunk in chunks)
+    if strategy is ChunkStrategy.WEIGHTED:  # within budget unless a single heavy target
+        assert all(sum(t["weight"] for t in c) <= chunk_size or len(c) == 1 for c in chunks)
