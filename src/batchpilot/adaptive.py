@@ -159,12 +159,14 @@ class AdaptiveBatchProcessor:
         self.logger = logger or logging.getLogger("batchpilot.adaptive")
         self.process_func = process_func
         self.max_workers = _default_workers(max_workers)
-        self.strategy: SizeController = strategy or BatchProcessingStrategy(
-            initial_batch_size=initial_batch_size,
-            min_batch_size=min_batch_size,
-            max_batch_size=max_batch_size,
-            logger=self.logger,
-        )
+        if strategy is None:
+            strategy = BatchProcessingStrategy(
+                initial_batch_size=initial_batch_size,
+                min_batch_size=min_batch_size,
+                max_batch_size=max_batch_size,
+                logger=self.logger,
+            )
+        self.strategy: SizeController = strategy
         limit = getattr(self.strategy, "memory_limit", DEFAULT_MEMORY_LIMIT)
         self.memory_monitor = MemoryMonitor(limit / _MIB, clock=clock)
         self.failures: list[ItemFailure[Any]] = []
@@ -224,8 +226,8 @@ class AdaptiveBatchProcessor:
         ``total_error_count``, ``total_duration`` (s), ``batch_count``,
         ``avg_batch_size``, ``current_batch_size``, ``items_per_second``,
         ``error_rate`` (fraction), ``error_types``, ``batch_size_history`` (planned
-        sizes, oldest first), ``max_workers``, ``memory_usage_mb`` and
-        ``peak_memory_mb``.
+        sizes, oldest first), ``max_workers``, ``memory_usage_mb`` (process RSS
+        after the latest call) and ``peak_memory_mb`` (the largest such reading).
         """
         stats = self._totals.snapshot()
         stats.update(
