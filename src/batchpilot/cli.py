@@ -418,15 +418,18 @@ def run_job(
         executor = "asyncio" if inspect.iscoroutinefunction(fn) else "threads"
     job = _check_job_state(output_path, resume)
     total = source.scan()
-    run = map_batches(
-        _as_batch_function(fn, per_item),
-        (record for _, record in source.records()),
-        batch_size=batch_size,
-        executor=executor,
-        workers=workers,
-        job=str(job),
-        ordered=True,
-    )
+    try:
+        run = map_batches(
+            _as_batch_function(fn, per_item),
+            (record for _, record in source.records()),
+            batch_size=batch_size,
+            executor=executor,
+            workers=workers,
+            job=str(job),
+            ordered=True,
+        )
+    except (TypeError, ValueError) as exc:  # options the engine rejects before any work
+        raise CliError(f"{function}: {exc}") from None
     summary = RunSummary()
     sink = open_sink(output_path, table=table)
     with run:

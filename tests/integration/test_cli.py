@@ -210,6 +210,19 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path, str], list[str]], str]] = {
         lambda tmp, m: [f"{m}:double", "-i", "good.jsonl", "-o", "o.jsonl", "--workers", "0"],
         "argument --workers: expected a positive integer, got '0'",
     ),
+    "async function on processes": (
+        lambda tmp, m: [
+            f"{m}:async_plus_one",
+            "--per-item",
+            "-i",
+            "good.jsonl",
+            "-o",
+            "out.jsonl",
+            "--executor",
+            "processes",
+        ],
+        "this needs executor='asyncio'",
+    ),
     "unknown output suffix": (
         lambda tmp, m: [f"{m}:double", "-i", "good.jsonl", "-o", "out.txt"],
         "cannot tell the output format of out.txt",
