@@ -75,11 +75,17 @@ class JobStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"the folder of job file {self.path} does not exist")
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._check_format()
+        except sqlite3.OperationalError:  # locked, read-only...: not a question of identity
+            self._db.close()
+            raise
         except sqlite3.DatabaseError as error:
             self._db.close()
             raise JobMismatchError(f"{self.path} is not a batchpilot job file: {error}") from error

@@ -152,3 +152,8 @@ def test_an_unordered_job_resumes_with_every_item_exactly_once(tmp_path: Path) -
     assert sorted(out) == [x * 2 for x in range(60)]
     assert stored.isdisjoint(second.seen)
     assert sorted(stored | set(second.seen)) == list(range(60))
+
+
+def test_a_job_in_a_missing_folder_is_a_clear_file_not_found_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        map_batches(Recorder(), range(3), job=str(tmp_path / "nowhere" / "job.sqlite"))
