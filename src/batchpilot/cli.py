@@ -428,6 +428,8 @@ def run_job(
             job=str(job),
             ordered=True,
         )
+    except JobMismatchError as exc:  # e.g. a checkpoint of a newer format
+        raise CliError(f"{exc}; to start over, delete {job}") from None
     except (TypeError, ValueError) as exc:  # options the engine rejects before any work
         raise CliError(f"{function}: {exc}") from None
     summary = RunSummary()
