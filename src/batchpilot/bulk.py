@@ -307,7 +307,7 @@ class BulkRun(Iterator[Any]):
                         pipeline.append(self._launch(executor, chunk))
                 if not pipeline:
                     break
-                entry = pipeline.popleft() if self.ordered else self._first_done(pipeline)
+                entry = self._next_entry(pipeline, bar)
                 self._in_flight = len(pipeline)
                 yield self._collect(entry, bar)
             self._complete()
@@ -377,14 +377,34 @@ class BulkRun(Iterator[Any]):
         future = executor.submit(task, *args)
         return _InFlight(chunk.start, future, chunk_digest)
 
-    def _first_done(self, pipeline: deque[_InFlight]) -> _InFlight:
-        ready = next((e for e in pipeline if e.future is None or e.future.done()), None)
-        if ready is None:
-            futures = [e.future for e in pipeline if e.future is not None]
-            cf.wait(futures, return_when=cf.FIRST_COMPLETED)
-            ready = next(e for e in pipeline if e.future is None or e.future.done())
-        pipeline.remove(ready)
-        return ready
+    def _next_entry(self, pipeline: deque[_InFlight], bar: Any) -> _InFlight:
+        """The next chunk to hand out: the oldest (ordered) or the first finished.
+
+        While waiting, every chunk that finishes is settled at once (committed to
+        the job file, counted, reported), and a failed chunk under ``fail_fast``
+        is raised at once, whatever its position.
+        """
+        while True:
+            ready = self._ready(pipeline)
+            if ready is not None:
+                pipeline.remove(ready)
+                return ready
+            running = [e.future for e in pipeline if e.future is not None and not e.future.done()]
+            cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            self._settle_finished(pipeline, bar)
+
+    def _ready(self, pipeline: deque[_InFlight]) -> _InFlight | None:
+        for entry in pipeline:
+            future = entry.future
+            if (
+                future is not None
+                and future.done()
+                and not future.cancelled()
+                and future.exception() is not None
+            ):
+                return entry  # collecting it raises (fail_fast)
+        candidates = [pipeline[0]] if self.ordered else pipeline
+        return next((e for e in candidates if e.future is None or e.future.done()), None)
 
     def _settle_finished(self, pipeline: deque[_InFlight], bar: Any) -> None:
         """Account for chunks that completed while others were being planned."""

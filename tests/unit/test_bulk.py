@@ -467,3 +467,21 @@ def test_every_item_gets_exactly_one_outcome_in_its_place(
             assert isinstance(result, ItemFailure) and (result.index, result.item) == (index, value)
         else:
             assert result == value + 1
+
+
+def test_chunks_finishing_behind_a_slow_head_are_settled_at_once() -> None:
+    release = threading.Event()
+
+    def head_waits(xs: list[int]) -> list[int]:
+        if xs[0] == 0 and not release.wait(5):
+            raise RuntimeError("the second chunk was not reported while the first ran")
+        return xs
+
+    def report(progress: BulkProgress) -> None:
+        if progress.done == 10:  # only chunk 10..19 can finish first
+            release.set()
+
+    run = map_batches(
+        head_waits, range(20), batch_size=10, workers=2, on_progress=report, fail_fast=True
+    )
+    assert list(run) == list(range(20))
