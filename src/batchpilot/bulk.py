@@ -1,7 +1,8 @@
 """The bulk engine: map a batch function over a huge, lazy input, fast and resumably.
 
 `map_batches(fn, items)` cuts ``items`` into chunks, runs ``fn(chunk)`` on an
-executor (threads, processes, asyncio, Dask distributed or Ray) and returns a
+executor (threads, processes, asyncio, Dask distributed, Ray, or the calling
+thread) and returns a
 `BulkRun`: a lazy iterator of per-item results, in input order by default.
 
 How a failed item appears: ``fn`` is called once per chunk; if that call
