@@ -17,10 +17,13 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-__all__ = ["RESULT_FORMATS", "ChunkConfig", "ChunkStrategy", "ProcessingMode"]
+__all__ = ["CHUNK_EXECUTORS", "RESULT_FORMATS", "ChunkConfig", "ChunkStrategy", "ProcessingMode"]
 
 RESULT_FORMATS = ("json", "pickle", "sqlite")
 """Storage formats `ResultStorage` writes."""
+
+CHUNK_EXECUTORS = ("threads", "processes", "dask", "ray")
+"""Where PARALLEL, STREAMING and HYBRID chunks run (`batchpilot.map_batches` executors)."""
 
 
 class ChunkStrategy(Enum):
@@ -106,6 +109,12 @@ def _result_format(value: Any) -> str:
     return value.lower()
 
 
+def _executor(value: Any) -> str:
+    if value not in CHUNK_EXECUTORS:
+        raise ValueError(f"executor must be one of {CHUNK_EXECUTORS}, got {value!r}")
+    return str(value)
+
+
 def _optional_callable(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise ValueError(f"{name} must be callable or None, got {value!r}")
@@ -129,6 +138,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "min_chunk_size": lambda v: _positive_int("min_chunk_size", v),
     "max_chunk_size": lambda v: None if v is None else _positive_int("max_chunk_size", v),
     "weight_function": lambda v: _optional_callable("weight_function", v),
+    "executor": _executor,
     "storage_dir": lambda v: v if v is None or isinstance(v, (str, os.PathLike)) else _bad_dir(v),
 }
 
@@ -172,6 +182,11 @@ class ChunkConfig:
             ``10 * chunk_size``.
         weight_function: a target's weight for WEIGHTED; None uses
             ``target["weight"]`` for mappings that have one, else 1.
+        executor: where PARALLEL, STREAMING and HYBRID chunks run: ``"threads"``
+            (default; also the only choice for ``async def`` functions, which run
+            on the caller's loop), ``"processes"``, ``"dask"`` or ``"ray"`` for
+            CPU-bound or distributed work (the function must be picklable).
+            SEQUENTIAL always runs in-process.
         storage_dir: where `ResultStorage` writes; None means a new temporary
             folder, created on first use.
     """
@@ -192,6 +207,7 @@ class ChunkConfig:
     min_chunk_size: int = 1
     max_chunk_size: int | None = None
     weight_function: Callable[[Any], float] | None = field(default=None, repr=False)
+    executor: str = "threads"
     storage_dir: str | os.PathLike[str] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:

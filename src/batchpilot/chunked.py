@@ -48,7 +48,13 @@ from itertools import chain
 from typing import Any
 
 from ._chunked_callbacks import check_callable
-from ._chunked_config import RESULT_FORMATS, ChunkConfig, ChunkStrategy, ProcessingMode
+from ._chunked_config import (
+    CHUNK_EXECUTORS,
+    RESULT_FORMATS,
+    ChunkConfig,
+    ChunkStrategy,
+    ProcessingMode,
+)
 from ._chunked_memory import MemoryMonitor
 from ._chunked_planner import ChunkProcessor, CustomStrategy, default_weight, estimate_size_bytes
 from ._chunked_progress import ProgressCallback, ProgressTracker
@@ -56,11 +62,13 @@ from ._chunked_stats import ProcessingStats
 from ._chunked_storage import ResultProcessor, ResultStorage
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import BatchListener, BatchRecord, as_listener, notify
+from ._executors import check_picklable
 from ._isolation import Outcome
 from .bulk import ItemFailure, map_batches
 from .errors import ClosedError
 
 __all__ = [
+    "CHUNK_EXECUTORS",
     "RESULT_FORMATS",
     "BatchProcessor",
     "ChunkConfig",
@@ -114,44 +122,41 @@ class _ChunkRunner:
     """The engine's batch function: runs one chunk's targets, one call per target.
 
     Each target gets its own result or error, so a failing target fails alone without
-    re-running its neighbours. Async targets are sent to the caller's loop.
+    re-running its neighbours. Async targets are sent to the caller's ``loop``. A
+    runner of a sync function is picklable (when the function and ``now`` are), so
+    process, Dask and Ray executors can ship it to their workers.
     """
 
     def __init__(
         self,
         func: Callable[[Any], Any],
-        loop: asyncio.AbstractEventLoop,
-        planner: ChunkProcessor,
         config: ChunkConfig,
-        clock: Clock,
+        now: Callable[[], float],
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self._func = func
-        self._loop = loop
-        self._planner = planner
         self._fail_fast = not config.enable_error_recovery
         self._time_limit = config.max_processing_time
-        self._clock = clock
-        self._is_async = _is_async(func)
+        self._now = now
+        self._loop = loop
 
     def __call__(self, batch: list[_PlannedChunk]) -> list[_ChunkOutcome]:
         return [self._run(chunk) for chunk in batch]
 
     def _run(self, chunk: _PlannedChunk) -> _ChunkOutcome:
-        began = self._clock.now()
-        if self._is_async:
+        began = self._now()
+        if self._loop is not None:
             future = asyncio.run_coroutine_threadsafe(self._run_async(chunk.targets), self._loop)
             results, errors = future.result()
             slow = 0
         else:
             results, errors, slow = self._run_sync(chunk.targets)
-        duration = self._clock.now() - began
-        self._planner.record_chunk(len(chunk.targets), duration, len(errors))
-        return _ChunkOutcome(chunk, results, errors, duration, slow)
+        return _ChunkOutcome(chunk, results, errors, self._now() - began, slow)
 
     def _run_sync(
         self, targets: list[Any]
     ) -> tuple[list[Any], list[tuple[int, BaseException]], int]:
-        func, now, limit = self._func, self._clock.now, self._time_limit
+        func, now, limit = self._func, self._now, self._time_limit
         results: list[Any] = []
         errors: list[tuple[int, BaseException]] = []
         slow = 0
@@ -298,6 +303,13 @@ class BatchProcessor:
             mode = ProcessingMode(mode)
         except ValueError:
             raise ValueError(f"unknown processing mode {mode!r}") from None
+        if mode is not ProcessingMode.SEQUENTIAL and self.config.executor != "threads":
+            if _is_async(processor_func):
+                raise TypeError(
+                    f"an async processor_func runs on the caller's event loop; "
+                    f"executor={self.config.executor!r} needs a plain function"
+                )
+            check_picklable(processor_func, self.config.executor)
         if self._closed:
             raise ClosedError("this BatchProcessor was shut down")
         if self._running:
@@ -347,14 +359,18 @@ class BatchProcessor:
             self.stats.workers = 1
         else:
             self.stats.workers = self.config.max_concurrent_chunks
-        runner = _ChunkRunner(
-            func, asyncio.get_running_loop(), self.chunk_processor, self.config, self._clock
-        )
+        executor = "serial" if mode is ProcessingMode.SEQUENTIAL else self.config.executor
+        if _is_async(func):
+            runner = _ChunkRunner(func, self.config, self._clock.now, asyncio.get_running_loop())
+        elif executor in ("serial", "threads"):
+            runner = _ChunkRunner(func, self.config, self._clock.now)
+        else:  # other processes: time with their own clock
+            runner = _ChunkRunner(func, self.config, time.perf_counter)
         run = map_batches(
             runner,
             self._planned(chunks),
             batch_size=1,
-            executor="serial" if mode is ProcessingMode.SEQUENTIAL else "threads",
+            executor=executor,
             workers=self.stats.workers,
             ordered=mode is not ProcessingMode.STREAMING,
             fail_fast=not self.config.enable_error_recovery,
@@ -445,6 +461,7 @@ class BatchProcessor:
             _log.error("target %d failed: %r", failure.index, failure.error)
         self.failures.extend(failures)
         stats = self.stats
+        self.chunk_processor.record_chunk(len(chunk.targets), outcome.duration, len(failures))
         self._chunk_ends[chunk.start] = chunk.start + len(chunk.targets)
         while (end := self._chunk_ends.pop(stats.next_target_index, None)) is not None:
             stats.next_target_index = end

@@ -76,6 +76,7 @@ def test_config_accepts_the_seed_examples() -> None:
         ("target_chunk_time", 0),
         ("weight_function", "heavy"),
         ("storage_dir", 12),
+        ("executor", "gpu"),
     ],
 )
 def test_invalid_config_raises_value_error_naming_the_field(field: str, value: Any) -> None:

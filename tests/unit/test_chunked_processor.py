@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -613,3 +614,38 @@ async def test_listeners_get_one_record_per_chunk_with_real_counts(tmp_path: Pat
     assert b'name="chunked"' in generate_latest(registry)
     with pytest.raises(TypeError, match="listener"):
         BatchProcessor(listeners=[42])  # type: ignore[list-item]
+
+
+def square_in_worker(target: int) -> tuple[int, int]:
+    if target == 3:
+        raise ArithmeticError("target 3")
+    return target * target, os.getpid()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_processes_executor_runs_targets_in_other_processes(tmp_path: Path) -> None:
+    config = _config(tmp_path, chunk_size=3, max_concurrent_chunks=2, executor="processes")
+    processor = BatchProcessor(config)
+    results = await processor.process_targets(range(10), square_in_worker, "parallel")
+    assert [square for square, _ in results] == [t * t for t in range(10) if t != 3]
+    assert os.getpid() not in {pid for _, pid in results}
+    [failure] = processor.failures
+    assert (failure.index, str(failure.error)) == (3, "target 3")
+    assert processor.result_storage.load_errors(processor.stats.run_id)[0]["index"] == 3
+
+
+@pytest.mark.asyncio
+async def test_other_process_executors_need_a_picklable_plain_function(tmp_path: Path) -> None:
+    processor = BatchProcessor(_config(tmp_path, executor="processes"))
+
+    async def remote(target: int) -> int:
+        return target
+
+    with pytest.raises(TypeError, match="picklable"):
+        await processor.process_targets([1], lambda t: t, "parallel")
+    with pytest.raises(TypeError, match="async"):
+        await processor.process_targets([1], remote, "streaming")
+    assert processor.stats.completed_chunks == 0
+    # SEQUENTIAL always runs in-process, so anything goes there
+    assert await processor.process_targets([1], lambda t: t + 1, "sequential") == [2]
