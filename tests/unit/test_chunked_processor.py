@@ -649,3 +649,17 @@ async def test_other_process_executors_need_a_picklable_plain_function(tmp_path:
     assert processor.stats.completed_chunks == 0
     # SEQUENTIAL always runs in-process, so anything goes there
     assert await processor.process_targets([1], lambda t: t + 1, "sequential") == [2]
+
+
+@pytest.mark.asyncio
+async def test_time_based_sizes_are_exact_in_sequential_mode(tmp_path: Path) -> None:
+    clock = FakeClock()
+    config = _config(tmp_path, chunk_size=10, target_chunk_time=1.0, max_chunk_size=100)
+    processor = BatchProcessor(config, clock=clock)
+
+    def ten_ms_each(target: int) -> int:
+        clock.advance(0.01)  # 100 targets take the 1 s target
+        return target
+
+    await processor.process_targets(range(500), ten_ms_each, "sequential", "time_based")
+    assert processor.stats.chunk_sizes == [10, 20, 40, 80, 100, 100, 100, 50]
