@@ -444,7 +444,7 @@ class BatchProcessor:
         self.stats.interrupted = True
 
     async def _finish_chunk(self, value: Any) -> tuple[int, list[Any]]:
-        """Per finished chunk: results, failures, stats, storage, memory, progress."""
+        """Per finished chunk: account, store, check memory, report progress."""
         if isinstance(value, ItemFailure):  # the runner itself failed: all targets fail
             chunk: _PlannedChunk = value.item
             errors = [(offset, value.error) for offset in range(len(chunk.targets))]
@@ -452,43 +452,46 @@ class BatchProcessor:
         else:
             outcome = value
             chunk = outcome.chunk
-        results = outcome.results
         failures = [
             ItemFailure(chunk.start + offset, chunk.targets[offset], error)
             for offset, error in outcome.errors
         ]
+        self._account(outcome, failures)
+        await self._store(chunk, outcome.results, failures, outcome.duration)
+        self._check_memory()
+        if self.config.enable_progress_tracking:
+            before = self.progress_tracker.callback_errors
+            await self.progress_tracker.aupdate(len(outcome.results), len(failures))
+            self.stats.callback_errors += self.progress_tracker.callback_errors - before
+        self._chunk_ends[chunk.start] = chunk.start + len(chunk.targets)
+        while (end := self._chunk_ends.pop(self.stats.next_target_index, None)) is not None:
+            self.stats.next_target_index = end
+        return chunk.index, outcome.results
+
+    def _account(self, outcome: _ChunkOutcome, failures: list[ItemFailure[Any]]) -> None:
+        """Failures, sizing feedback, statistics and listeners for one chunk."""
         for failure in failures:
             _log.error("target %d failed: %r", failure.index, failure.error)
         self.failures.extend(failures)
-        stats = self.stats
-        self.chunk_processor.record_chunk(len(chunk.targets), outcome.duration, len(failures))
-        self._chunk_ends[chunk.start] = chunk.start + len(chunk.targets)
-        while (end := self._chunk_ends.pop(stats.next_target_index, None)) is not None:
-            stats.next_target_index = end
-        stats.slow_targets += outcome.slow_targets
+        size = len(outcome.chunk.targets)
+        self.chunk_processor.record_chunk(size, outcome.duration, len(failures))
+        self.stats.slow_targets += outcome.slow_targets
         error_types = Counter(type(f.error).__name__ for f in failures)
-        stats.record_chunk(
-            len(chunk.targets), len(results), len(failures), outcome.duration, error_types
+        self.stats.record_chunk(
+            size, len(outcome.results), len(failures), outcome.duration, error_types
         )
         notify(
             self._listeners,
             BatchRecord(
                 engine="bulk",
-                size=len(chunk.targets),
+                size=size,
                 duration=outcome.duration,
-                succeeded=len(results),
+                succeeded=len(outcome.results),
                 failed=len(failures),
                 error_types=dict(error_types),
                 name="chunked",
             ),
         )
-        await self._store(chunk, results, failures, outcome.duration)
-        self._check_memory()
-        if self.config.enable_progress_tracking:
-            before = self.progress_tracker.callback_errors
-            await self.progress_tracker.aupdate(len(results), len(failures))
-            stats.callback_errors += self.progress_tracker.callback_errors - before
-        return chunk.index, results
 
     async def _store(
         self,
