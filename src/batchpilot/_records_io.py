@@ -11,7 +11,8 @@ done, and a progress bar knows its total), then `RecordSource.records` streams
 
 An output is written to ``<path>.partial`` and renamed over ``<path>`` only by
 `RecordSink.commit`, so a killed run never leaves a half-written output behind.
-A result that is a dict becomes one row; any other value becomes ``{"result": value}``.
+A result that is a dict becomes one row; any other value becomes ``{"result": value}``
+(`to_row`); numpy values become plain numbers and lists.
 """
 
 from __future__ import annotations
@@ -222,8 +223,17 @@ def to_row(value: Any) -> dict[str, Any]:
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-#: One encoder for every JSON Lines row; values JSON cannot hold are written as str().
-_JSON = json.JSONEncoder(default=str)
+
+
+def _json_default(value: Any) -> Any:
+    """numpy values as plain numbers and lists; anything else JSON cannot hold as str()."""
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
+        return value.tolist()
+    return str(value)
+
+
+#: One encoder for every JSON Lines row.
+_JSON = json.JSONEncoder(default=_json_default)
 
 
 def _plain(value: Any) -> Any:
@@ -242,12 +252,12 @@ def _plain(value: Any) -> Any:
 
 
 class RecordSink(Protocol):
-    """Where output rows go: ``write`` batches of rows, then ``commit`` or ``abort``."""
+    """Where results go: ``write`` batches of them, then ``commit`` or ``abort``."""
 
     path: Path
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append rows to the (still partial) output."""
+    def write(self, results: Sequence[Any]) -> None:
+        """Append one row per result (see `to_row`) to the still partial output."""
 
     def commit(self) -> None:
         """Finish the output and move it into place."""
@@ -290,9 +300,13 @@ class _JsonlSink:
     def __repr__(self) -> str:
         return f"_JsonlSink({str(self.path)!r}, closed={self._file.closed})"
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
+    def write(self, results: Sequence[Any]) -> None:
         encode = _JSON.encode
-        self._file.writelines(encode(row) + "\n" for row in rows)
+        try:  # the encoder itself handles dicts, tuples and numpy values: no to_row copy
+            text = "".join(encode(v if type(v) is dict else {"result": v}) + "\n" for v in results)
+        except TypeError:  # e.g. a key JSON cannot hold: to_row makes every key a str
+            text = "".join(encode(to_row(v)) + "\n" for v in results)
+        self._file.write(text)
 
     def commit(self) -> None:
         self._file.close()
@@ -317,9 +331,10 @@ class _SqliteSink:
     def __repr__(self) -> str:
         return f"_SqliteSink({str(self.path)!r}, table={self.table!r}, columns={self._columns})"
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
+    def write(self, results: Sequence[Any]) -> None:
+        if not results:
             return
+        rows = [to_row(value) for value in results]
         self._add_columns(rows)
         names = ", ".join(_quote(name) for name in self._columns)
         marks = ", ".join("?" for _ in self._columns)
@@ -387,8 +402,8 @@ class _ParquetSink:
     def __repr__(self) -> str:
         return f"_ParquetSink({str(self.path)!r}, buffered={len(self._rows)})"
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        self._rows.extend(rows)
+    def write(self, results: Sequence[Any]) -> None:
+        self._rows.extend(to_row(value) for value in results)
         if len(self._rows) >= _PARQUET_ROWS:
             self._flush()
 

@@ -43,7 +43,6 @@ from ._records_io import (
     RecordSource,
     format_of,
     open_sink,
-    to_row,
 )
 
 __all__ = [
@@ -502,20 +501,21 @@ def _write_results(
     from .bulk import ItemFailure
 
     failed: dict[int, BaseException] = {}
-    rows: list[dict[str, Any]] = []
+    done: list[Any] = []
     # delay: no bar for the first half second, so an early error stays a single line.
     bar = tqdm(results, total=total, disable=not progress, unit="item", file=sys.stderr, delay=0.5)
+    index = -1
     with bar:
         for index, value in enumerate(bar):
-            summary.items = index + 1
             if isinstance(value, ItemFailure):
                 failed[index] = value.error
                 continue
-            rows.append(to_row(value))
-            if len(rows) >= _WRITE_CHUNK:
-                sink.write(rows)
-                rows.clear()
-    sink.write(rows)
+            done.append(value)
+            if len(done) >= _WRITE_CHUNK:
+                sink.write(done)
+                done.clear()
+    summary.items = index + 1
+    sink.write(done)
     return failed
 
 

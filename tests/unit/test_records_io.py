@@ -172,3 +172,16 @@ def test_a_csv_with_only_a_header_has_no_records(tmp_path: Path) -> None:
     source = RecordSource(write(tmp_path / "in.csv", "a,b\n\n"))
     assert source.scan() == 0
     assert list(source.records()) == []
+
+
+def test_jsonl_sink_writes_any_result_as_a_row(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    sink = open_sink(out)
+    sink.write([{"p": np.array([0.5, 0.25]), "n": np.int64(2)}, 3, (1, 2), {(1, 2): "tuple key"}])
+    sink.commit()
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"p": [0.5, 0.25], "n": 2},
+        {"result": 3},
+        {"result": [1, 2]},
+        {"(1, 2)": "tuple key"},
+    ]
