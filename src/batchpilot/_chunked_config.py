@@ -139,6 +139,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "max_chunk_size": lambda v: None if v is None else _positive_int("max_chunk_size", v),
     "weight_function": lambda v: _optional_callable("weight_function", v),
     "executor": _executor,
+    "progress_bar": lambda v: _flag("progress_bar", v),
     "storage_dir": lambda v: v if v is None or isinstance(v, (str, os.PathLike)) else _bad_dir(v),
 }
 
@@ -187,6 +188,7 @@ class ChunkConfig:
             on the caller's loop), ``"processes"``, ``"dask"`` or ``"ray"`` for
             CPU-bound or distributed work (the function must be picklable).
             SEQUENTIAL always runs in-process.
+        progress_bar: show a tqdm progress bar of the targets (stderr).
         storage_dir: where `ResultStorage` writes; None means a new temporary
             folder, created on first use.
     """
@@ -208,6 +210,7 @@ class ChunkConfig:
     max_chunk_size: int | None = None
     weight_function: Callable[[Any], float] | None = field(default=None, repr=False)
     executor: str = "threads"
+    progress_bar: bool = False
     storage_dir: str | os.PathLike[str] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -121,6 +121,7 @@ class AdaptiveBatchProcessor:
         clock: time source of batch durations.
         listeners: get one `BatchRecord` per batch (``engine="bulk"``,
             ``name="adaptive"``), e.g. `batchpilot.metrics.PrometheusMetrics`.
+        progress_bar: show the engine's tqdm progress bar for every call.
 
     Attributes:
         failures: `ItemFailure` per failed item of the latest call.
@@ -148,6 +149,7 @@ class AdaptiveBatchProcessor:
         *,
         clock: Clock = SYSTEM_CLOCK,
         listeners: Iterable[BatchListener | Callable[[BatchRecord], object]] = (),
+        progress_bar: bool = False,
     ) -> None:
         if not callable(process_func):
             raise TypeError(f"process_func must be callable, got {type(process_func).__name__}")
@@ -173,6 +175,7 @@ class AdaptiveBatchProcessor:
         self.last_run_stats: dict[str, Any] = {}
         self._clock = clock
         self._listeners = [as_listener(listener) for listener in listeners]
+        self._progress_bar = progress_bar
         self._totals = _Totals()
         self._executor = "asyncio" if inspect.iscoroutinefunction(process_func) else "threads"
 
@@ -206,6 +209,7 @@ class AdaptiveBatchProcessor:
             executor=executor,
             workers=workers,
             listeners=self._listeners,
+            progress=self._progress_bar,
             name="adaptive",
             clock=self._clock,
         )

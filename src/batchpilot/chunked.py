@@ -246,6 +246,7 @@ class BatchProcessor:
         self._listeners = [as_listener(listener) for listener in listeners]
         self._clock = clock
         self._chunk_ends: dict[int, int] = {}  # start -> stop of chunks finished out of order
+        self._bar: Any = None  # the tqdm bar of the running job, if any
         self._stop = threading.Event()
         self._closed = False
         self._running = False
@@ -332,6 +333,10 @@ class BatchProcessor:
     ) -> list[Any]:
         total = len(targets) if isinstance(targets, Sized) else None
         self._begin(total, mode, strategy)
+        if self.config.progress_bar:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=self.stats.run_id, unit="target")
         try:
             results = await self._run_chunks(chunks, func, mode)
             for post_processor in self._post_processors:
@@ -345,6 +350,9 @@ class BatchProcessor:
             self.stats.interrupted = True
             raise
         finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
             self._end()
 
     async def _run_chunks(
@@ -463,6 +471,8 @@ class BatchProcessor:
             before = self.progress_tracker.callback_errors
             await self.progress_tracker.aupdate(len(outcome.results), len(failures))
             self.stats.callback_errors += self.progress_tracker.callback_errors - before
+        if self._bar is not None:
+            self._bar.update(len(chunk.targets))
         self._chunk_ends[chunk.start] = chunk.start + len(chunk.targets)
         while (end := self._chunk_ends.pop(self.stats.next_target_index, None)) is not None:
             self.stats.next_target_index = end

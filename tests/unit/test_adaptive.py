@@ -435,3 +435,8 @@ def test_manager_passes_listeners_on(db: Database) -> None:
         range(30), "transform_molecules", "generic", molecule_transform_function, 10
     )
     assert [r.size for r in records] == [10, 10, 10]
+
+
+def test_progress_bar_is_the_engines(capsys: pytest.CaptureFixture[str]) -> None:
+    AdaptiveBatchProcessor(process_batch, progress_bar=True).process_items(range(35))
+    assert "35/35" in capsys.readouterr().err

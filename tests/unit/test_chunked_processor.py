@@ -663,3 +663,15 @@ async def test_time_based_sizes_are_exact_in_sequential_mode(tmp_path: Path) -> 
 
     await processor.process_targets(range(500), ten_ms_each, "sequential", "time_based")
     assert processor.stats.chunk_sizes == [10, 20, 40, 80, 100, 100, 100, 50]
+
+
+@pytest.mark.asyncio
+async def test_progress_bar_counts_targets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    processor = BatchProcessor(_config(tmp_path, chunk_size=4, progress_bar=True))
+    await processor.process_targets(range(10), str, "sequential")
+    assert "10/10" in capsys.readouterr().err
+    processor.config.progress_bar = False
+    await processor.process_targets(range(10), str, "sequential")
+    assert capsys.readouterr().err == ""
