@@ -235,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
         if current != text:
-            print(f"{OUTPUT} is out of date: run python docs/{Path(__file__).name}", file=sys.stderr)
+            print(
+                f"{OUTPUT} is out of date: run python docs/{Path(__file__).name}", file=sys.stderr
+            )
             return 1
         return 0
     OUTPUT.write_text(text, encoding="utf-8")
