@@ -6,7 +6,8 @@ downloaded) and takes about 10-20 s on 2 cores at ``scale=1``:
 1. Train a `LogisticRegression` on the digits.
 2. **Online**: many concurrent clients ask for one prediction each, first calling
    ``model.predict`` directly (unbatched), then through a `batchpilot.batch`
-   function, from threads and from asyncio tasks.
+   function, from threads and from asyncio tasks; then a single client, to show
+   that the batcher does not wait ``max_wait`` when nobody else is coming.
 3. **Bulk**: score a generated stream of noisy digit images with
    `batchpilot.map_batches` into a SQLite table (`batchpilot.db.Database`),
    against an unbatched per-item ``predict`` loop timed on a sample.
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -185,11 +186,13 @@ def _online(model: Any, images: np.ndarray, work: DemoSizes) -> list[DemoRow]:
     def predict(batch_of_images: np.ndarray) -> np.ndarray:
         return model.predict(batch_of_images)
 
+    alone = replace(work, threads=1)
     with predict:
         return [
             _threaded("unbatched predict, threads", predict_one, images, work, None),
             _threaded("@batch, threads", predict, images, work, predict),
             _async_clients("@batch, asyncio tasks", predict, images, work),
+            _threaded("@batch, 1 thread (never waits 5 ms)", predict, images, alone, predict),
         ]
 
 

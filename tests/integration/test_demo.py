@@ -30,6 +30,7 @@ def test_the_demo_reports_online_and_bulk_results(tmp_path: Path) -> None:
         work.threads * work.requests_per_thread,
         work.threads * work.requests_per_thread,
         work.tasks * work.requests_per_task,
+        work.requests_per_thread,
     ]
     assert all(r.rate > 0 and r.p50_ms is not None for r in online)
     assert report.row("online", "@batch, asyncio").mean_batch > 1  # requests were batched
