@@ -82,6 +82,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 _PRIORITY_LEVELS = len(BatchPriority)
+_MISSING: Any = object()
 _NO_HEALTH: dict[str, Any] = {
     "health_status": None,
     "memory_percent": None,
@@ -323,9 +324,11 @@ class BatchProcessor(Generic[T, U]):
 
     def enqueue_predict(
         self,
-        item: T,
+        item: T = _MISSING,
         timeout: float | None = None,
         priority: BatchPriority = BatchPriority.NORMAL,
+        *,
+        data: T = _MISSING,
     ) -> Future[U]:
         """Queue ``item`` and return a future for its result.
 
@@ -334,26 +337,33 @@ class BatchProcessor(Generic[T, U]):
             timeout: seconds to wait for room while the queue is full (None: as
                 long as it takes).
             priority: served most urgent first when ``enable_priority_queue``.
+            data: another name for ``item`` (the seed's examples call
+                ``enqueue_predict(data=...)``); give one of the two.
 
         Raises:
             ClosedError: not started, or stopped.
             QueueFullError: the queue stayed full for ``timeout`` seconds.
             ValueError: ``priority`` is not a `BatchPriority`.
+            TypeError: neither or both of ``item`` and ``data`` given.
         """
+        request = _one_item(item, data)
         level = _priority_level(priority)
         if not self.config.enable_priority_queue:
             level = 0
-        return self._running_engine().submit(item, priority=level, timeout=timeout)
+        return self._running_engine().submit(request, priority=level, timeout=timeout)
 
     def enqueue(
         self,
-        item: T,
+        item: T = _MISSING,
         timeout: float | None = None,
         priority: BatchPriority = BatchPriority.NORMAL,
+        *,
+        data: T = _MISSING,
     ) -> None:
         """Queue ``item`` without tracking its result (fire and forget); a failure is
-        logged. Raises like `enqueue_predict`."""
-        self.enqueue_predict(item, timeout, priority).add_done_callback(_log_failure)
+        logged. Takes and raises the same as `enqueue_predict`."""
+        future = self.enqueue_predict(item, timeout, priority, data=data)
+        future.add_done_callback(_log_failure)
 
     def _running_engine(self) -> Engine:
         engine = self._engine
@@ -448,6 +458,12 @@ class BatchProcessor(Generic[T, U]):
             f"queue_size={self.queue_size}, "
             f"active_batches={0 if engine is None else engine.active_batches})"
         )
+
+
+def _one_item(item: Any, data: Any) -> Any:
+    if (item is _MISSING) == (data is _MISSING):
+        raise TypeError("give the item to process either positionally (item) or as data=")
+    return data if item is _MISSING else item
 
 
 def _priority_level(priority: int) -> int:

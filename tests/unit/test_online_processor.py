@@ -457,3 +457,65 @@ def test_enqueue_is_fire_and_forget_and_logs_failures(make: Factory) -> None:
     finally:
         logger.removeHandler(handler)
     assert messages == ["enqueued item failed: KeyError('lost')"]
+
+
+def test_the_item_may_be_given_as_data(make: Factory) -> None:
+    processor = make(initial_batch_size=4, max_batch_size=4)
+    processor.start(Gate())
+    assert processor.enqueue_predict(data=21, priority=BatchPriority.HIGH).result(5) == 42
+    with pytest.raises(TypeError, match="either positionally"):
+        processor.enqueue_predict(1, data=2)
+    with pytest.raises(TypeError, match="either positionally"):
+        processor.enqueue()
+
+
+# -- adaptive sizing (durations scripted on a FakeClock) ------------------------------
+
+
+def slow_on(clock: FakeClock, seconds_per_item: float) -> Callable[[list[Any]], list[Any]]:
+    def work(items: list[Any]) -> list[Any]:
+        clock.advance(seconds_per_item * len(items))
+        return items
+
+    return work
+
+
+def test_adaptive_without_target_grows_after_full_batches(make: Factory) -> None:
+    clock = FakeClock()
+    processor = make(clock=clock, initial_batch_size=2, max_batch_size=8)
+    processor.start(slow_on(clock, 0.01))
+    sizes = []
+    for _ in range(3):
+        sizes.append(processor._current_batch_size)
+        processor.pause()
+        futures = [processor.enqueue_predict(i) for i in range(sizes[-1])]
+        processor.resume()
+        cf.wait(futures, timeout=5)
+    assert sizes == [2, 3, 4]  # AIMD: +1 after each full, successful batch
+
+
+def test_adaptive_with_latency_target_fits_batches_to_it(make: Factory) -> None:
+    clock = FakeClock()
+    processor = make(clock=clock, initial_batch_size=8, max_batch_size=16, latency_target=0.5)
+    processor.start(slow_on(clock, 0.1))
+    processor.pause()
+    futures = [processor.enqueue_predict(i) for i in range(8)]
+    processor.resume()
+    cf.wait(futures, timeout=5)
+    assert processor._current_batch_size == 5  # 8 items took 0.8 s; 0.5 s fits 5
+
+
+def test_fixed_strategy_keeps_its_size(make: Factory) -> None:
+    clock = FakeClock()
+    processor = make(
+        clock=clock,
+        processing_strategy=BatchProcessingStrategy.FIXED,
+        initial_batch_size=4,
+        latency_target=0.1,
+    )
+    processor.start(slow_on(clock, 1.0))
+    processor.pause()
+    futures = [processor.enqueue_predict(i) for i in range(4)]
+    processor.resume()
+    cf.wait(futures, timeout=5)
+    assert processor._current_batch_size == 4

@@ -54,7 +54,7 @@ class Recorder:
 
 
 @settings(
-    max_examples=40,
+    max_examples=100,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
