@@ -179,6 +179,14 @@ def _add_run(commands: Any) -> None:
         "--table", default="results", metavar="NAME", help="table name for SQLite output (results)"
     )
     run.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    run.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics of the run at http://127.0.0.1:PORT/metrics "
+        "(0: a free port; needs batchpilot[metrics])",
+    )
     run.set_defaults(handler=_run_command)
 
 
@@ -242,6 +250,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
     return value
 
 
@@ -359,6 +377,7 @@ def _run_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         table=args.table,
         progress=not args.no_progress,
+        metrics_port=args.metrics_port,
         abandon_on_interrupt=args.console,
     )
     print(f"batchpilot: {_describe(summary)} -> {args.output}", file=sys.stderr)
@@ -393,6 +412,7 @@ def run_job(
     batch_size: int | Literal["auto"] = "auto",
     table: str = "results",
     progress: bool = True,
+    metrics_port: int | None = None,
     abandon_on_interrupt: bool = False,
 ) -> RunSummary:
     """Run ``function`` over the records of ``input_path`` into ``output_path``.
@@ -417,39 +437,69 @@ def run_job(
         executor = "asyncio" if inspect.iscoroutinefunction(fn) else "threads"
     job = _check_job_state(output_path, resume)
     total = source.scan()
-    try:
-        run = map_batches(
-            _as_batch_function(fn, per_item),
-            (record for _, record in source.records()),
-            batch_size=batch_size,
-            executor=executor,
-            workers=workers,
-            job=str(job),
-            ordered=True,
-        )
-    except JobMismatchError as exc:  # e.g. a checkpoint of a newer format
-        raise CliError(f"{exc}; to start over, delete {job}") from None
-    except (TypeError, ValueError) as exc:  # options the engine rejects before any work
-        raise CliError(f"{function}: {exc}") from None
-    summary = RunSummary()
-    sink = open_sink(output_path, table=table)
-    with run:
+    with _metrics_exporter(metrics_port) as listeners:
         try:
-            stopper = _exit_on_sigint(sink, progress) if abandon_on_interrupt else None
-            with stopper or contextlib.nullcontext():
-                failed = _write_results(run, sink, summary, total, progress)
-            sink.commit()
-        except JobMismatchError as exc:
-            sink.abort()
+            run = map_batches(
+                _as_batch_function(fn, per_item),
+                (record for _, record in source.records()),
+                batch_size=batch_size,
+                executor=executor,
+                workers=workers,
+                job=str(job),
+                ordered=True,
+                listeners=listeners,
+                name=output_path.name,
+            )
+        except JobMismatchError as exc:  # e.g. a checkpoint of a newer format
             raise CliError(f"{exc}; to start over, delete {job}") from None
-        except BaseException:
-            sink.abort()
-            raise
+        except (TypeError, ValueError) as exc:  # options the engine rejects before any work
+            raise CliError(f"{function}: {exc}") from None
+        summary = RunSummary()
+        sink = open_sink(output_path, table=table)
+        with run:
+            try:
+                stopper = _exit_on_sigint(sink, progress) if abandon_on_interrupt else None
+                with stopper or contextlib.nullcontext():
+                    failed = _write_results(run, sink, summary, total, progress)
+                sink.commit()
+            except JobMismatchError as exc:
+                sink.abort()
+                raise CliError(f"{exc}; to start over, delete {job}") from None
+            except BaseException:
+                sink.abort()
+                raise
     summary.resumed = run.stats()["items_resumed"]
     _write_failures(source, failed, errors_path(output_path), summary)
     job.unlink(missing_ok=True)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@contextlib.contextmanager
+def _metrics_exporter(port: int | None) -> Iterator[list[Any]]:
+    """Listeners for the run: a Prometheus exporter served on ``port``, or none."""
+    if port is None:
+        yield []
+        return
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from .metrics import PrometheusMetrics, start_http_server
+    except ImportError:
+        raise CliError(
+            "--metrics-port needs prometheus-client: pip install 'batchpilot[metrics]'"
+        ) from None
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    try:
+        server = start_http_server(port, registry=registry)
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on port {port}: {exc.strerror or exc}") from None
+    print(f"batchpilot: metrics at {server.url}", file=sys.stderr, flush=True)
+    try:
+        yield [metrics]
+    finally:
+        server.close()
 
 
 @contextlib.contextmanager

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -438,3 +440,57 @@ def test_ctrl_c_ends_the_command_without_waiting_for_running_chunks(workdir) -> 
                             text=True, timeout=60, check=False)  # fmt: skip
     assert second.returncode == 0, second.stderr
     assert [r["id"] for r in read_jsonl(tmp / "out.jsonl")] == list(range(100))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_metrics_port_serves_the_runs_prometheus_metrics(workdir) -> None:
+    pytest.importorskip("prometheus_client")
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", [{"id": i} for i in range(100)])
+    argv = _cli(
+        "run", f"{module}:gated", "-i", "in.jsonl", "-o", "out.jsonl", "--batch-size", "10",
+        "--workers", "1", "--no-progress", "--metrics-port", "0",
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tmp)}
+    job = subprocess.Popen(argv, cwd=tmp, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert job.stderr is not None
+        first_line = job.stderr.readline()
+        assert first_line.startswith("batchpilot: metrics at http://127.0.0.1:")
+        url = first_line.split(" at ")[1].strip()
+        succeeded = 'batchpilot_items_total{engine="bulk",name="out.jsonl",outcome="succeeded"}'
+
+        def scraped_items() -> float:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+            lines = [line for line in text.splitlines() if line.startswith(succeeded)]
+            return float(lines[0].split()[-1]) if lines else 0.0
+
+        # Five batches of 10 finish, then the batch holding id 50 blocks until ./go exists.
+        _wait_for(lambda: scraped_items() == 50.0, "50 items in the scraped metrics")
+        (tmp / "go").touch()
+        assert job.wait(timeout=60) == 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+        if job.stderr is not None:
+            job.stderr.close()
+    assert len(read_jsonl(tmp / "out.jsonl")) == 100
+
+
+def test_a_metrics_port_in_use_is_a_one_line_error(workdir, capsys) -> None:
+    pytest.importorskip("prometheus_client")
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", records(3))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = run(
+            capsys, "run", f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl",
+            "--metrics-port", str(port),
+        )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert f"cannot serve metrics on port {port}" in err
