@@ -97,10 +97,10 @@ class BatchProcessorConfig:
 
     Memory:
         max_batch_memory_mb: cap on the summed bytes of a batch's items (None).
-        enable_memory_optimization: run the garbage collector after large batches
-            and when memory is critical (True).
-        gc_batch_threshold: batch size from which a batch is followed by a
-            collection (100).
+        enable_memory_optimization: collect young garbage after large batches, and
+            all garbage when memory is critical (True).
+        gc_batch_threshold: batches larger than this are followed by a
+            collection of the young generations (100).
         memory_warning_threshold, memory_critical_threshold: system memory percent
             that logs a warning / halves the batch size (80.0, 90.0).
 

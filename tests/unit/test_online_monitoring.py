@@ -274,21 +274,36 @@ def test_batches_running_longer_than_item_timeout_are_stuck(make: Factory) -> No
     assert processor.check_health()["stuck_batches"] == 0
 
 
-def test_large_batches_are_followed_by_garbage_collection(
+def test_batches_larger_than_the_threshold_are_followed_by_a_young_collection(
     make: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    collections: list[int] = []
+    collections: list[tuple[int, ...]] = []
     real_collect = online.gc.collect
-    monkeypatch.setattr(online.gc, "collect", lambda *a: collections.append(1) or real_collect(*a))
-    processor = make(gc_batch_threshold=3, initial_batch_size=3, max_batch_size=3)
-    processor.start(lambda items: items)
-    run(processor, [1, 2, 3, 4])  # batches of 3 and 1
-    assert len(collections) == 1
 
-    quiet = make(gc_batch_threshold=3, enable_memory_optimization=False, initial_batch_size=3)
+    def counting_collect(*generation: int) -> int:
+        collections.append(generation)
+        return real_collect(*generation)
+
+    monkeypatch.setattr(online.gc, "collect", counting_collect)
+    processor = make(gc_batch_threshold=2, initial_batch_size=3, max_batch_size=3)
+    processor.start(lambda items: items)
+    run(processor, [1, 2, 3, 4, 5])  # batches of 3 and 2: only the first is larger than 2
+    assert collections == [(1,)]
+
+    quiet = make(gc_batch_threshold=2, enable_memory_optimization=False, initial_batch_size=3)
     quiet.start(lambda items: items)
     run(quiet, [1, 2, 3])
-    assert len(collections) == 1
+    assert collections == [(1,)]
+
+
+def test_critical_memory_runs_a_full_collection(
+    make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collections: list[tuple[int, ...]] = []
+    monkeypatch.setattr(online.gc, "collect", lambda *generation: collections.append(generation))
+    processor = make(memory=95.0, enable_health_monitoring=True)
+    processor.start(lambda items: items)
+    assert collections == [()]
 
 
 def test_debug_mode_logs_every_batch(make: Factory, caplog: pytest.LogCaptureFixture) -> None:
