@@ -56,6 +56,7 @@ class Recorder:
 @settings(
     max_examples=100,
     derandomize=True,
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
