@@ -296,6 +296,10 @@ class BatchProcessor(Generic[T, U]):
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop accepting items, finish what can be finished within ``timeout`` seconds
         and cancel the rest; no future is left pending. Calling it again is harmless.
+
+        Queued items that did not run are cancelled (`concurrent.futures.wait` sees
+        them done); items of a batch still running at the deadline get `ClosedError`.
+        While paused, queued items are not run: they are cancelled at once.
         """
         with self._lock:
             self.shutdown_event.set()
