@@ -511,7 +511,7 @@ class Engine:
                 if batch:
                     loop.create_task(self._run_async(batch, loop))
             return
-        if not self._runs_inline():
+        if not self._runs_inline(probing=True):
             self._wake_worker()
             return
         # Like a task that drains its queue, run the batches already queued back to back
@@ -526,9 +526,13 @@ class Engine:
         if len(self._queue) and loop not in self._pending_loops:
             self._schedule(loop, threadsafe=False)
 
-    def _runs_inline(self) -> bool:
+    def _runs_inline(self, *, probing: bool = False) -> bool:
+        """Run plain-def batches inline on the loop? ``probing``: a dispatch that may
+        run inline once to measure again (see `PlacementProbe`)."""
         if self._placement == "auto":
-            return self._inline_allowed and self._probe.inline
+            if not self._inline_allowed:
+                return False
+            return self._probe.run_inline() if probing else self._probe.inline
         return self._placement == "inline"
 
     def _acquire_slot(self) -> bool:
@@ -680,7 +684,8 @@ class Engine:
         items = [request.item for request in batch]
         size = len(items)
         started = self._clock.now()
-        wall, cpu = time.perf_counter(), time.thread_time()
+        measured = here is not None  # only inline batches measure the function
+        wall, cpu = (time.perf_counter(), time.thread_time()) if measured else (0.0, 0.0)
         outcomes: list[Outcome] | None = None
         try:
             try:
@@ -692,7 +697,8 @@ class Engine:
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail the batch, re-raise
             self._finish(batch, [exc] * size, [False] * size, started, False, here)
             raise
-        self._probe.observe(time.perf_counter() - wall, time.thread_time() - cpu)
+        if measured:
+            self._probe.observe(time.perf_counter() - wall, time.thread_time() - cpu)
         self._finish_outcomes(batch, values, outcomes, started, here)
 
     async def _run_async(self, batch: list[Request], loop: asyncio.AbstractEventLoop) -> None:

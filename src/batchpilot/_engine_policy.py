@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+from statistics import median
+
 __all__ = ["PlacementProbe", "wait_budget"]
 
 
@@ -49,15 +52,19 @@ def wait_budget(
 class PlacementProbe:
     """Decides from measurements where a plain-``def`` batch function runs.
 
-    Each batch reports its wall time and the CPU time of the thread that ran it
-    (``time.thread_time``). A function that keeps its thread busy (numpy on small
-    arrays) and is short runs inline on the event loop: no thread hop, and the
-    batch is whatever arrived in that loop iteration. A function that mostly waits
-    (I/O, a device, sleep: wall time much larger than CPU time) or runs long goes to
-    a worker thread, so the loop keeps collecting the next batch meanwhile.
+    Batches run inline on the event loop report their wall time and the CPU time of
+    the loop's thread (``time.thread_time``). A function that keeps the thread busy
+    (numpy on small arrays) and is short stays inline: no thread hop, and the batch
+    is whatever arrived in that loop iteration. A function that mostly waits (I/O, a
+    device, sleep: wall time much larger than CPU time) or runs long goes to a worker
+    thread, so the loop keeps collecting the next batch meanwhile.
 
-    The first measurement is taken as is; later ones are smoothed exponentially so
-    one preempted batch does not flip the decision.
+    Only inline batches are measured: on a worker thread the wall time also counts
+    waits for the GIL held by the loop, which would make every function look like
+    it waits. So while the decision is "thread", every ``reprobe_every``-th dispatch
+    runs inline to measure again. The decision uses the median of the last
+    ``window`` measurements, so a preempted batch or a garbage-collection pause does
+    not flip it.
     """
 
     def __init__(
@@ -65,40 +72,60 @@ class PlacementProbe:
         *,
         min_cpu_share: float = 0.5,
         max_inline_duration: float = 0.005,
-        smoothing: float = 0.2,
+        window: int = 9,
+        reprobe_every: int = 64,
     ) -> None:
         if not 0 < min_cpu_share <= 1:
             raise ValueError(f"min_cpu_share must be in (0, 1], got {min_cpu_share}")
         if max_inline_duration <= 0:
             raise ValueError(f"max_inline_duration must be > 0, got {max_inline_duration}")
-        if not 0 < smoothing <= 1:
-            raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if reprobe_every < 1:
+            raise ValueError(f"reprobe_every must be >= 1, got {reprobe_every}")
         self.min_cpu_share = min_cpu_share
         self.max_inline_duration = max_inline_duration
-        self.smoothing = smoothing
-        self.cpu_share: float | None = None
-        self.duration = 0.0
+        self.reprobe_every = reprobe_every
+        self._shares: deque[float] = deque(maxlen=window)
+        self._walls: deque[float] = deque(maxlen=window)
+        self._inline = True  # optimistic until the first measurement
+        self._dispatches = 0
 
     def observe(self, wall: float, cpu: float) -> None:
-        """Record one batch: wall seconds and CPU seconds of its thread."""
+        """Record one inline batch: wall seconds and CPU seconds of its thread."""
         if wall <= 0:
             return
-        share = min(max(cpu / wall, 0.0), 1.0)
-        if self.cpu_share is None:
-            self.cpu_share, self.duration = share, wall
-            return
-        self.cpu_share += self.smoothing * (share - self.cpu_share)
-        self.duration += self.smoothing * (wall - self.duration)
+        self._shares.append(min(max(cpu / wall, 0.0), 1.0))
+        self._walls.append(wall)
+        self._inline = (
+            median(self._shares) >= self.min_cpu_share
+            and median(self._walls) <= self.max_inline_duration
+        )
 
     @property
     def inline(self) -> bool:
-        """Run inline on the loop? Optimistic until the first measurement."""
-        if self.cpu_share is None:
+        """The current decision: run inline on the loop?"""
+        return self._inline
+
+    def run_inline(self) -> bool:
+        """Where the next dispatch runs: inline if so decided, or to measure again."""
+        if self._inline:
             return True
-        return self.cpu_share >= self.min_cpu_share and self.duration <= self.max_inline_duration
+        self._dispatches += 1
+        return self._dispatches % self.reprobe_every == 0
+
+    @property
+    def cpu_share(self) -> float | None:
+        """Median CPU share of the measured batches, or None before any."""
+        return median(self._shares) if self._shares else None
+
+    @property
+    def duration(self) -> float | None:
+        """Median wall seconds of the measured batches, or None before any."""
+        return median(self._walls) if self._walls else None
 
     def __repr__(self) -> str:
         return (
-            f"PlacementProbe(inline={self.inline}, cpu_share={self.cpu_share}, "
-            f"duration={self.duration:.6f})"
+            f"PlacementProbe(inline={self._inline}, cpu_share={self.cpu_share}, "
+            f"duration={self.duration})"
         )
