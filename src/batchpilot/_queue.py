@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from ._clock import SYSTEM_CLOCK, Clock
@@ -83,6 +83,25 @@ class BoundedPriorityQueue(Generic[E]):
                 self._not_full.wait(remaining)
             finally:
                 self._putters -= 1
+
+    def put_many(self, entries: Sequence[E], priority: int = 0) -> int:
+        """Add as many of ``entries`` as fit now, in order, without waiting.
+
+        Returns how many were added (a prefix of ``entries``); the caller decides
+        what the rest get. Raises `ClosedError` after `close`.
+        """
+        if not 0 <= priority < len(self._levels):
+            raise ValueError(f"priority must be in [0, {len(self._levels) - 1}], got {priority}")
+        with self._lock:
+            if self._closed:
+                raise ClosedError("queue is closed")
+            room = self.maxsize - self._count
+            accepted = entries if len(entries) <= room else entries[: max(room, 0)]
+            self._levels[priority].extend(accepted)
+            self._count += len(accepted)
+            if self._getters and accepted:
+                self._not_empty.notify(len(accepted))
+        return len(accepted)
 
     def take(
         self,
