@@ -49,7 +49,7 @@ from ._isolation import Outcome, arun_isolated, run_isolated
 from ._queue import BoundedPriorityQueue
 from ._retry import NO_RETRY, RetryPolicy
 from ._sizing import Fixed, LinearCostModel, SizeController
-from .errors import ClosedError, ItemTimeoutError
+from .errors import ClosedError, ItemTimeoutError, QueueFullError
 
 __all__ = ["Engine", "EngineStatistics", "Placement"]
 
@@ -172,6 +172,21 @@ def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[i
         raise last[0]
 
     return whole
+
+
+class _Inbox(list[Request]):
+    """Items an event loop submitted since its last dispatch callback.
+
+    ``room`` is the queue's free space when the inbox was opened; an item that races
+    past it (thread callers filled the queue meanwhile) fails with `QueueFullError`
+    when the inbox is flushed.
+    """
+
+    __slots__ = ("room",)
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
 
 
 class _LoopThread:
@@ -321,6 +336,7 @@ class Engine:
         self._idle_workers = 0
         self._wake_at = 1
         self._pending_loops: set[asyncio.AbstractEventLoop] = set()
+        self._inboxes: dict[asyncio.AbstractEventLoop, _Inbox] = {}
         # submit() futures must be moved to RUNNING when a batch forms (a slower check).
         self._has_cfutures = False
         self._private_loop: _LoopThread | None = None
@@ -392,15 +408,23 @@ class Engine:
         """
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        if self._bare_requests:  # the hot path, written out: every call here costs throughput
-            request = Request(item, future, AFUTURE, loop, None, 0.0)
-        else:
-            request = self._request(item, future, AFUTURE, loop)
         if self._closing:
             raise ClosedError(f"{self!r} is closed")
-        self._queue.put(request, priority, 0)
-        if loop not in self._pending_loops:
-            self._schedule(loop, threadsafe=False)
+        if priority or not self._bare_requests:
+            self._queue.put(self._request(item, future, AFUTURE, loop), priority, 0)
+            if loop not in self._pending_loops:
+                self._schedule(loop, threadsafe=False)
+            return future
+        # The hot path: append to this loop's inbox (no lock: only this loop's thread
+        # touches it); the dispatch callback moves the whole inbox into the queue.
+        inbox = self._inboxes.get(loop)
+        if inbox is None:
+            inbox = self._inboxes[loop] = _Inbox(self._queue.maxsize - len(self._queue))
+            if loop not in self._pending_loops:
+                self._schedule(loop, threadsafe=False)
+        if len(inbox) >= inbox.room:
+            raise QueueFullError(f"queue full ({self._queue.maxsize} items)")
+        inbox.append(Request(item, future, AFUTURE, loop, None, 0.0))
         return future
 
     async def asubmit(self, item: Any, *, priority: int = 0) -> Any:
@@ -497,9 +521,25 @@ class Engine:
 
     # -- dispatching ----------------------------------------------------------------------
 
+    def _flush_inbox(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Move ``loop``'s inbox into the queue (on that loop's thread)."""
+        inbox = self._inboxes.pop(loop, None)
+        if not inbox:
+            return
+        error: Exception
+        try:
+            added = self._queue.put_many(inbox)
+            error = QueueFullError(f"queue full ({self._queue.maxsize} items)")
+        except ClosedError as exc:
+            added, error = 0, exc
+        rest = inbox[added:]
+        if rest:
+            deliver(rest, [error] * len(rest), [False] * len(rest), loop)
+
     def _dispatch_on(self, loop: asyncio.AbstractEventLoop) -> None:
         """One dispatch round on ``loop`` (runs as a loop callback)."""
         self._pending_loops.discard(loop)
+        self._flush_inbox(loop)
         delay = self._interval_remaining()
         if delay > 0 and len(self._queue):
             self._pending_loops.add(loop)
@@ -857,8 +897,11 @@ class Engine:
         with self._lock:
             self._closing = True
             drain = not self._paused
-        if self._is_async and _running_loop() is not None:
-            timeout = 0.0
+        here = _running_loop()
+        if here is not None:
+            self._flush_inbox(here)  # this loop's last items join the queue (or fail)
+            if self._is_async:
+                timeout = 0.0
         if drain and len(self._queue):
             self._kick_all()
         with self._lock:
@@ -899,8 +942,8 @@ class Engine:
 
     @property
     def queue_size(self) -> int:
-        """Items waiting now."""
-        return len(self._queue)
+        """Items waiting now (including those not yet moved from an asyncio inbox)."""
+        return len(self._queue) + sum(map(len, list(self._inboxes.values())))
 
     @property
     def active_batches(self) -> int:
@@ -947,7 +990,7 @@ class Engine:
             batches = self._batches
             return EngineStatistics(
                 name=self.name,
-                queue_size=len(self._queue),
+                queue_size=self.queue_size,
                 active_batches=self._active,
                 current_batch_size=self.current_batch_size,
                 max_batch_size=self._max_batch_size,
