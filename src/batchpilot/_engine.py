@@ -638,14 +638,29 @@ class Engine:
     def _worker(self) -> None:
         """A worker thread: run batches while there are items, wait while there are none."""
         while True:
+            # Callers the last batch released are expected back; when the cost model
+            # says they are worth waiting for, sleep until all are back (one wake-up,
+            # not one per arrival) or the wait stops paying.
+            expected = min(self._expected, self.current_batch_size)
+            patience = 0.0
+            if expected > 1 and len(self._queue) < expected:
+                patience = self.planned_wait(1, expected)
+            since = time.monotonic()
+            deliberate = False
             with self._lock:
                 self._idle_workers += 1
                 while self._paused or self._active >= self._max_concurrent or not len(self._queue):
                     if self._closed:
                         self._idle_workers -= 1
                         return
-                    self._wake_at = 1
-                    self._work.wait()
+                    if patience > 0:
+                        self._wake_at = expected
+                        self._work.wait(patience)
+                        patience, deliberate = 0.0, True
+                    else:
+                        self._wake_at = 1
+                        self._work.wait()
+                self._wake_at = 1
                 self._idle_workers -= 1
                 self._active += 1
                 spare = self._active < self._max_concurrent and len(self._queue) > 1
@@ -654,21 +669,25 @@ class Engine:
             delay = self._interval_remaining()
             if delay > 0:
                 self._clock.sleep(delay)
-            self._wait_for_stragglers()
+            if self._wait_for_stragglers(expected, since) or deliberate:
+                with self._lock:
+                    self._waits += 1
             batch = self._claim()
             if batch:
                 self._run_sync(batch, None)
 
-    def _wait_for_stragglers(self) -> None:
-        """Holding a slot, wait for released callers to resubmit while it pays (`wait_budget`)."""
-        expected = min(self._expected, self.current_batch_size)
-        if self.planned_wait(len(self._queue), expected) <= 0:
-            return
-        started = time.monotonic()
+    def _wait_for_stragglers(self, expected: int, since: float) -> bool:
+        """Holding a slot, wait for released callers to resubmit while it pays (`wait_budget`).
+
+        ``since`` is when the wait for them began (``time.monotonic``). Returns whether
+        it waited.
+        """
+        waited = False
         while not self._closing and not self._paused:
-            remaining = self.planned_wait(len(self._queue), expected) - (time.monotonic() - started)
+            remaining = self.planned_wait(len(self._queue), expected) - (time.monotonic() - since)
             if remaining <= 0:
                 break
+            waited = True
             with self._lock:
                 self._idle_workers += 1
                 self._wake_at = expected
@@ -676,8 +695,7 @@ class Engine:
                     self._work.wait(min(remaining, _WAIT_SLICE))
                 self._wake_at = 1
                 self._idle_workers -= 1
-        with self._lock:
-            self._waits += 1
+        return waited
 
     def planned_wait(self, queued: int, expected: int) -> float:
         """Seconds worth waiting for ``expected`` items with ``queued`` in hand, per the

@@ -133,6 +133,13 @@ def deliver(
     """Give each request its outcome: ``values[i]``, a result if ``oks`` is None or
     ``oks[i]`` is true, else an exception. ``here`` is the loop running in this thread.
     """
+    loop = requests[0].loop if requests else None
+    if loop is not None and loop is not here and all(r.loop is loop for r in requests):
+        # One foreign loop (asyncio callers, batch on a worker): let it do the per-item
+        # work, so the worker can start the next batch sooner.
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody can await these
+            loop.call_soon_threadsafe(deliver, requests, values, oks, loop)
+        return
     remote: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
     outcomes = zip(requests, values, repeat(True) if oks is None else oks, strict=False)
     for request, value, ok in outcomes:

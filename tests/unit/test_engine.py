@@ -490,6 +490,30 @@ def test_close_abandons_a_stuck_batch_with_closed_error(engines: list[Engine]) -
     release.set()  # the late result is dropped, not delivered twice
 
 
+@pytest.mark.asyncio
+async def test_full_queue_refuses_asyncio_callers_at_once(engines: list[Engine]) -> None:
+    engine = make(engines, Recorder(), max_queue_size=2)
+    engine.pause()
+    first, second = engine.afuture(1), engine.afuture(2)
+    assert engine.queue_size == 2  # counted before the loop moves them into the queue
+    with pytest.raises(QueueFullError):
+        engine.afuture(3)
+    engine.resume()
+    assert [await first, await second] == [2, 4]
+
+
+@pytest.mark.asyncio
+async def test_batches_on_a_worker_thread_complete_asyncio_callers(
+    engines: list[Engine],
+) -> None:
+    fn = Recorder()
+    engine = make(engines, fn, placement="thread", max_batch_size=4)
+    assert engine.placement == "thread"
+    results = await asyncio.gather(*(engine.afuture(i) for i in range(10)))
+    assert results == [2 * i for i in range(10)]
+    assert max(fn.sizes) <= 4
+
+
 def test_full_queue_blocks_up_to_timeout(engines: list[Engine]) -> None:
     engine = make(engines, Recorder(), max_queue_size=2)
     engine.pause()
