@@ -337,3 +337,33 @@ def test_repr_shows_live_state(make: Factory) -> None:
     processor.enqueue(1)
     assert "paused" in repr(processor)
     assert "queue_size=1" in repr(processor)
+
+
+def test_get_stats_right_after_a_result_includes_that_batch(make: Factory) -> None:
+    """The engine may resolve futures just before it emits the batch's record;
+    get_stats waits for the records of every batch the engine has finished."""
+    processor = make()
+    recording = threading.Event()
+    release = threading.Event()
+    stats = processor._recorder.stats
+    real_update = stats.update
+
+    def slow_update(*args: Any) -> None:
+        recording.set()
+        release.wait(5)
+        real_update(*args)
+
+    stats.update = slow_update  # type: ignore[method-assign]
+    processor.start(lambda items: items)
+    future = processor.enqueue_predict(1)
+    assert recording.wait(5)  # the engine has finished the batch and is emitting its record
+    seen: list[dict[str, Any]] = []
+    reader = threading.Thread(target=lambda: seen.append(processor.get_stats()))
+    reader.start()
+    reader.join(0.05)
+    assert reader.is_alive()  # get_stats waits for the record ...
+    release.set()
+    reader.join(5)
+    assert seen[0]["batch_count"] == 1  # ... and then includes it
+    assert seen[0]["throughput"] > 0
+    assert future.result(5) == 1
