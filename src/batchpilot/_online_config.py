@@ -241,7 +241,7 @@ class BatchProcessorConfig:
         """``max_batch_memory_mb`` in bytes, or None."""
         if self.max_batch_memory_mb is None:
             return None
-        return int(self.max_batch_memory_mb * 1024 * 1024)
+        return max(1, int(self.max_batch_memory_mb * 1024 * 1024))
 
 
 _INTS = (

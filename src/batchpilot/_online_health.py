@@ -8,6 +8,7 @@ stopping the processor wakes it at once.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import threading
@@ -35,19 +36,38 @@ class CallTracker:
         self._lock = threading.Lock()
 
     def wrap(self, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """Return ``func`` recording its running calls in this tracker."""
+        """Return ``func`` (plain or ``async def``) recording its running calls here."""
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - async __call__ of callable objects
+        ):
+
+            async def tracked_async(batch: Any) -> Any:
+                token = self._begin()
+                try:
+                    return await func(batch)
+                finally:
+                    self._end(token)
+
+            return tracked_async
 
         def tracked(batch: Any) -> Any:
-            token = next(self._tokens)
-            with self._lock:
-                self._started[token] = self._clock.now()
+            token = self._begin()
             try:
                 return func(batch)
             finally:
-                with self._lock:
-                    del self._started[token]
+                self._end(token)
 
         return tracked
+
+    def _begin(self) -> int:
+        token = next(self._tokens)
+        with self._lock:
+            self._started[token] = self._clock.now()
+        return token
+
+    def _end(self, token: int) -> None:
+        with self._lock:
+            del self._started[token]
 
     def running(self) -> int:
         """Calls running now."""

@@ -273,8 +273,9 @@ class BatchProcessor(Generic[T, U]):
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self, process_func: Callable[[Any], Any]) -> None:
-        """Start batching: ``process_func`` receives a collated batch and returns one
-        result per item (a sequence, array or tensor of the batch's length).
+        """Start batching: ``process_func`` (plain or ``async def``) receives a collated
+        batch and returns one result per item (a sequence, array or tensor of the
+        batch's length). It runs on up to ``max_workers`` worker threads at once.
 
         Raises:
             TypeError: ``process_func`` is not callable.

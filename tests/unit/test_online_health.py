@@ -156,3 +156,19 @@ def test_thread_checks_periodically_and_stops_at_once_when_told() -> None:
     slow.join(5)
     assert "running=False" in repr(slow)
     assert len(readings) == count
+
+
+def test_tracked_async_function_is_still_a_coroutine_function() -> None:
+    import asyncio
+    import inspect
+
+    calls = CallTracker(FakeClock())
+
+    async def double(batch: list[int]) -> list[int]:
+        assert calls.running() == 1
+        return [x * 2 for x in batch]
+
+    tracked = calls.wrap(double)
+    assert inspect.iscoroutinefunction(tracked)
+    assert asyncio.run(tracked([1, 2])) == [2, 4]
+    assert calls.running() == 0

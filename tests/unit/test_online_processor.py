@@ -519,3 +519,13 @@ def test_fixed_strategy_keeps_its_size(make: Factory) -> None:
     processor.resume()
     cf.wait(futures, timeout=5)
     assert processor._current_batch_size == 4
+
+
+def test_an_async_batch_function_works_too(make: Factory) -> None:
+    async def double(items: list[int]) -> list[int]:
+        return [x * 2 for x in items]
+
+    processor = make()
+    processor.start(double)
+    futures = [processor.enqueue_predict(i) for i in range(5)]
+    assert [f.result(5) for f in futures] == [0, 2, 4, 6, 8]
