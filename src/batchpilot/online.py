@@ -275,7 +275,7 @@ class BatchProcessor(Generic[T, U]):
     def start(self, process_func: Callable[[Any], Any]) -> None:
         """Start batching: ``process_func`` (plain or ``async def``) receives a collated
         batch and returns one result per item (a sequence, array or tensor of the
-        batch's length). It runs on up to ``max_workers`` worker threads at once.
+        batch's length). Up to ``max_workers`` batches run at once.
 
         Raises:
             TypeError: ``process_func`` is not callable.
