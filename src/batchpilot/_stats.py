@@ -20,8 +20,9 @@ class BatchStats:
     ``get_stats`` is cached until the next update.
 
     ``throughput`` is items per second of batch processing time over the window;
-    ``error_rate`` is failed items / (processed + failed) items since creation, a
-    fraction in [0, 1]. ``latency`` passed to `update` is per batch; when it is 0
+    ``error_rate`` is failed items / processed items since creation, a fraction in
+    [0, 1]: engines count a batch's failed items in its ``batch_size`` too, and
+    errors recorded for items that never ran (timeouts) cannot push it past 1. ``latency`` passed to `update` is per batch; when it is 0
     the batch's ``queue_time + processing_time`` is used.
     """
 
@@ -74,7 +75,7 @@ class BatchStats:
 
     def _compute(self) -> dict[str, float]:
         busy = sum(self.processing_times)
-        attempted = self.total_processed + self.error_counts
+        attempted = max(self.total_processed, self.error_counts)
         stats: dict[str, float] = {
             "avg_processing_time": _mean(self.processing_times),
             "avg_batch_size": _mean(self.batch_sizes),

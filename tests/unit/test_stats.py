@@ -38,11 +38,12 @@ def test_latency_percentiles_and_default_latency() -> None:
 def test_error_rate_is_a_fraction_of_attempted_items() -> None:
     stats = BatchStats(window_size=10)
     assert stats.get_stats()["error_rate"] == 0.0
-    stats.update(processing_time=0.1, batch_size=9, queue_time=0.0)
-    stats.record_error()
-    assert stats.get_stats()["error_rate"] == pytest.approx(0.1)
-    stats.record_error(count=10)
-    assert stats.error_counts == 11
+    stats.update(processing_time=0.1, batch_size=4, queue_time=0.0)
+    stats.record_error(count=2)  # 2 of the batch's 4 items failed
+    assert stats.get_stats()["error_rate"] == pytest.approx(0.5)
+    stats.record_error(count=10)  # items that never ran cannot push it past 1
+    assert stats.error_counts == 12
+    assert stats.get_stats()["error_rate"] == 1.0
 
 
 def test_get_stats_is_a_cached_snapshot_invalidated_by_updates() -> None:
