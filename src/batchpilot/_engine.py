@@ -557,13 +557,17 @@ class Engine:
         # Like a task that drains its queue, run the batches already queued back to back
         # (bounded, so other coroutines get the loop again soon).
         until = time.perf_counter() + _INLINE_ROUND
+        ran = False
         while self._acquire_slot():
             batch = self._claim()
             if batch:
                 self._run_sync(batch, loop)
+                ran = True
             if time.perf_counter() >= until:
                 break
-        if len(self._queue) and loop not in self._pending_loops:
+        # After a batch, callers woken for the next iteration resubmit in it; a
+        # callback armed now runs right after them, in that same iteration.
+        if (ran or len(self._queue)) and loop not in self._pending_loops:
             self._schedule(loop, threadsafe=False)
 
     def _runs_inline(self, *, probing: bool = False) -> bool:
@@ -742,7 +746,7 @@ class Engine:
         items = [request.item for request in batch]
         size = len(items)
         started = self._clock.now()
-        measured = here is not None  # only inline batches measure the function
+        measured = here is not None and self._probe.wants_sample()  # see PlacementProbe
         wall, cpu = (time.perf_counter(), time.thread_time()) if measured else (0.0, 0.0)
         outcomes: list[Outcome] | None = None
         try:

@@ -64,7 +64,8 @@ class PlacementProbe:
     it waits. So while the decision is "thread", every ``reprobe_every``-th dispatch
     runs inline to measure again. The decision uses the median of the last
     ``window`` measurements, so a preempted batch or a garbage-collection pause does
-    not flip it.
+    not flip it; once the window is full, one inline batch in ``sample_every`` is
+    measured.
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class PlacementProbe:
         max_inline_duration: float = 0.005,
         window: int = 9,
         reprobe_every: int = 64,
+        sample_every: int = 8,
     ) -> None:
         if not 0 < min_cpu_share <= 1:
             raise ValueError(f"min_cpu_share must be in (0, 1], got {min_cpu_share}")
@@ -83,13 +85,25 @@ class PlacementProbe:
             raise ValueError(f"window must be >= 1, got {window}")
         if reprobe_every < 1:
             raise ValueError(f"reprobe_every must be >= 1, got {reprobe_every}")
+        if sample_every < 1:
+            raise ValueError(f"sample_every must be >= 1, got {sample_every}")
         self.min_cpu_share = min_cpu_share
         self.max_inline_duration = max_inline_duration
         self.reprobe_every = reprobe_every
+        self.sample_every = sample_every
+        self._candidates = 0
         self._shares: deque[float] = deque(maxlen=window)
         self._walls: deque[float] = deque(maxlen=window)
         self._inline = True  # optimistic until the first measurement
         self._dispatches = 0
+
+    def wants_sample(self) -> bool:
+        """Should this inline batch be measured? Every one until the window is full,
+        then one in ``sample_every`` (measuring costs two clock reads per batch)."""
+        if len(self._walls) < (self._walls.maxlen or 0) or not self._inline:
+            return True
+        self._candidates += 1
+        return self._candidates % self.sample_every == 0
 
     def observe(self, wall: float, cpu: float) -> None:
         """Record one inline batch: wall seconds and CPU seconds of its thread."""

@@ -66,8 +66,22 @@ def test_probe_measures_again_every_so_often_while_on_a_thread() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"min_cpu_share": 0}, {"max_inline_duration": 0}, {"window": 0}, {"reprobe_every": 0}],
+    [
+        {"min_cpu_share": 0},
+        {"max_inline_duration": 0},
+        {"window": 0},
+        {"reprobe_every": 0},
+        {"sample_every": 0},
+    ],
 )
 def test_probe_refuses_bad_settings(options: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         PlacementProbe(**options)  # type: ignore[arg-type]
+
+
+def test_probe_samples_every_batch_until_its_window_is_full_then_some() -> None:
+    probe = PlacementProbe(window=3, sample_every=4)
+    assert all(probe.wants_sample() for _ in range(5))  # window not full yet
+    for _ in range(3):
+        probe.observe(wall=0.0001, cpu=0.0001)
+    assert [probe.wants_sample() for _ in range(8)] == [False, False, False, True] * 2
