@@ -11,6 +11,8 @@ from __future__ import annotations
 from ._retry import RetryPolicy
 from ._sizing import AIMD, Fixed, LinearCostModel, SizeController, TargetLatency
 from ._stats import BatchStats
+from .batching import Batcher, batch
+from .bulk import BulkProgress, BulkRun, ItemFailure, JobMismatchError, map_batches
 from .errors import (
     BatchFailedError,
     BatchpilotError,
@@ -18,21 +20,40 @@ from .errors import (
     ItemTimeoutError,
     QueueFullError,
 )
+from .online import (
+    BatchPriority,
+    BatchProcessingStrategy,
+    BatchProcessor,
+    BatchProcessorConfig,
+    PrioritizedItem,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AIMD",
     "BatchFailedError",
+    "BatchPriority",
+    "BatchProcessingStrategy",
+    "BatchProcessor",
+    "BatchProcessorConfig",
     "BatchStats",
+    "Batcher",
     "BatchpilotError",
+    "BulkProgress",
+    "BulkRun",
     "ClosedError",
     "Fixed",
+    "ItemFailure",
     "ItemTimeoutError",
+    "JobMismatchError",
     "LinearCostModel",
+    "PrioritizedItem",
     "QueueFullError",
     "RetryPolicy",
     "SizeController",
     "TargetLatency",
     "__version__",
+    "batch",
+    "map_batches",
 ]
