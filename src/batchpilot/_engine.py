@@ -1,8 +1,8 @@
 """The online batching engine: one engine behind `batch`, `Batcher` and `online.BatchProcessor`.
 
 Callers submit single items from threads (`Engine.call`, `Engine.submit`) or from
-asyncio tasks (`Engine.asubmit`), mixed freely; the engine groups them into
-batches for one batch function (plain ``def`` or ``async def``).
+asyncio tasks (`Engine.afuture`, `Engine.asubmit`), mixed freely; the engine groups
+them into batches for one batch function (plain ``def`` or ``async def``).
 
 It never waits when waiting cannot help:
 
@@ -25,6 +25,12 @@ thread). Thread callers' batches always run on worker threads.
 Every submitted item gets exactly one outcome: its result, its own exception
 (per-item isolation: retry, then bisect, `run_isolated`), `ItemTimeoutError`,
 `ClosedError`, or a cancellation.
+
+The per-item path is kept short because it is where throughput goes: an asyncio
+caller appends to its loop's inbox (no lock; the loop's dispatch callback moves the
+inbox into the queue in one `put_many`) and awaits a plain `asyncio.Future`; a
+thread caller blocks on a pre-acquired lock (`Waiter`); results are delivered per
+batch, with one ``call_soon_threadsafe`` per foreign loop.
 """
 
 from __future__ import annotations
