@@ -174,6 +174,7 @@ class BulkRun(Iterator[Any]):
         self._history: list[int] = []
         self._failures: list[ItemFailure[Any]] = []
         self._in_flight = 0
+        self._unsettled_items = 0  # items launched whose chunk has not finished yet
         self._started_at: float | None = None
         self._finished = False
         self._chunk_lists = self._run()
@@ -370,6 +371,7 @@ class BulkRun(Iterator[Any]):
         if chunk.stored:
             return _InFlight(chunk.start, None)
         self._history.append(len(chunk.items))
+        self._unsettled_items += len(chunk.items)
         chunk_digest = digest(chunk.items) if self._store is not None else b""
         task = arun_chunk if self._is_async else run_chunk
         args: tuple[Any, ...] = (self._fn, chunk.items, chunk.start, self._retry, self._fail_fast)
@@ -422,6 +424,7 @@ class BulkRun(Iterator[Any]):
     def _settle(self, entry: _InFlight, result: ChunkResult, bar: Any) -> None:
         """Per finished chunk: feed the controller, commit, count, notify."""
         entry.settled = result
+        self._unsettled_items -= result.size
         self._item_cost = result.duration / max(result.size, 1)
         self.controller.observe(result.size, result.duration, ok=result.failed < result.size)
         if self._store is not None:
@@ -439,7 +442,7 @@ class BulkRun(Iterator[Any]):
                 succeeded=result.size - result.failed,
                 failed=result.failed,
                 error_types=result.error_types,
-                queue_depth=self._in_flight,
+                queue_depth=self._unsettled_items,
                 name=self.name,
             ),
         )
