@@ -89,6 +89,9 @@ __all__ = [
 
 _log = logging.getLogger("batchpilot.chunked")
 
+_USEFUL_GC_MB = 1.0
+"""A full garbage collection that frees less (MiB) is not repeated on the next chunk."""
+
 PostProcessor = Callable[[list[Any]], Any]
 
 
@@ -236,6 +239,7 @@ class BatchProcessor:
             self.config.max_memory_mb, clock=clock
         )
         self.chunk_processor = ChunkProcessor(self.config, memory_monitor=self.memory_monitor)
+        self._next_full_gc = 0  # completed-chunk count before which no full gc runs
         self.progress_tracker = ProgressTracker(clock=clock)
         self.result_storage = ResultStorage(
             self.config.storage_dir, self.config.result_format, self.config.compression_enabled
@@ -530,13 +534,23 @@ class BatchProcessor:
         self.stats.callback_errors += storage.processor_errors - before
 
     def _check_memory(self) -> None:
+        """Collect garbage when over the limit, backing off while it frees nothing.
+
+        A full collection costs milliseconds to a tenth of a second in a large
+        process. When the memory is over the limit for reasons garbage collection
+        cannot fix (e.g. libraries loaded before the job), a full collection per
+        chunk would dominate the run, so after one that freed less than
+        `_USEFUL_GC_MB` the next waits ``cleanup_interval`` chunks (at least one).
+        """
         if not self.config.enable_memory_monitoring:
             return
         monitor = self.memory_monitor
         interval = self.config.cleanup_interval
-        if monitor.sample() > monitor.memory_limit_mb:
-            monitor.collect_garbage()
-        elif interval > 0 and self.stats.completed_chunks % interval == 0:
+        done = self.stats.completed_chunks
+        if monitor.sample() > monitor.memory_limit_mb and done >= self._next_full_gc:
+            freed = monitor.collect_garbage()
+            self._next_full_gc = done + (1 if freed >= _USEFUL_GC_MB else max(interval, 1))
+        elif interval > 0 and done % interval == 0:
             monitor.collect_garbage(generation=1)
         else:
             return
