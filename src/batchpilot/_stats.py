@@ -22,8 +22,9 @@ class BatchStats:
     ``throughput`` is items per second of batch processing time over the window;
     ``error_rate`` is failed items / processed items since creation, a fraction in
     [0, 1]: engines count a batch's failed items in its ``batch_size`` too, and
-    errors recorded for items that never ran (timeouts) cannot push it past 1. ``latency`` passed to `update` is per batch; when it is 0
-    the batch's ``queue_time + processing_time`` is used.
+    errors recorded for items that never ran (timeouts) cannot push it past 1.
+    ``latency`` passed to `update` is per batch; when it is 0 the batch's
+    ``queue_time + processing_time`` is used.
     """
 
     def __init__(self, window_size: int) -> None:
