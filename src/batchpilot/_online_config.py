@@ -172,15 +172,7 @@ class BatchProcessorConfig:
         get_collator(self.collate)
 
     def _check_sizes(self) -> None:
-        for name in (
-            "initial_batch_size",
-            "min_batch_size",
-            "max_batch_size",
-            "max_queue_size",
-            "max_workers",
-            "gc_batch_threshold",
-            "monitoring_window",
-        ):
+        for name in _POSITIVE_INTS:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.min_batch_size > self.max_batch_size:
@@ -244,7 +236,7 @@ class BatchProcessorConfig:
         return max(1, int(self.max_batch_memory_mb * 1024 * 1024))
 
 
-_INTS = (
+_POSITIVE_INTS = (
     "initial_batch_size",
     "min_batch_size",
     "max_batch_size",
@@ -252,6 +244,9 @@ _INTS = (
     "max_workers",
     "gc_batch_threshold",
     "monitoring_window",
+)
+_INTS = (
+    *_POSITIVE_INTS,
     "queue_warning_threshold",
     "queue_critical_threshold",
     "max_retries",
