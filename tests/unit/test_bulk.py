@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from batchpilot import AIMD, Fixed, RetryPolicy
 from batchpilot._events import BatchRecord
+from batchpilot._executors import SerialExecutor
 from batchpilot.bulk import BulkProgress, ItemFailure, map_batches
 from batchpilot.errors import BatchFailedError
 from batchpilot.testing import FakeClock
@@ -25,10 +26,8 @@ def double(xs: list[int]) -> list[int]:
     return [x * 2 for x in xs]
 
 
-class InlineExecutor:
-    """Runs each chunk at submit time: one chunk in flight, fully deterministic."""
-
-    remote = False
+class InlineExecutor(SerialExecutor):
+    """A user-supplied executor: runs each chunk at submit time, counting submits."""
 
     def __init__(self, slots: int = 1) -> None:
         self.slots = slots
@@ -37,12 +36,7 @@ class InlineExecutor:
 
     def submit(self, task: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
         self.submitted += 1
-        future: cf.Future[Any] = cf.Future()
-        try:
-            future.set_result(task(*args))
-        except Exception as error:
-            future.set_exception(error)
-        return future
+        return super().submit(task, *args)
 
     def shutdown(self) -> None:
         self.shut_down = True
