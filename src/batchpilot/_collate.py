@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class Collator(Protocol):
         """Return ``(batch, layout)``; ``layout`` is whatever ``split`` needs."""
         ...
 
-    def split(self, result: Any, layout: Any, count: int) -> list[Any]:
+    def split(self, result: Any, layout: Any, count: int) -> Sequence[Any]:
         """Return exactly ``count`` per-item results or raise `BatchFailedError`."""
         ...
 
@@ -65,11 +65,18 @@ def _length(result: Any) -> int:
         ) from None
 
 
-def split_rows(result: Any, count: int) -> list[Any]:
-    """Split ``result`` along its first axis into ``count`` entries."""
+def split_rows(result: Any, count: int) -> Sequence[Any]:
+    """Split ``result`` along its first axis into ``count`` entries.
+
+    A numpy array is returned as it is: it already is a sequence of its rows, and
+    each row view is then made only when its caller's result is delivered (on the
+    caller's event loop, not on the worker that ran the batch).
+    """
     got = _length(result)
     if got != count:
         raise _wrong_length(count, got)
+    if type(result) is np.ndarray:
+        return cast("Sequence[Any]", result)
     if isinstance(result, Mapping):
         return [{key: value[i] for key, value in result.items()} for i in range(count)]
     if isinstance(result, np.ndarray) or _is_tensor(result):
@@ -83,7 +90,7 @@ class ListCollator:
     def collate(self, items: Sequence[Any]) -> tuple[Any, Any]:
         return list(items), None
 
-    def split(self, result: Any, layout: Any, count: int) -> list[Any]:
+    def split(self, result: Any, layout: Any, count: int) -> Sequence[Any]:
         return split_rows(result, count)
 
 
@@ -93,7 +100,7 @@ class StackCollator:
     def collate(self, items: Sequence[Any]) -> tuple[Any, Any]:
         return _stack(items), None
 
-    def split(self, result: Any, layout: Any, count: int) -> list[Any]:
+    def split(self, result: Any, layout: Any, count: int) -> Sequence[Any]:
         return split_rows(result, count)
 
 

@@ -327,7 +327,7 @@ class Engine:
         self._clock = clock
         self._bare_requests = item_timeout is None and not self._listeners and not self._budgeted
         self._queue: BoundedPriorityQueue[Request] = BoundedPriorityQueue(
-            max_queue_size, priority_levels, clock
+            max_queue_size, priority_levels, clock, expiring=item_timeout is not None
         )
 
         self._lock = threading.Lock()

@@ -30,9 +30,13 @@ class BoundedPriorityQueue(Generic[E]):
     queue is full, up to its timeout, then raises `QueueFullError`; after `close`
     it raises `ClosedError`. ``take`` never blocks and hands back expired entries
     separately, so the engine can fail them instead of processing them late.
+    With ``expiring=False`` deadlines are never checked (the owner puts none), which
+    makes ``take`` a bulk move.
     """
 
-    def __init__(self, maxsize: int, levels: int = 1, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, maxsize: int, levels: int = 1, clock: Clock = SYSTEM_CLOCK, *, expiring: bool = True
+    ) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
         if levels < 1:
@@ -40,6 +44,7 @@ class BoundedPriorityQueue(Generic[E]):
         self.maxsize = maxsize
         self._levels: list[deque[E]] = [deque() for _ in range(levels)]
         self._count = 0
+        self._expiring = expiring
         self._closed = False
         self._clock = clock
         self._lock = threading.Lock()
@@ -116,29 +121,42 @@ class BoundedPriorityQueue(Generic[E]):
         summed cost over ``max_cost`` (the first entry is always taken, so one
         oversized item still moves). Returns ``(batch, expired)``.
         """
-        batch: list[E] = []
-        expired: list[E] = []
-        spent = 0.0
-        now = self._clock.now()
         with self._lock:
-            for level in reversed(self._levels):
-                while level and len(batch) < max_items:
-                    entry = level[0]
-                    if entry.deadline is not None and entry.deadline <= now:
-                        expired.append(level.popleft())
-                        continue
-                    if max_cost is not None and cost is not None:
-                        item_cost = cost(entry)
-                        if batch and spent + item_cost > max_cost:
-                            max_items = len(batch)
-                            break
-                        spent += item_cost
-                    batch.append(level.popleft())
+            if self._expiring or max_cost is not None:
+                batch, expired = self._take_checked(max_items, max_cost, cost)
+            else:  # no deadlines, no costs: move a prefix of each level in bulk
+                batch, expired = [], []
+                for level in reversed(self._levels):
+                    popleft = level.popleft
+                    batch += [popleft() for _ in range(min(max_items - len(batch), len(level)))]
             taken = len(batch) + len(expired)
             if taken:
                 self._count -= taken
                 if self._putters:
                     self._not_full.notify(taken)
+        return batch, expired
+
+    def _take_checked(
+        self, max_items: int, max_cost: float | None, cost: Callable[[E], float] | None
+    ) -> tuple[list[E], list[E]]:
+        """`take` entry by entry, checking deadlines and costs (the lock is held)."""
+        batch: list[E] = []
+        expired: list[E] = []
+        spent = 0.0
+        now = self._clock.now()
+        for level in reversed(self._levels):
+            while level and len(batch) < max_items:
+                entry = level[0]
+                if entry.deadline is not None and entry.deadline <= now:
+                    expired.append(level.popleft())
+                    continue
+                if max_cost is not None and cost is not None:
+                    item_cost = cost(entry)
+                    if batch and spent + item_cost > max_cost:
+                        max_items = len(batch)
+                        break
+                    spent += item_cost
+                batch.append(level.popleft())
         return batch, expired
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -41,6 +41,28 @@ def test_take_respects_max_items() -> None:
     assert len(queue) == 3
 
 
+@pytest.mark.parametrize("expiring", [True, False])
+def test_bulk_and_checked_take_agree_on_order_and_limits(expiring: bool) -> None:
+    queue: BoundedPriorityQueue[Entry] = BoundedPriorityQueue(10, levels=3, expiring=expiring)
+    for name, level in [("a0", 0), ("b2", 2), ("c1", 1), ("d2", 2), ("e0", 0), ("f1", 1)]:
+        queue.put(Entry(name), priority=level)
+    assert names(queue.take(3)[0]) == ["b2", "d2", "c1"]
+    assert names(queue.take(2)[0]) == ["f1", "a0"]
+    assert len(queue) == 1
+    assert names(queue.take(5)[0]) == ["e0"]
+    assert queue.take(5) == ([], [])
+
+
+def test_a_queue_without_expiry_never_checks_deadlines() -> None:
+    clock = FakeClock()
+    queue: BoundedPriorityQueue[Entry] = BoundedPriorityQueue(10, clock=clock, expiring=False)
+    queue.put(Entry("old", deadline=1.0))
+    clock.advance(5.0)
+    batch, expired = queue.take(10)
+    assert names(batch) == ["old"]
+    assert expired == []
+
+
 def test_expired_entries_are_returned_separately_not_batched() -> None:
     clock = FakeClock()
     queue: BoundedPriorityQueue[Entry] = BoundedPriorityQueue(10, clock=clock)
