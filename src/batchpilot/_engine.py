@@ -195,6 +195,15 @@ class _Inbox(list[Request]):
         self.room = room
 
 
+@dataclass
+class _Staged:
+    """A batch taken from the queue ahead of a free slot, with its collated input
+    (None when collating raised: the worker then collates and handles the error)."""
+
+    batch: list[Request]
+    prepared: tuple[Any, Any] | None
+
+
 class _LoopThread:
     """A private event loop on a daemon thread, for ``async def`` functions called from threads."""
 
@@ -338,6 +347,8 @@ class Engine:
         self._closing = False
         self._closed = False
         self._in_flight: dict[int, list[Request]] = {}
+        # The next batch, taken and collated on an event loop while every slot was busy.
+        self._staged: _Staged | None = None
         self._workers: list[threading.Thread] = []
         self._idle_workers = 0
         self._wake_at = 1
@@ -557,7 +568,8 @@ class Engine:
                 if batch:
                     loop.create_task(self._run_async(batch, loop))
             return
-        if not self._runs_inline(probing=True):
+        if self._staged is not None or not self._runs_inline(probing=True):
+            self._stage_next()
             self._wake_worker()
             return
         # Like a task that drains its queue, run the batches already queued back to back
@@ -597,8 +609,38 @@ class Engine:
             return 0.0
         return max(self._last_start + self._min_interval - self._clock.now(), 0.0)
 
-    def _claim(self) -> list[Request]:
-        """Take the next batch for a slot already acquired; release it if nothing is live."""
+    def _stage_next(self) -> None:
+        """While every slot is busy and a full batch waits, take and collate it now.
+
+        Runs on an event loop (whose thread is otherwise idle while a worker runs a
+        batch), so the worker that frees a slot calls the batch function at once:
+        taking and collating the next batch leaves the path between two calls.
+        """
+        if (
+            self._staged is not None
+            or self._min_interval > 0
+            or self._paused
+            or self._active < self._max_concurrent
+            or len(self._queue) < self.current_batch_size
+        ):
+            return
+        batch = self._claim(slot=False)
+        if not batch:
+            return
+        prepared: tuple[Any, Any] | None
+        try:
+            prepared = self._collator.collate([request.item for request in batch])
+        except Exception:
+            prepared = None
+        with self._lock:
+            self._staged = _Staged(batch, prepared)
+            self._work.notify()
+
+    def _claim(self, *, slot: bool = True) -> list[Request]:
+        """Take the next batch for a slot already acquired; release it if nothing is live.
+
+        ``slot=False``: the batch is being staged (`_stage_next`), no slot is held.
+        """
         size = self.current_batch_size
         if self._budgeted:
             taken, expired = self._take_budgeted(size)
@@ -614,7 +656,7 @@ class Engine:
             if batch:
                 self._in_flight[id(batch)] = batch
                 self._last_start = self._clock.now()
-            else:
+            elif slot:
                 self._release_slot_locked()
         if expired:
             errors = [
@@ -640,6 +682,8 @@ class Engine:
 
     def _release_slot_locked(self) -> None:
         self._active -= 1
+        if self._staged is not None:  # a staged batch waits for exactly this
+            self._work.notify()
         if self._closing and self._active == 0:
             self._drained.notify_all()
 
@@ -659,7 +703,11 @@ class Engine:
             deliberate = False
             with self._lock:
                 self._idle_workers += 1
-                while self._paused or self._active >= self._max_concurrent or not len(self._queue):
+                while (
+                    self._paused
+                    or self._active >= self._max_concurrent
+                    or (not len(self._queue) and self._staged is None)
+                ):
                     if self._closed:
                         self._idle_workers -= 1
                         return
@@ -673,9 +721,13 @@ class Engine:
                 self._wake_at = 1
                 self._idle_workers -= 1
                 self._active += 1
+                staged, self._staged = self._staged, None
                 spare = self._active < self._max_concurrent and len(self._queue) > 1
             if spare:  # more items than this batch may take: let another worker start one
                 self._wake_worker()
+            if staged is not None:
+                self._run_sync(staged.batch, None, staged.prepared)
+                continue
             delay = self._interval_remaining()
             if delay > 0:
                 self._clock.sleep(delay)
@@ -748,7 +800,13 @@ class Engine:
         replay = _replaying(first, call)
         return replay if self._isolate else _whole_batch_only(replay, size)
 
-    def _run_sync(self, batch: list[Request], here: asyncio.AbstractEventLoop | None) -> None:
+    def _run_sync(
+        self,
+        batch: list[Request],
+        here: asyncio.AbstractEventLoop | None,
+        prepared: tuple[Any, Any] | None = None,
+    ) -> None:
+        """Run ``batch`` in this thread; ``prepared``: its collated input and layout."""
         items = [request.item for request in batch]
         size = len(items)
         started = self._clock.now()
@@ -757,7 +815,10 @@ class Engine:
         outcomes: list[Outcome] | None = None
         try:
             try:
-                values = self._call_slice(items, 0, size)
+                if prepared is None:
+                    values = self._call_slice(items, 0, size)
+                else:
+                    values = self._collator.split(self._fn(prepared[0]), prepared[1], size)
             except Exception as exc:
                 call = self._plan_call(exc, lambda a, b: self._call_slice(items, a, b), size)
                 outcomes = run_isolated(call, size, self._retry, self._clock.sleep)
@@ -893,7 +954,7 @@ class Engine:
         """Start batches again after `pause`."""
         with self._lock:
             self._paused = False
-        if len(self._queue) and not self._closed:
+        if (len(self._queue) or self._staged is not None) and not self._closed:
             self._kick_all()
 
     def set_max_batch_size(self, n: int) -> None:
@@ -930,16 +991,21 @@ class Engine:
             self._flush_inbox(here)  # this loop's last items join the queue (or fail)
             if self._is_async:
                 timeout = 0.0
-        if drain and len(self._queue):
+        if drain and (len(self._queue) or self._staged is not None):
             self._kick_all()
         with self._lock:
             self._drained.wait_for(
-                lambda: self._active == 0 and (not drain or not len(self._queue)), timeout
+                lambda: (
+                    self._active == 0
+                    and (not drain or (not len(self._queue) and self._staged is None))
+                ),
+                timeout,
             )
         leftovers = self._queue.close()
         with self._lock:
             abandoned = [request for batch in self._in_flight.values() for request in batch]
             self._in_flight.clear()
+            self._staged = None
             self._closed = True
             self._work.notify_all()
         self._fail_closed(leftovers, abandoned)
