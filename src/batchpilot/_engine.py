@@ -423,7 +423,16 @@ class Engine:
             ClosedError: after `close`.
             QueueFullError: the queue is full.
         """
-        loop = asyncio.get_running_loop()
+        return self.afuture_on(asyncio.get_running_loop(), item, priority=priority)
+
+    def afuture_on(
+        self, loop: asyncio.AbstractEventLoop, item: Any, *, priority: int = 0
+    ) -> asyncio.Future[Any]:
+        """`afuture` for a caller that already holds ``loop``, the loop running in this thread.
+
+        Looking the running loop up costs a system call (``getpid``, asyncio's check
+        for a forked process); a caller that had to look it up anyway passes it on.
+        """
         future = loop.create_future()
         if self._closing:
             raise ClosedError(f"{self!r} is closed")

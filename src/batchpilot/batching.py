@@ -123,9 +123,10 @@ class Batcher(Generic[T, R]):
         In a coroutine the awaitable is an `asyncio.Future` (no coroutine per item, the
         fast path); use `acall` where a coroutine is required (``create_task``).
         """
-        if asyncio._get_running_loop() is None:
+        loop = asyncio._get_running_loop()
+        if loop is None:
             return self._engine.call(item)
-        return self._engine.afuture(item)
+        return self._engine.afuture_on(loop, item)
 
     def submit(
         self, item: T, *, priority: int = 0, timeout: float | None = None
