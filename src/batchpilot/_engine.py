@@ -67,6 +67,7 @@ _WAIT_SLICE = 0.0005  # a deliberate wait re-checks its budget at least this oft
 _REFIT_EVERY = 16  # batches between refits of the cost model
 _INLINE_ROUND = 0.005  # seconds of inline batches per loop callback before yielding the loop
 _LOOP_STOP_TIMEOUT = 1.0  # seconds close() waits for the private loop thread to stop
+_FUTURE_DONE = asyncio.Future.done
 
 
 @dataclass(frozen=True)
@@ -180,19 +181,32 @@ def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[i
     return whole
 
 
-class _Inbox(list[Request]):
-    """Items an event loop submitted since its last dispatch callback.
+class _Inbox:
+    """Items an event loop submitted since its last dispatch callback, and their futures.
 
-    ``room`` is the queue's free space when the inbox was opened; an item that races
-    past it (thread callers filled the queue meanwhile) fails with `QueueFullError`
-    when the inbox is flushed.
+    Two parallel lists, not `Request` objects: the dispatch callback usually runs
+    them as batches straight away (`Engine._run_inbox`) and makes requests only for
+    what has to wait in the shared queue. ``room`` is the queue's free space when
+    the inbox was opened; an item that races past it (thread callers filled the
+    queue meanwhile) fails with `QueueFullError` when the inbox is flushed.
     """
 
-    __slots__ = ("room",)
+    __slots__ = ("futures", "items", "room")
 
     def __init__(self, room: int) -> None:
-        super().__init__()
+        self.items: list[Any] = []
+        self.futures: list[asyncio.Future[Any]] = []
         self.room = room
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def requests(self, loop: asyncio.AbstractEventLoop, start: int = 0) -> list[Request]:
+        """The items from ``start`` on as queue entries."""
+        return [
+            Request(item, future, AFUTURE, loop, None, 0.0)
+            for item, future in zip(self.items[start:], self.futures[start:], strict=True)
+        ]
 
 
 @dataclass
@@ -448,9 +462,10 @@ class Engine:
             inbox = self._inboxes[loop] = _Inbox(self._queue.maxsize - len(self._queue))
             if loop not in self._pending_loops:
                 self._schedule(loop, threadsafe=False)
-        if len(inbox) >= inbox.room:
+        if len(inbox.items) >= inbox.room:
             raise QueueFullError(f"queue full ({self._queue.maxsize} items)")
-        inbox.append(Request(item, future, AFUTURE, loop, None, 0.0))
+        inbox.items.append(item)
+        inbox.futures.append(future)
         return future
 
     async def asubmit(self, item: Any, *, priority: int = 0) -> Any:
@@ -550,22 +565,36 @@ class Engine:
     def _flush_inbox(self, loop: asyncio.AbstractEventLoop) -> None:
         """Move ``loop``'s inbox into the queue (on that loop's thread)."""
         inbox = self._inboxes.pop(loop, None)
-        if not inbox:
-            return
+        if inbox:
+            self._queue_inbox(inbox, loop, 0)
+
+    def _queue_inbox(self, inbox: _Inbox, loop: asyncio.AbstractEventLoop, start: int) -> None:
+        """Put ``inbox``'s items from ``start`` on into the queue; fail what does not fit."""
+        requests = inbox.requests(loop, start)
         error: Exception
         try:
-            added = self._queue.put_many(inbox)
+            added = self._queue.put_many(requests)
             error = QueueFullError(f"queue full ({self._queue.maxsize} items)")
         except ClosedError as exc:
             added, error = 0, exc
-        rest = inbox[added:]
+        rest = requests[added:]
         if rest:
             deliver(rest, [error] * len(rest), [False] * len(rest), loop)
 
     def _dispatch_on(self, loop: asyncio.AbstractEventLoop) -> None:
         """One dispatch round on ``loop`` (runs as a loop callback)."""
         self._pending_loops.discard(loop)
-        self._flush_inbox(loop)
+        inline = not self._is_async and self._staged is None and self._runs_inline(probing=True)
+        until = self._clock.now() + _INLINE_ROUND
+        ran = False
+        inbox = self._inboxes.pop(loop, None)
+        if inbox:
+            taken = 0
+            if inline and not len(self._queue) and self._min_interval <= 0:
+                taken = self._run_inbox(inbox, loop, until)
+                ran = taken > 0
+            if taken < len(inbox):
+                self._queue_inbox(inbox, loop, taken)
         delay = self._interval_remaining()
         if delay > 0 and len(self._queue):
             self._pending_loops.add(loop)
@@ -577,25 +606,85 @@ class Engine:
                 if batch:
                     loop.create_task(self._run_async(batch, loop))
             return
-        if self._staged is not None or not self._runs_inline(probing=True):
+        if not inline:
             self._stage_next()
             self._wake_worker()
             return
         # Like a task that drains its queue, run the batches already queued back to back
         # (bounded, so other coroutines get the loop again soon).
-        until = time.perf_counter() + _INLINE_ROUND
-        ran = False
-        while self._acquire_slot():
+        while self._clock.now() < until and self._acquire_slot():
             batch = self._claim()
             if batch:
                 self._run_sync(batch, loop)
                 ran = True
-            if time.perf_counter() >= until:
-                break
         # After a batch, callers woken for the next iteration resubmit in it; a
         # callback armed now runs right after them, in that same iteration.
         if (ran or len(self._queue)) and loop not in self._pending_loops:
             self._schedule(loop, threadsafe=False)
+
+    def _run_inbox(self, inbox: _Inbox, loop: asyncio.AbstractEventLoop, until: float) -> int:
+        """Run batches straight from ``loop``'s inbox while a slot is free and time is
+        left (nothing else is queued, so order holds); return how many items it took.
+
+        The common asyncio case: no `Request`, no trip through the shared queue.
+        """
+        items, futures = inbox.items, inbox.futures
+        taken = 0
+        while taken < len(items) and self._clock.now() < until and self._acquire_slot(inbox=True):
+            stop = taken + self.current_batch_size
+            self._run_direct(items[taken:stop], futures[taken:stop], loop)
+            taken = min(stop, len(items))
+        return taken
+
+    def _run_direct(
+        self, items: list[Any], futures: list[asyncio.Future[Any]], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Run one batch from an inbox inline, holding a slot; complete its futures.
+
+        A batch whose call raises becomes requests and takes the general path
+        (`_run_sync`, which replays the error: the function is not called twice).
+        """
+        if any(map(_FUTURE_DONE, futures)):  # callers that cancelled are dropped
+            live = [
+                (item, future)
+                for item, future in zip(items, futures, strict=True)
+                if not future.done()
+            ]
+            with self._lock:
+                self._cancelled += len(items) - len(live)
+                if not live:
+                    self._release_slot_locked()
+                    return
+            items, futures = [item for item, _ in live], [future for _, future in live]
+        started = self._clock.now()
+        sample = self._probe_sample(loop)
+        try:
+            values = self._call_slice(items, 0, len(items))
+        except BaseException as exc:
+            batch = [
+                Request(item, future, AFUTURE, loop, None, 0.0)
+                for item, future in zip(items, futures, strict=True)
+            ]
+            with self._lock:
+                self._in_flight[id(batch)] = batch
+            self._run_sync(batch, loop, error=exc)
+            return
+        self._probe_observe(sample)
+        self._record(len(items), self._clock.now() - started, 0, True, None)
+        for future, value in zip(futures, values, strict=True):
+            if not future.done():
+                future.set_result(value)
+
+    def _probe_sample(self, here: asyncio.AbstractEventLoop | None) -> tuple[float, float] | None:
+        """Start measuring an inline batch for `PlacementProbe`, when it wants one."""
+        if here is None or not self._probe.wants_sample():
+            return None
+        return time.perf_counter(), time.thread_time()
+
+    def _probe_observe(self, sample: tuple[float, float] | None) -> None:
+        if sample is not None:
+            wall, cpu = sample
+            self._probe.observe(time.perf_counter() - wall, time.thread_time() - cpu)
 
     def _runs_inline(self, *, probing: bool = False) -> bool:
         """Run plain-def batches inline on the loop? ``probing``: a dispatch that may
@@ -606,9 +695,13 @@ class Engine:
             return self._probe.run_inline() if probing else self._probe.inline
         return self._placement == "inline"
 
-    def _acquire_slot(self) -> bool:
+    def _acquire_slot(self, *, inbox: bool = False) -> bool:
+        """Take a batch slot if one is free, not paused, and there is work (queued
+        items, or ``inbox``: the caller holds an inbox to run)."""
         with self._lock:
-            if self._paused or self._active >= self._max_concurrent or not len(self._queue):
+            if self._paused or self._active >= self._max_concurrent:
+                return False
+            if not inbox and not len(self._queue):
                 return False
             self._active += 1
             return True
@@ -814,16 +907,19 @@ class Engine:
         batch: list[Request],
         here: asyncio.AbstractEventLoop | None,
         prepared: tuple[Any, Any] | None = None,
+        error: BaseException | None = None,
     ) -> None:
-        """Run ``batch`` in this thread; ``prepared``: its collated input and layout."""
+        """Run ``batch`` in this thread; ``prepared``: its collated input and layout;
+        ``error``: what a first call of this batch already raised (not called again)."""
         items = [request.item for request in batch]
         size = len(items)
         started = self._clock.now()
-        measured = here is not None and self._probe.wants_sample()  # see PlacementProbe
-        wall, cpu = (time.perf_counter(), time.thread_time()) if measured else (0.0, 0.0)
+        sample = self._probe_sample(here)
         outcomes: list[Outcome] | None = None
         try:
             try:
+                if error is not None:
+                    raise error
                 if prepared is None:
                     values = self._call_slice(items, 0, size)
                 else:
@@ -835,8 +931,7 @@ class Engine:
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail the batch, re-raise
             self._finish(batch, [exc] * size, [False] * size, started, False, here)
             raise
-        if measured:
-            self._probe.observe(time.perf_counter() - wall, time.thread_time() - cpu)
+        self._probe_observe(sample)
         self._finish_outcomes(batch, values, outcomes, started, here)
 
     async def _run_async(self, batch: list[Request], loop: asyncio.AbstractEventLoop) -> None:
@@ -900,8 +995,21 @@ class Engine:
     ) -> None:
         """Record a finished batch, free its slot and deliver its outcomes (once)."""
         duration = self._clock.now() - started
-        size = len(batch)
         failed = 0 if oks is None else oks.count(False)
+        if self._record(len(batch), duration, failed, ok, id(batch)):
+            deliver(batch, values, oks, here)
+        if self._listeners:
+            self._emit(batch, values, oks, started, duration)
+
+    def _record(
+        self, size: int, duration: float, failed: int, ok: bool, batch_id: int | None
+    ) -> bool:
+        """Count a finished batch and free its slot.
+
+        Returns whether its outcomes are still to be delivered: False when `close`
+        already failed its items. ``batch_id`` None: a batch run straight from an
+        inbox, which only its own loop completes.
+        """
         try:
             self._controller.observe(size, duration, ok)
         except Exception:
@@ -910,7 +1018,7 @@ class Engine:
             if ok:
                 self._model.add(size, duration)
                 self._unfitted += 1
-            owned = self._in_flight.pop(id(batch), None) is not None
+            owned = batch_id is None or self._in_flight.pop(batch_id, None) is not None
             self._batches += 1
             self._items += size
             self._succeeded += size - failed
@@ -919,10 +1027,7 @@ class Engine:
             self._busy_time += duration
             self._expected = size + len(self._queue)
             self._release_slot_locked()
-        if owned:
-            deliver(batch, values, oks, here)
-        if self._listeners:
-            self._emit(batch, values, oks, started, duration)
+        return owned
 
     def _emit(
         self,
