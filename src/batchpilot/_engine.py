@@ -410,8 +410,7 @@ class Engine:
         """
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._has_cfutures = True
-        self._enqueue(self._request(item, future, CFUTURE, None), priority, timeout)
-        self._kick_from_thread()
+        self._queue_from_thread(item, future, CFUTURE, priority, timeout)
         return future
 
     def call(self, item: Any, *, priority: int = 0, timeout: float | None = None) -> Any:
@@ -421,8 +420,7 @@ class Engine:
         `submit`, plus whatever the item's outcome is.
         """
         waiter = Waiter()
-        self._enqueue(self._request(item, waiter, WAITER, None), priority, timeout)
-        self._kick_from_thread()
+        self._queue_from_thread(item, waiter, WAITER, priority, timeout)
         return waiter.result()
 
     def afuture(self, item: Any, *, priority: int = 0) -> asyncio.Future[Any]:
@@ -491,21 +489,25 @@ class Engine:
             request.nbytes = 0 if self._max_batch_bytes is None else item_nbytes(item)
         return request
 
-    def _enqueue(self, request: Request, priority: int, timeout: float | None) -> None:
+    def _queue_from_thread(
+        self, item: Any, sink: Any, kind: int, priority: int, timeout: float | None
+    ) -> None:
+        """Queue a thread caller's item, then wake a worker or the private loop.
+
+        One function for the whole step: a thread caller's own Python work is what
+        32 callers do one after another while the others wait for the GIL.
+        """
         if self._closing:
             raise ClosedError(f"{self!r} is closed")
-        self._queue.put(request, priority, timeout)
-
-    # -- waking whoever dispatches ----------------------------------------------------
-
-    def _kick_from_thread(self) -> None:
-        """A thread caller queued an item: wake a worker or the private loop."""
+        self._queue.put(self._request(item, sink, kind, None), priority, timeout)
         if self._is_async:
             loop = self._loop_thread().loop
             if loop not in self._pending_loops:
                 self._schedule(loop, threadsafe=True)
         else:
             self._wake_worker()
+
+    # -- waking whoever dispatches ----------------------------------------------------
 
     def _wake_worker(self) -> None:
         # Lock-free fast path: the queue was appended to before reading the idle count,
