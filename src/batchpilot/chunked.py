@@ -240,6 +240,7 @@ class BatchProcessor:
         )
         self.chunk_processor = ChunkProcessor(self.config, memory_monitor=self.memory_monitor)
         self._next_full_gc = 0  # completed-chunk count before which no full gc runs
+        self._gc_backoff = 0  # chunks to wait after a full gc that freed nothing (0: none yet)
         self.progress_tracker = ProgressTracker(clock=clock)
         self.result_storage = ResultStorage(
             self.config.storage_dir, self.config.result_format, self.config.compression_enabled
@@ -540,7 +541,10 @@ class BatchProcessor:
         process. When the memory is over the limit for reasons garbage collection
         cannot fix (e.g. libraries loaded before the job), a full collection per
         chunk would dominate the run, so after one that freed less than
-        `_USEFUL_GC_MB` the next waits ``cleanup_interval`` chunks (at least one).
+        `_USEFUL_GC_MB` the next waits ``cleanup_interval`` chunks (at least one),
+        and each further useless one doubles the wait: a long run over the limit
+        pays a logarithmic number of full collections. One that frees memory
+        resets the wait.
         """
         if not self.config.enable_memory_monitoring:
             return
@@ -549,7 +553,12 @@ class BatchProcessor:
         done = self.stats.completed_chunks
         if monitor.sample() > monitor.memory_limit_mb and done >= self._next_full_gc:
             freed = monitor.collect_garbage()
-            self._next_full_gc = done + (1 if freed >= _USEFUL_GC_MB else max(interval, 1))
+            if freed >= _USEFUL_GC_MB:
+                self._gc_backoff = 0
+                self._next_full_gc = done + 1
+            else:
+                self._gc_backoff = 2 * self._gc_backoff if self._gc_backoff else max(interval, 1)
+                self._next_full_gc = done + self._gc_backoff
         elif interval > 0 and done % interval == 0:
             monitor.collect_garbage(generation=1)
         else:

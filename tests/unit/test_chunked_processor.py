@@ -414,9 +414,7 @@ async def test_unstorable_results_are_returned_and_counted(tmp_path: Path) -> No
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(
-    ("reading", "generations"), [(10.0, [1, 1, 1]), (500.0, [2, 1, 2, 1, 2, 1])]
-)
+@pytest.mark.parametrize(("reading", "generations"), [(10.0, [1, 1, 1]), (500.0, [2, 1, 2, 1, 1])])
 async def test_memory_monitoring_collects_garbage(
     tmp_path: Path, reading: float, generations: list[int]
 ) -> None:
@@ -428,7 +426,8 @@ async def test_memory_monitoring_collects_garbage(
     processor = BatchProcessor(config, memory_monitor=monitor)
     await processor.process_targets(range(6), str, ProcessingMode.SEQUENTIAL)
     # under the limit: a cheap young-generation pass every 2nd chunk; over it, a
-    # full collection that frees nothing is not repeated for cleanup_interval chunks
+    # full collection that frees nothing is not repeated for cleanup_interval chunks,
+    # then for twice as many (young passes in between)
     assert collected == generations
     assert processor.stats.gc_collections == len(generations)
     assert processor.stats.peak_memory_mb == reading
@@ -696,8 +695,27 @@ async def test_full_gc_backs_off_when_memory_stays_over_the_limit(tmp_path: Path
         strategy=ChunkStrategy.FIXED,
     )
     assert results == list(range(200))
-    # 20 chunks over the limit, nothing freed: a full gc at chunks 1, 6, 11, 16 only.
-    assert generations.count(2) == 4
+    # 20 chunks over the limit, nothing freed: a full gc after 0, 5 and 15 completed
+    # chunks only (the wait starts at cleanup_interval and doubles).
+    assert generations.count(2) == 3
+
+
+@pytest.mark.asyncio
+async def test_full_gc_backs_off_even_without_a_cleanup_interval(tmp_path: Path) -> None:
+    """cleanup_interval=0 must not mean a full gc per chunk in a process over the limit."""
+    generations: list[int] = []
+
+    def collect(generation: int) -> int:
+        generations.append(generation)
+        return 0
+
+    monitor = MemoryMonitor(100, read_memory_mb=lambda: 400.0, collect=collect)
+    config = _config(tmp_path, chunk_size=10, cleanup_interval=0, enable_result_persistence=False)
+    processor = BatchProcessor(config, memory_monitor=monitor)
+    results = await processor.process_targets(list(range(1000)), lambda x: x, "sequential")
+    assert results == list(range(1000))
+    # 100 chunks: full collections after 0, 1, 3, 7, 15, 31 and 63 completed chunks.
+    assert generations == [2] * 7
 
 
 @pytest.mark.asyncio
