@@ -677,7 +677,16 @@ async def test_progress_bar_counts_targets(
 
 
 @pytest.mark.asyncio
-async def test_full_gc_backs_off_when_memory_stays_over_the_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("cleanup_interval", "chunks", "full_collections"),
+    [
+        (5, 20, 3),  # after 0, 5 and 15 completed chunks: the wait starts at 5, doubles
+        (0, 100, 7),  # after 0, 1, 3, 7, 15, 31 and 63: 0 still backs off, from 1
+    ],
+)
+async def test_full_gc_backs_off_when_memory_stays_over_the_limit(
+    tmp_path: Path, cleanup_interval: int, chunks: int, full_collections: int
+) -> None:
     """A process already over the limit (libraries loaded) must not pay a full gc per chunk."""
     generations: list[int] = []
 
@@ -686,36 +695,21 @@ async def test_full_gc_backs_off_when_memory_stays_over_the_limit(tmp_path: Path
         return 0
 
     monitor = MemoryMonitor(100, read_memory_mb=lambda: 400.0, collect=collect)
-    config = _config(tmp_path, chunk_size=10, cleanup_interval=5, enable_result_persistence=False)
+    config = _config(
+        tmp_path,
+        chunk_size=10,
+        cleanup_interval=cleanup_interval,
+        enable_result_persistence=False,
+    )
     processor = BatchProcessor(config, memory_monitor=monitor)
     results = await processor.process_targets(
-        targets=list(range(200)),
+        targets=list(range(10 * chunks)),
         processor_func=lambda x: x,
         mode=ProcessingMode.SEQUENTIAL,
         strategy=ChunkStrategy.FIXED,
     )
-    assert results == list(range(200))
-    # 20 chunks over the limit, nothing freed: a full gc after 0, 5 and 15 completed
-    # chunks only (the wait starts at cleanup_interval and doubles).
-    assert generations.count(2) == 3
-
-
-@pytest.mark.asyncio
-async def test_full_gc_backs_off_even_without_a_cleanup_interval(tmp_path: Path) -> None:
-    """cleanup_interval=0 must not mean a full gc per chunk in a process over the limit."""
-    generations: list[int] = []
-
-    def collect(generation: int) -> int:
-        generations.append(generation)
-        return 0
-
-    monitor = MemoryMonitor(100, read_memory_mb=lambda: 400.0, collect=collect)
-    config = _config(tmp_path, chunk_size=10, cleanup_interval=0, enable_result_persistence=False)
-    processor = BatchProcessor(config, memory_monitor=monitor)
-    results = await processor.process_targets(list(range(1000)), lambda x: x, "sequential")
-    assert results == list(range(1000))
-    # 100 chunks: full collections after 0, 1, 3, 7, 15, 31 and 63 completed chunks.
-    assert generations == [2] * 7
+    assert results == list(range(10 * chunks))
+    assert generations.count(2) == full_collections
 
 
 @pytest.mark.asyncio

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,14 +39,6 @@ class Recorder:
     @property
     def sizes(self) -> list[int]:
         return [len(batch) for batch in self.batches]
-
-
-@pytest.fixture
-def engines() -> Iterator[list[Engine]]:
-    made: list[Engine] = []
-    yield made
-    for engine in made:
-        engine.close(timeout=1.0)
 
 
 def make(engines: list[Engine], fn: Callable[[Any], Any], **options: Any) -> Engine:

@@ -10,7 +10,6 @@ time bound that hands the rest of a large inbox to the queue.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,14 +31,6 @@ class Calls:
         if any(x < 0 for x in batch):
             raise ValueError(f"negative item in {batch}")
         return [x * 2 for x in batch]
-
-
-@pytest.fixture
-def engines() -> Iterator[list[Engine]]:
-    made: list[Engine] = []
-    yield made
-    for engine in made:
-        engine.close(timeout=1.0)
 
 
 def inline_engine(engines: list[Engine], fn: Any, **options: Any) -> Engine:

@@ -104,13 +104,21 @@ async def test_close_runs_a_staged_batch_instead_of_failing_it(device: HeldDevic
     assert await asyncio.gather(*first, *second) == [2, 4, 6, 8]
 
 
-async def test_a_staged_batch_waits_for_resume(device: HeldDevice) -> None:
+async def paused_with_a_staged_batch(
+    device: HeldDevice,
+) -> tuple[Engine, list[asyncio.Future[Any]]]:
+    """An engine paused after its first batch [1, 2] finished, with [3, 4] staged."""
     engine, first = await busy_engine(device, ThreadNotingCollator())
     second = [engine.afuture(3), engine.afuture(4)]
     await asyncio.sleep(0)
     engine.pause()
     device.release.set()
     assert await asyncio.gather(*first) == [2, 4]
+    return engine, second
+
+
+async def test_a_staged_batch_waits_for_resume(device: HeldDevice) -> None:
+    engine, second = await paused_with_a_staged_batch(device)
     assert not any(future.done() for future in second)
     engine.resume()
     assert await asyncio.gather(*second) == [6, 8]
@@ -118,12 +126,7 @@ async def test_a_staged_batch_waits_for_resume(device: HeldDevice) -> None:
 
 
 async def test_closing_while_paused_fails_a_staged_batch(device: HeldDevice) -> None:
-    engine, first = await busy_engine(device, ThreadNotingCollator())
-    second = [engine.afuture(3), engine.afuture(4)]
-    await asyncio.sleep(0)
-    engine.pause()
-    device.release.set()
-    assert await asyncio.gather(*first) == [2, 4]
+    engine, second = await paused_with_a_staged_batch(device)
     await engine.aclose(1.0)
     for future in second:
         with pytest.raises(ClosedError):
