@@ -752,8 +752,9 @@ class Engine:
             taken, expired = self._queue.take(size)
         if self._has_cfutures:  # they must be moved to RUNNING (and may have been cancelled)
             batch = [request for request in taken if not request.cancelled()]
-        else:  # asyncio futures cancelled by their callers are done; a Waiter never is
-            batch = [request for request in taken if not request.sink.done()]
+        else:  # asyncio futures cancelled by their callers are done; a thread caller
+            # (no loop) never cancels, so its Waiter is not asked (a call per item)
+            batch = [r for r in taken if r.loop is None or not r.sink.done()]
         with self._lock:
             self._expired += len(expired)
             self._cancelled += len(taken) - len(batch)
