@@ -203,10 +203,17 @@ class _Inbox:
 
     def requests(self, loop: asyncio.AbstractEventLoop, start: int = 0) -> list[Request]:
         """The items from ``start`` on as queue entries."""
-        return [
-            Request(item, future, AFUTURE, loop, None, 0.0)
-            for item, future in zip(self.items[start:], self.futures[start:], strict=True)
-        ]
+        return _loop_requests(self.items[start:], self.futures[start:], loop)
+
+
+def _loop_requests(
+    items: list[Any], futures: list[asyncio.Future[Any]], loop: asyncio.AbstractEventLoop
+) -> list[Request]:
+    """Requests for items awaited on ``loop`` (no deadline, timestamp or budget)."""
+    return [
+        Request(item, future, AFUTURE, loop, None, 0.0)
+        for item, future in zip(items, futures, strict=True)
+    ]
 
 
 @dataclass
@@ -663,10 +670,7 @@ class Engine:
         try:
             values = self._call_slice(items, 0, len(items))
         except BaseException as exc:
-            batch = [
-                Request(item, future, AFUTURE, loop, None, 0.0)
-                for item, future in zip(items, futures, strict=True)
-            ]
+            batch = _loop_requests(items, futures, loop)
             with self._lock:
                 self._in_flight[id(batch)] = batch
             self._run_sync(batch, loop, error=exc)
