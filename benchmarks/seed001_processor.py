@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from batchpilot._engine import Engine
-from batchpilot._retry import RetryPolicy
+from batchpilot._core.retry import RetryPolicy
+from batchpilot._engine.engine import Engine
 from batchpilot.online import BatchProcessor, BatchProcessorConfig
 
 Submit = Callable[[Any], Future[Any]]

@@ -8,9 +8,9 @@ collate/split, retry and statistics.
 
 from __future__ import annotations
 
-from ._retry import RetryPolicy
-from ._sizing import AIMD, Fixed, LinearCostModel, SizeController, TargetLatency
-from ._stats import BatchStats
+from ._core.retry import RetryPolicy
+from ._core.sizing import AIMD, Fixed, LinearCostModel, SizeController, TargetLatency
+from ._core.stats import BatchStats
 from .batching import Batcher, batch
 from .bulk import BulkProgress, BulkRun, ItemFailure, JobMismatchError, map_batches
 from .errors import (

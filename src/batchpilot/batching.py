@@ -22,12 +22,12 @@ import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._collate import Collator
-from ._engine import Engine, EngineStatistics, Placement
-from ._events import BatchListener, BatchRecord
-from ._retry import NO_RETRY, RetryPolicy
-from ._sizing import SizeController
+from ._core.clock import SYSTEM_CLOCK, Clock
+from ._core.collate import Collator
+from ._core.events import BatchListener, BatchRecord
+from ._core.retry import NO_RETRY, RetryPolicy
+from ._core.sizing import SizeController
+from ._engine.engine import Engine, EngineStatistics, Placement
 
 __all__ = ["Batcher", "batch"]
 

@@ -59,8 +59,8 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
         "batchpilot.db needs SQLAlchemy 2; install it with: pip install 'batchpilot[db]'"
     ) from _missing
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._retry import RetryPolicy
+from ._core.clock import SYSTEM_CLOCK, Clock
+from ._core.retry import RetryPolicy
 from .errors import ClosedError
 
 __all__ = [

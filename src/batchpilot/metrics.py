@@ -52,7 +52,7 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
         "pip install 'batchpilot[metrics]'"
     ) from _missing
 
-from ._events import BatchRecord
+from ._core.events import BatchRecord
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batchpilot.cli import main
-from batchpilot.demo import DemoSizes, run_demo
+from batchpilot.cli.demo import DemoSizes, run_demo
 
 pytest.importorskip("sklearn")
 pytest.importorskip("sqlalchemy")

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from batchpilot._engine import Engine
-from batchpilot._events import BatchRecord, as_listener, notify
+from batchpilot._core.events import BatchRecord, as_listener, notify
+from batchpilot._engine.engine import Engine
 from batchpilot.bulk import map_batches
 from batchpilot.metrics import MetricsServer, PrometheusMetrics, start_http_server
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from batchpilot._engine import Engine
+from batchpilot._engine.engine import Engine
 
 
 @pytest.fixture

@@ -413,7 +413,7 @@ def test_manager_rejects_bad_input_before_any_work(db: Database, tmp_path: Path)
 
 
 def test_listeners_see_every_batch() -> None:
-    from batchpilot._events import BatchRecord
+    from batchpilot._core.events import BatchRecord
 
     records: list[BatchRecord] = []
     processor = AdaptiveBatchProcessor(

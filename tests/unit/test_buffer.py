@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from batchpilot._events import BatchRecord
+from batchpilot._core.events import BatchRecord
 from batchpilot.buffer import (
     BatchProcessingConfig,
     BatchStateManager,

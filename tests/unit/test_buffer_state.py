@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchpilot._buffer_state import BufferedEntry, EntryBuffer, FlushRules, RecentKeys
+from batchpilot.buffer.state import BufferedEntry, EntryBuffer, FlushRules, RecentKeys
 
 RULES = FlushRules(
     max_age=(300.0, 120.0, 60.0),

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchpilot import AIMD, Fixed, RetryPolicy
-from batchpilot._events import BatchRecord
-from batchpilot._executors import SerialExecutor
+from batchpilot._core.events import BatchRecord
 from batchpilot.bulk import BulkProgress, ItemFailure, map_batches
+from batchpilot.bulk.executors import SerialExecutor
 from batchpilot.errors import BatchFailedError
 from batchpilot.testing import FakeClock
 

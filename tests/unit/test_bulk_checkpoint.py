@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from batchpilot._checkpoint import FORMAT_VERSION, JobStore, digest
 from batchpilot.bulk import ItemFailure, JobMismatchError, map_batches
+from batchpilot.bulk.checkpoint import FORMAT_VERSION, JobStore, digest
 
 pytestmark = pytest.mark.timeout(30)
 

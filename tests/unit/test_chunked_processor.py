@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from batchpilot._events import BatchRecord
+from batchpilot._core.events import BatchRecord
 from batchpilot.chunked import (
     BatchProcessor,
     ChunkConfig,

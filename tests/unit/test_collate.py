@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from batchpilot import BatchFailedError
-from batchpilot._collate import (
+from batchpilot._core.collate import (
     ConcatCollator,
     ListCollator,
     StackCollator,

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from batchpilot._clock import SYSTEM_CLOCK, MonotonicClock
-from batchpilot._events import BatchRecord, as_listener, notify
-from batchpilot._health import SampledReading, process_rss_mb, system_memory_percent
+from batchpilot._core.clock import SYSTEM_CLOCK, MonotonicClock
+from batchpilot._core.events import BatchRecord, as_listener, notify
+from batchpilot._core.health import SampledReading, process_rss_mb, system_memory_percent
 from batchpilot.testing import FakeClock
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from batchpilot import AIMD, BatchFailedError, ClosedError, ItemTimeoutError, RetryPolicy
-from batchpilot._engine import Engine
-from batchpilot._events import BatchRecord
+from batchpilot._core.events import BatchRecord
+from batchpilot._engine.engine import Engine
 from batchpilot.errors import QueueFullError
 from batchpilot.testing import FakeClock
 

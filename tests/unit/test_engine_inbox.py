@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from batchpilot._engine import Engine
+from batchpilot._engine.engine import Engine
 from batchpilot.testing import FakeClock
 
 pytestmark = [pytest.mark.timeout(10), pytest.mark.asyncio]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchpilot._engine_policy import PlacementProbe, wait_budget
+from batchpilot._engine.policy import PlacementProbe, wait_budget
 
 DEVICE = (0.002, 0.00002)  # 2 ms per batch + 0.02 ms per item
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from batchpilot import ClosedError
-from batchpilot._queue import BoundedPriorityQueue
+from batchpilot._engine.queue import BoundedPriorityQueue
 
 
 @dataclass(eq=False)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from batchpilot import ClosedError
-from batchpilot._collate import ListCollator
-from batchpilot._engine import Engine
+from batchpilot._core.collate import ListCollator
+from batchpilot._engine.engine import Engine
 
 pytestmark = [pytest.mark.timeout(10), pytest.mark.asyncio]
 

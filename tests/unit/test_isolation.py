@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from batchpilot import BatchFailedError, RetryPolicy
-from batchpilot._isolation import Outcome, arun_isolated, run_isolated
+from batchpilot._core.isolation import Outcome, arun_isolated, run_isolated
 from batchpilot.testing import FakeClock
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from batchpilot._online_config import (
+from batchpilot.online.config import (
     BatchPriority,
     BatchProcessingStrategy,
     BatchProcessorConfig,

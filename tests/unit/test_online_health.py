@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from batchpilot._online_health import CallTracker, HealthMonitor, HealthThresholds
+from batchpilot.online.health import CallTracker, HealthMonitor, HealthThresholds
 from batchpilot.testing import FakeClock
 
 THRESHOLDS = HealthThresholds(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from batchpilot import online
-from batchpilot._events import BatchRecord, as_listener
+from batchpilot._core.events import BatchRecord, as_listener
 from batchpilot.online import BatchProcessor, BatchProcessorConfig, BatchStats
 from batchpilot.testing import FakeClock
 
@@ -110,7 +110,7 @@ def run(processor: BatchProcessor[Any, Any], items: list[Any]) -> list[cf.Future
 
 
 def test_batch_stats_is_the_core_class() -> None:
-    from batchpilot import _stats
+    from batchpilot._core import stats as _stats
 
     assert BatchStats is _stats.BatchStats
 

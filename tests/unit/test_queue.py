@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from batchpilot import ClosedError, QueueFullError
-from batchpilot._queue import BoundedPriorityQueue
+from batchpilot._engine.queue import BoundedPriorityQueue
 from batchpilot.testing import FakeClock
 
 

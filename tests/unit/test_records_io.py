@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchpilot._records_io import RecordsFormatError, RecordSource, open_sink, to_row
+from batchpilot.cli.records_io import RecordsFormatError, RecordSource, open_sink, to_row
 
 
 def write(path: Path, text: str) -> Path:
@@ -135,7 +135,7 @@ def test_parquet_sink_round_trips_rows(tmp_path: Path) -> None:
 
 
 def test_parquet_sink_refuses_rows_that_gain_columns(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("batchpilot._records_io._PARQUET_ROWS", 1)
+    monkeypatch.setattr("batchpilot.cli.records_io._PARQUET_ROWS", 1)
     sink = open_sink(tmp_path / "out.parquet")
     sink.write([{"id": 1}])
     with pytest.raises(RecordsFormatError, match=r"gained columns \['extra'\]"):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import psutil
 
-from ._clock import SYSTEM_CLOCK, Clock
+from .clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["SampledReading", "process_rss_mb", "system_memory_percent"]
 

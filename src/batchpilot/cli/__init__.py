@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from ._checkpoint import JobMismatchError
-from ._records_io import (
+from ..bulk.checkpoint import JobMismatchError
+from .records_io import (
     INPUT_FORMATS,
     OUTPUT_FORMATS,
     RecordsFormatError,
@@ -425,7 +425,7 @@ def run_job(
     Raises:
         CliError, RecordsFormatError: Bad function, input, output or job state.
     """
-    from .bulk import map_batches
+    from ..bulk import map_batches
 
     started = time.perf_counter()
     source = RecordSource(input_path)
@@ -484,7 +484,7 @@ def _metrics_exporter(port: int | None) -> Iterator[list[Any]]:
     try:
         from prometheus_client import CollectorRegistry
 
-        from .metrics import PrometheusMetrics, start_http_server
+        from ..metrics import PrometheusMetrics, start_http_server
     except ImportError:
         raise CliError(
             "--metrics-port needs prometheus-client: pip install 'batchpilot[metrics]'"
@@ -548,7 +548,7 @@ def _write_results(
     """Write the successful results in order; return the failed items' errors by index."""
     from tqdm import tqdm
 
-    from .bulk import ItemFailure
+    from ..bulk import ItemFailure
 
     failed: dict[int, BaseException] = {}
     done: list[Any] = []
@@ -607,7 +607,10 @@ def benchmark_scripts(directory: Path | None = None) -> list[Path]:
     """
     folder = directory or _default_bench_dir()
     if not folder.is_dir():
-        raise CliError(f"benchmark directory not found: {folder} (pass --dir)")
+        raise CliError(
+            f"benchmark directory not found: {folder} "
+            "(run from a batchpilot checkout or pass --dir)"
+        )
     return sorted(
         path
         for path in folder.glob("*.py")
@@ -616,10 +619,8 @@ def benchmark_scripts(directory: Path | None = None) -> list[Path]:
 
 
 def _default_bench_dir() -> Path:
-    here = Path.cwd() / "benchmarks"
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[2] / "benchmarks"
+    """``benchmarks/`` of the checkout the command runs in (an installed package has none)."""
+    return Path.cwd() / "benchmarks"
 
 
 def _bench_command(args: argparse.Namespace) -> int:

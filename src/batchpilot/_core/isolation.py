@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, NamedTuple
 
-from ._retry import RetryPolicy
-from .errors import BatchFailedError
+from ..errors import BatchFailedError
+from .retry import RetryPolicy
 
 __all__ = ["Attempt", "Outcome", "arun_isolated", "isolation_plan", "run_isolated"]
 

@@ -53,16 +53,16 @@ from dataclasses import replace
 from enum import Enum
 from typing import Any, Literal, NamedTuple
 
-from ._buffer_config import ENV_VARS, BatchProcessingConfig, OverflowPolicy
-from ._buffer_state import PRIORITIES, BufferedEntry, EntryBuffer, FlushRules, RecentKeys
-from ._clock import SYSTEM_CLOCK, Clock
-from ._events import BatchListener, BatchRecord, as_listener, notify
-from ._health import SampledReading, process_rss_mb, system_memory_percent
-from ._journal import Durability, EntryJournal
-from ._retry import RetryPolicy
-from ._sizing import Fixed, TargetLatency
-from ._stats import BatchStats
-from .errors import ClosedError, QueueFullError
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.events import BatchListener, BatchRecord, as_listener, notify
+from .._core.health import SampledReading, process_rss_mb, system_memory_percent
+from .._core.retry import RetryPolicy
+from .._core.sizing import Fixed, TargetLatency
+from .._core.stats import BatchStats
+from ..errors import ClosedError, QueueFullError
+from .config import ENV_VARS, BatchProcessingConfig, OverflowPolicy
+from .journal import Durability, EntryJournal
+from .state import PRIORITIES, BufferedEntry, EntryBuffer, FlushRules, RecentKeys
 
 __all__ = [
     "ENV_VARS",

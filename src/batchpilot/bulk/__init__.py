@@ -7,7 +7,7 @@ thread) and returns a
 
 How a failed item appears: ``fn`` is called once per chunk; if that call
 raises, the chunk's items are isolated with the core's retry-then-bisect
-(`batchpilot._isolation`), and each item that still fails is yielded as an
+(`batchpilot._core.isolation`), and each item that still fails is yielded as an
 `ItemFailure(index, item, error)` in its own place in the stream. Failures are
 also collected on `BulkRun.failures`. With ``fail_fast=True`` the first
 exception is raised from the iterator instead and the run stops.
@@ -33,20 +33,20 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Literal
 
-from ._checkpoint import HEAD_ITEMS, JobMismatchError, JobStore, digest
-from ._chunking import Chunk, make_controller, read_chunks
-from ._clock import SYSTEM_CLOCK, Clock
-from ._events import BatchListener, BatchRecord, as_listener, notify
-from ._executors import (
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.events import BatchListener, BatchRecord, as_listener, notify
+from .._core.retry import NO_RETRY, RetryPolicy
+from .._core.sizing import SizeController
+from .checkpoint import HEAD_ITEMS, JobMismatchError, JobStore, digest
+from .chunking import Chunk, make_controller, read_chunks
+from .executors import (
     ChunkExecutor,
     check_picklable,
     executor_kind,
     is_remote,
     make_executor,
 )
-from ._retry import NO_RETRY, RetryPolicy
-from ._runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
-from ._sizing import SizeController
+from .runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
 
 __all__ = [
     "BulkProgress",

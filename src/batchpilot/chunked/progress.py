@@ -7,8 +7,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._chunked_callbacks import asettle, check_callable, invoke, settle
-from ._clock import SYSTEM_CLOCK, Clock
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .callbacks import asettle, check_callable, invoke, settle
 
 __all__ = ["ProgressCallback", "ProgressTracker"]
 

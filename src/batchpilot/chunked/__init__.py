@@ -47,25 +47,25 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-from ._chunked_callbacks import check_callable
-from ._chunked_config import (
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.events import BatchListener, BatchRecord, as_listener, notify
+from .._core.isolation import Outcome
+from .._core.memory import MemoryMonitor
+from ..bulk import ItemFailure, map_batches
+from ..bulk.executors import check_picklable
+from ..errors import ClosedError
+from .callbacks import check_callable
+from .config import (
     CHUNK_EXECUTORS,
     RESULT_FORMATS,
     ChunkConfig,
     ChunkStrategy,
     ProcessingMode,
 )
-from ._chunked_memory import MemoryMonitor
-from ._chunked_planner import ChunkProcessor, CustomStrategy, default_weight, estimate_size_bytes
-from ._chunked_progress import ProgressCallback, ProgressTracker
-from ._chunked_stats import ProcessingStats
-from ._chunked_storage import ResultProcessor, ResultStorage
-from ._clock import SYSTEM_CLOCK, Clock
-from ._events import BatchListener, BatchRecord, as_listener, notify
-from ._executors import check_picklable
-from ._isolation import Outcome
-from .bulk import ItemFailure, map_batches
-from .errors import ClosedError
+from .planner import ChunkProcessor, CustomStrategy, default_weight, estimate_size_bytes
+from .progress import ProgressCallback, ProgressTracker
+from .stats import ProcessingStats
+from .storage import ResultProcessor, ResultStorage
 
 __all__ = [
     "CHUNK_EXECUTORS",

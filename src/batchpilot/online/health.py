@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._clock import Clock
+from .._core.clock import Clock
 
 __all__ = ["CallTracker", "HealthMonitor", "HealthReport", "HealthThresholds"]
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
-from .errors import BatchFailedError
+from ..errors import BatchFailedError
 
 __all__ = ["Collator", "ConcatCollator", "ListCollator", "StackCollator", "get_collator"]
 

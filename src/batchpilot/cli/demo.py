@@ -177,7 +177,7 @@ def _train() -> tuple[Any, np.ndarray, float]:
 
 
 def _online(model: Any, images: np.ndarray, work: DemoSizes) -> list[DemoRow]:
-    from .batching import batch
+    from ..batching import batch
 
     def predict_one(image: np.ndarray) -> int:
         return int(model.predict(image[None, :])[0])
@@ -272,8 +272,8 @@ def _mean_batch(batched: Any, before: tuple[int, int]) -> float:
 def _bulk(
     model: Any, images: np.ndarray, work: DemoSizes, target: Path
 ) -> tuple[list[DemoRow], int]:
-    from .bulk import ItemFailure, map_batches
-    from .db import Database
+    from ..bulk import ItemFailure, map_batches
+    from ..db import Database
 
     def score(batch_of_images: Sequence[np.ndarray]) -> list[tuple[int, float]]:
         probabilities = model.predict_proba(np.stack(batch_of_images))

@@ -35,18 +35,18 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._adaptive_strategy import (
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.events import BatchListener, BatchRecord, as_listener
+from .._core.memory import MemoryMonitor
+from .._core.sizing import Fixed, SizeController
+from ..bulk import ItemFailure, map_batches
+from ..errors import BatchFailedError
+from .strategy import (
     CHEMICAL_SOURCE_DEFAULTS,
     DEFAULT_MEMORY_LIMIT,
     BatchProcessingStrategy,
     ChemicalDataBatchStrategy,
 )
-from ._chunked_memory import MemoryMonitor
-from ._clock import SYSTEM_CLOCK, Clock
-from ._events import BatchListener, BatchRecord, as_listener
-from ._sizing import Fixed, SizeController
-from .bulk import ItemFailure, map_batches
-from .errors import BatchFailedError
 
 __all__ = [
     "CHEMICAL_SOURCE_DEFAULTS",

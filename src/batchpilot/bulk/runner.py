@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._isolation import Outcome, arun_isolated, run_isolated
-from ._retry import RetryPolicy
-from .errors import BatchFailedError
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.isolation import Outcome, arun_isolated, run_isolated
+from .._core.retry import RetryPolicy
+from ..errors import BatchFailedError
 
 __all__ = ["ChunkResult", "ItemFailure", "arun_chunk", "run_chunk"]
 

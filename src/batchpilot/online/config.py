@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
-from ._collate import Collator, get_collator
+from .._core.collate import Collator, get_collator
 
 __all__ = ["BatchPriority", "BatchProcessingStrategy", "BatchProcessorConfig", "PrioritizedItem"]
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
-from ._chunked_config import ChunkConfig, ChunkStrategy
-from ._chunked_memory import MemoryMonitor
-from ._sizing import LinearCostModel, TargetLatency
+from .._core.memory import MemoryMonitor
+from .._core.sizing import LinearCostModel, TargetLatency
+from .config import ChunkConfig, ChunkStrategy
 
 __all__ = ["ChunkProcessor", "CustomStrategy", "default_weight", "estimate_size_bytes"]
 

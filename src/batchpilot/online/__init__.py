@@ -54,21 +54,21 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._engine import Engine
-from ._events import BatchListener, BatchRecord, as_listener
-from ._health import system_memory_percent
-from ._online_config import (
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.events import BatchListener, BatchRecord, as_listener
+from .._core.health import system_memory_percent
+from .._core.retry import RetryPolicy
+from .._core.sizing import AIMD, Fixed, TargetLatency
+from .._core.stats import BatchStats
+from .._engine.engine import Engine
+from ..errors import ClosedError
+from .config import (
     BatchPriority,
     BatchProcessingStrategy,
     BatchProcessorConfig,
     PrioritizedItem,
 )
-from ._online_health import CallTracker, HealthMonitor, HealthThresholds
-from ._retry import RetryPolicy
-from ._sizing import AIMD, Fixed, TargetLatency
-from ._stats import BatchStats
-from .errors import ClosedError
+from .health import CallTracker, HealthMonitor, HealthThresholds
 
 __all__ = [
     "BatchPriority",

@@ -46,16 +46,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._collate import Collator, get_collator
-from ._engine_policy import PlacementProbe, wait_budget
-from ._engine_requests import AFUTURE, CFUTURE, WAITER, Request, Waiter, deliver, item_nbytes
-from ._events import BatchListener, BatchRecord, as_listener, notify
-from ._isolation import Outcome, arun_isolated, run_isolated
-from ._queue import BoundedPriorityQueue
-from ._retry import NO_RETRY, RetryPolicy
-from ._sizing import Fixed, LinearCostModel, SizeController
-from .errors import ClosedError, ItemTimeoutError, QueueFullError
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.collate import Collator, get_collator
+from .._core.events import BatchListener, BatchRecord, as_listener, notify
+from .._core.isolation import Outcome, arun_isolated, run_isolated
+from .._core.retry import NO_RETRY, RetryPolicy
+from .._core.sizing import Fixed, LinearCostModel, SizeController
+from ..errors import ClosedError, ItemTimeoutError, QueueFullError
+from .policy import PlacementProbe, wait_budget
+from .queue import BoundedPriorityQueue
+from .requests import AFUTURE, CFUTURE, WAITER, Request, Waiter, deliver, item_nbytes
 
 __all__ = ["Engine", "EngineStatistics", "Placement"]
 

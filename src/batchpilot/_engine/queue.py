@@ -8,8 +8,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from ._clock import SYSTEM_CLOCK, Clock
-from .errors import ClosedError, QueueFullError
+from .._core.clock import SYSTEM_CLOCK, Clock
+from ..errors import ClosedError, QueueFullError
 
 __all__ = ["BoundedPriorityQueue", "Deadlined"]
 

@@ -24,8 +24,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._health import SampledReading, process_rss_mb
-from ._sizing import TargetLatency
+from .._core.health import SampledReading, process_rss_mb
+from .._core.sizing import TargetLatency
 
 __all__ = [
     "CHEMICAL_SOURCE_DEFAULTS",

@@ -21,8 +21,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from ._runner import ItemFailure
-from .errors import BatchpilotError
+from ..errors import BatchpilotError
+from .runner import ItemFailure
 
 __all__ = ["FORMAT_VERSION", "HEAD_ITEMS", "JobMismatchError", "JobStore", "digest"]
 

@@ -31,7 +31,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from ._chunked_callbacks import asettle, check_callable, invoke, settle
+from .callbacks import asettle, check_callable, invoke, settle
 
 __all__ = ["ResultProcessor", "ResultStorage"]
 

@@ -8,8 +8,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._health import process_rss_mb, system_memory_percent
+from .clock import SYSTEM_CLOCK, Clock
+from .health import process_rss_mb, system_memory_percent
 
 __all__ = ["MemoryMonitor"]
 

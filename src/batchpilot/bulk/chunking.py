@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from ._sizing import Fixed, SizeController, TargetLatency
+from .._core.sizing import Fixed, SizeController, TargetLatency
 
 __all__ = [
     "AUTO_LATENCY_TARGET",
