@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MIGRATION = Path(__file__).resolve().parents[2] / "docs" / "migration.md"
+MIGRATION = Path(__file__).resolve().parents[3] / "docs" / "migration.md"
 NAMES = sorted(set(re.findall(r"`(batchpilot(?:\.\w+)+)`", MIGRATION.read_text("utf-8"))))
 
 
