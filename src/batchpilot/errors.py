@@ -8,6 +8,7 @@ __all__ = [
     "BatchFailedError",
     "BatchpilotError",
     "ClosedError",
+    "ConfigError",
     "ItemTimeoutError",
     "QueueFullError",
 ]
@@ -15,6 +16,14 @@ __all__ = [
 
 class BatchpilotError(Exception):
     """Base class of all batchpilot errors."""
+
+
+class ConfigError(BatchpilotError, TypeError, ValueError):
+    """An argument or config field has the wrong type or an unusable value.
+
+    One type for both mistakes, so callers catch one thing; it is also a `TypeError`
+    and a `ValueError`, as Python's own checks raise. The message names the field.
+    """
 
 
 class QueueFullError(BatchpilotError, queue.Full):

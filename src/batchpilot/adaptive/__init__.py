@@ -27,7 +27,6 @@ Choices where the seed is silent or inconsistent (kept by tests):
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import threading
@@ -35,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._core.callables import is_async_callable
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.events import BatchListener, BatchRecord, as_listener
 from .._core.memory import MemoryMonitor
@@ -177,7 +177,7 @@ class AdaptiveBatchProcessor:
         self._listeners = [as_listener(listener) for listener in listeners]
         self._progress_bar = progress_bar
         self._totals = _Totals()
-        self._executor = "asyncio" if inspect.iscoroutinefunction(process_func) else "threads"
+        self._executor = "asyncio" if is_async_callable(process_func) else "threads"
 
     def process_items(self, items: Iterable[Any]) -> list[Any]:
         """Process ``items`` one batch at a time; return the results in input order.

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import inspect
 import logging
 import threading
 from collections import Counter, deque
@@ -33,19 +32,14 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Literal
 
+from .._core.callables import is_async_callable
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.events import BatchListener, BatchRecord, as_listener, notify
 from .._core.retry import NO_RETRY, RetryPolicy
 from .._core.sizing import SizeController
 from .checkpoint import HEAD_ITEMS, JobMismatchError, JobStore, digest
 from .chunking import Chunk, make_controller, read_chunks
-from .executors import (
-    ChunkExecutor,
-    check_picklable,
-    executor_kind,
-    is_remote,
-    make_executor,
-)
+from .executors import ChunkExecutor, ExecutorSpec, resolve_executor
 from .runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
 
 __all__ = [
@@ -137,7 +131,7 @@ class BulkRun(Iterator[Any]):
         *,
         controller: SizeController,
         balance_tail: bool,
-        executor: Any,
+        executor: ExecutorSpec,
         workers: int | None,
         job: str | None,
         ordered: bool,
@@ -156,7 +150,7 @@ class BulkRun(Iterator[Any]):
         self._item_cost = 0.0
         self._iterator = iter(items)
         self.controller = controller
-        self._executor_spec = executor
+        self._executor = executor
         self._workers = workers
         self._job = job
         self._store = JobStore(job) if job is not None else None
@@ -168,8 +162,8 @@ class BulkRun(Iterator[Any]):
         self._listeners = listeners
         self.name = name
         self._clock = clock
-        self._is_async = inspect.iscoroutinefunction(fn)
-        self._chunk_clock = None if is_remote(executor) else clock
+        self._is_async = executor.kind == "asyncio"
+        self._chunk_clock = None if executor.remote else clock
         self._counters = _Counters()
         self._history: list[int] = []
         self._failures: list[ItemFailure[Any]] = []
@@ -281,7 +275,7 @@ class BulkRun(Iterator[Any]):
     def __repr__(self) -> str:
         counters = self._counters
         return (
-            f"BulkRun(name={self.name!r}, executor={self._executor_spec!r}, "
+            f"BulkRun(name={self.name!r}, executor={self._executor.describe()}, "
             f"done={counters.done}, failed={counters.failed}, chunks={counters.chunks}, "
             f"in_flight={self._in_flight}, batch_size={self.batch_size}, "
             f"job={self._job!r}, finished={self._finished})"
@@ -292,7 +286,7 @@ class BulkRun(Iterator[Any]):
     def _run(self) -> Generator[list[Any], None, None]:
         """Yield each chunk's result list; everything here is per chunk, never per item."""
         self._started_at = self._clock.now()
-        executor = make_executor(self._executor_spec, self._workers)
+        executor = self._executor.build(self._workers)
         bar = self._make_bar()
         pipeline: deque[_InFlight] = deque()
         try:
@@ -563,12 +557,12 @@ def map_batches(
         raise TypeError(f"workers must be an int or None, got {workers!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    kind = executor_kind(executor)
-    is_async = inspect.iscoroutinefunction(fn)
-    if is_async != (kind == "asyncio"):
+    spec = resolve_executor(executor)
+    is_async = is_async_callable(fn)
+    if is_async != (spec.kind == "asyncio"):
         needs = "executor='asyncio'" if is_async else "a plain function, not async def"
-        raise TypeError(f"{fn!r} with executor={executor!r}: this needs {needs}")
-    check_picklable(fn, executor)
+        raise TypeError(f"{fn!r} with executor={spec.describe()}: this needs {needs}")
+    spec.check_picklable(fn)
     if not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
     if job is not None and not isinstance(job, str):
@@ -578,7 +572,7 @@ def map_batches(
         items,
         controller=controller,
         balance_tail=isinstance(batch_size, str),
-        executor=executor,
+        executor=spec,
         workers=workers,
         job=job,
         ordered=ordered,

@@ -4,7 +4,7 @@ Every executor turns ``submit(task, *args)`` into a `concurrent.futures.Future`,
 so the bulk engine has one code path for the calling thread, threads,
 processes, an asyncio loop, a Dask distributed cluster and Ray. Executors that
 run the task in another process (``remote``) need a picklable batch function;
-`check_picklable` says so with a clear `TypeError` before any work.
+`ExecutorSpec.check_picklable` says so with a clear `TypeError` before any work.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import pickle
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
@@ -22,14 +23,12 @@ __all__ = [
     "AsyncioExecutor",
     "ChunkExecutor",
     "DaskExecutor",
+    "ExecutorSpec",
     "ProcessExecutor",
     "RayExecutor",
     "SerialExecutor",
     "ThreadExecutor",
-    "check_picklable",
-    "executor_kind",
-    "is_remote",
-    "make_executor",
+    "resolve_executor",
 ]
 
 EXECUTOR_NAMES = ("threads", "processes", "asyncio", "dask", "ray", "serial")
@@ -248,59 +247,82 @@ class RayExecutor:
         return f"RayExecutor(slots={self.slots})"
 
 
-def check_picklable(fn: Callable[..., Any], spec: Any) -> None:
-    """Raise `TypeError` if ``fn`` cannot be shipped to the workers of executor ``spec``."""
-    if not is_remote(spec):
-        return
-    if executor_kind(spec) == "processes":
-        dumps: Callable[[Any], bytes] = pickle.dumps
-    else:
-        import cloudpickle
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """An ``executor=`` argument, checked once (see `resolve_executor`).
 
-        dumps = cloudpickle.dumps
-    try:
-        dumps(fn)
-    except Exception as error:
-        raise TypeError(
-            f"executor {spec!r} runs the batch function in other processes, so it must "
-            f"be picklable; {fn!r} is not ({error}). Define it at module level, or use "
-            "executor='threads'."
-        ) from error
+    Attributes:
+        kind: one of `EXECUTOR_NAMES`, or ``"custom"`` for a `ChunkExecutor` instance.
+        remote: whether tasks run in other processes (functions and items are pickled).
+        target: the dask ``Client`` or `ChunkExecutor` passed in, None for a name.
+    """
+
+    kind: str
+    remote: bool
+    target: Any = None
+
+    def build(self, workers: int | None) -> ChunkExecutor:
+        """The executor to run one job on; a passed-in instance is returned as it is."""
+        if self.kind == "custom":
+            executor: ChunkExecutor = self.target
+            return executor
+        if self.kind == "dask":
+            return DaskExecutor(self.target, workers)
+        return _FACTORIES[self.kind](workers)
+
+    def check_picklable(self, fn: Callable[..., Any]) -> None:
+        """Raise `TypeError` if ``fn`` cannot be shipped to this executor's workers."""
+        if not self.remote:
+            return
+        if self.kind == "processes":
+            dumps: Callable[[Any], bytes] = pickle.dumps
+        else:
+            import cloudpickle
+
+            dumps = cloudpickle.dumps
+        try:
+            dumps(fn)
+        except Exception as error:
+            raise TypeError(
+                f"executor {self.describe()} runs the batch function in other processes, so "
+                f"it must be picklable; {fn!r} is not ({error}). Define it at module level, "
+                "or use executor='threads'."
+            ) from error
+
+    def describe(self) -> str:
+        """The spec as the user wrote it, for messages."""
+        return repr(self.kind if self.target is None else self.target)
 
 
-def executor_kind(spec: Any) -> str:
-    """Validate an ``executor=`` argument without starting anything; name its kind."""
-    if isinstance(spec, str) and spec in EXECUTOR_NAMES:
+_FACTORIES: dict[str, Callable[[int | None], ChunkExecutor]] = {
+    "threads": ThreadExecutor,
+    "processes": ProcessExecutor,
+    "asyncio": AsyncioExecutor,
+    "ray": RayExecutor,
+    "serial": lambda workers: SerialExecutor(),
+}
+_REMOTE_KINDS = frozenset({"processes", "dask", "ray"})
+
+
+def resolve_executor(spec: Any) -> ExecutorSpec:
+    """Validate an ``executor=`` argument without starting anything.
+
+    Args:
+        spec: a name from `EXECUTOR_NAMES`, a ``dask.distributed.Client``, a
+            `ChunkExecutor` instance, or an `ExecutorSpec` (returned as it is).
+
+    Raises:
+        ValueError: ``spec`` is none of these.
+    """
+    if isinstance(spec, ExecutorSpec):
         return spec
+    if isinstance(spec, str) and spec in EXECUTOR_NAMES:
+        return ExecutorSpec(spec, spec in _REMOTE_KINDS)
     if type(spec).__name__ == "Client" and type(spec).__module__.startswith("distributed"):
-        return "dask"
+        return ExecutorSpec("dask", True, spec)
     if not isinstance(spec, str) and isinstance(spec, ChunkExecutor):
-        return "custom"
+        return ExecutorSpec("custom", bool(spec.remote), spec)
     raise ValueError(
         f"executor must be one of {', '.join(EXECUTOR_NAMES)}, a dask.distributed.Client "
         f"or a ChunkExecutor, got {spec!r}"
     )
-
-
-def is_remote(spec: Any) -> bool:
-    """Whether ``spec`` runs tasks in other processes (so functions must pickle)."""
-    kind = executor_kind(spec)
-    return bool(spec.remote) if kind == "custom" else kind in ("processes", "dask", "ray")
-
-
-def make_executor(spec: Any, workers: int | None) -> ChunkExecutor:
-    """Build the executor ``spec`` names (see `executor_kind`); pass instances through."""
-    kind = executor_kind(spec)
-    if kind == "custom":
-        executor: ChunkExecutor = spec
-        return executor
-    if kind == "dask":
-        return DaskExecutor(None if isinstance(spec, str) else spec, workers)
-    factories: dict[str, Callable[[int | None], ChunkExecutor]] = {
-        "threads": ThreadExecutor,
-        "processes": ProcessExecutor,
-        "asyncio": AsyncioExecutor,
-        "ray": RayExecutor,
-        "serial": lambda workers: SerialExecutor(),
-    }
-    return factories[kind](workers)

@@ -47,12 +47,13 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+from .._core.callables import is_async_callable
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.events import BatchListener, BatchRecord, as_listener, notify
 from .._core.isolation import Outcome
 from .._core.memory import MemoryMonitor
 from ..bulk import ItemFailure, map_batches
-from ..bulk.executors import check_picklable
+from ..bulk.executors import resolve_executor
 from ..errors import ClosedError
 from .callbacks import check_callable
 from .config import (
@@ -113,12 +114,6 @@ class _ChunkOutcome:
     errors: list[tuple[int, BaseException]]
     duration: float
     slow_targets: int = 0
-
-
-def _is_async(func: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004 - async callable objects
-    )
 
 
 class _ChunkRunner:
@@ -310,12 +305,12 @@ class BatchProcessor:
         except ValueError:
             raise ValueError(f"unknown processing mode {mode!r}") from None
         if mode is not ProcessingMode.SEQUENTIAL and self.config.executor != "threads":
-            if _is_async(processor_func):
+            if is_async_callable(processor_func):
                 raise TypeError(
                     f"an async processor_func runs on the caller's event loop; "
                     f"executor={self.config.executor!r} needs a plain function"
                 )
-            check_picklable(processor_func, self.config.executor)
+            resolve_executor(self.config.executor).check_picklable(processor_func)
         if self._closed:
             raise ClosedError("this BatchProcessor was shut down")
         if self._running:
@@ -373,7 +368,7 @@ class BatchProcessor:
         else:
             self.stats.workers = self.config.max_concurrent_chunks
         executor = "serial" if mode is ProcessingMode.SEQUENTIAL else self.config.executor
-        if _is_async(func):
+        if is_async_callable(func):
             runner = _ChunkRunner(func, self.config, self._clock.now, asyncio.get_running_loop())
         elif executor in ("serial", "threads"):
             runner = _ChunkRunner(func, self.config, self._clock.now)

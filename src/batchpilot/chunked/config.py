@@ -5,7 +5,7 @@ but its table leaves out are added (``strategy``, which the seed's second exampl
 passes) or make its strategies concrete (``target_chunk_time``, chunk bounds, the
 weight function, the storage folder). Values are checked on construction *and on
 every later assignment*, because the seed adjusts a live config
-(``processor.config.chunk_size //= 2``): an invalid value raises `ValueError`
+(``processor.config.chunk_size //= 2``): an invalid value raises `ConfigError` (a `ValueError`)
 naming the field.
 """
 
@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
+
+from .._core.validate import check_flag, check_int, check_number, positive_int
+from ..errors import ConfigError
 
 __all__ = ["CHUNK_EXECUTORS", "RESULT_FORMATS", "ChunkConfig", "ChunkStrategy", "ProcessingMode"]
 
@@ -70,26 +73,8 @@ class ProcessingMode(Enum):
     HYBRID = "hybrid"
 
 
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
+def _positive_seconds(name: str, value: Any, *, allow_inf: bool = False) -> Any:
+    return check_number(name, value, minimum=0, strict=True, allow_inf=allow_inf)
 
 
 def _strategy(value: Any) -> ChunkStrategy | str:
@@ -98,54 +83,54 @@ def _strategy(value: Any) -> ChunkStrategy | str:
     if isinstance(value, str) and value:
         known = {member.value: member for member in ChunkStrategy}
         return known.get(value.lower(), value)
-    raise ValueError(
+    raise ConfigError(
         f"strategy must be a ChunkStrategy or the name of a custom strategy, got {value!r}"
     )
 
 
 def _result_format(value: Any) -> str:
     if not isinstance(value, str) or value.lower() not in RESULT_FORMATS:
-        raise ValueError(f"result_format must be one of {RESULT_FORMATS}, got {value!r}")
+        raise ConfigError(f"result_format must be one of {RESULT_FORMATS}, got {value!r}")
     return value.lower()
 
 
 def _executor(value: Any) -> str:
     if value not in CHUNK_EXECUTORS:
-        raise ValueError(f"executor must be one of {CHUNK_EXECUTORS}, got {value!r}")
+        raise ConfigError(f"executor must be one of {CHUNK_EXECUTORS}, got {value!r}")
     return str(value)
 
 
 def _optional_callable(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
-        raise ValueError(f"{name} must be callable or None, got {value!r}")
+        raise ConfigError(f"{name} must be callable or None, got {value!r}")
     return value
 
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
-    "chunk_size": lambda v: _positive_int("chunk_size", v),
-    "max_memory_mb": lambda v: _positive_number("max_memory_mb", v),
-    "max_processing_time": lambda v: _positive_number("max_processing_time", v),
-    "max_concurrent_chunks": lambda v: _positive_int("max_concurrent_chunks", v),
-    "enable_memory_monitoring": lambda v: _flag("enable_memory_monitoring", v),
-    "enable_progress_tracking": lambda v: _flag("enable_progress_tracking", v),
-    "enable_error_recovery": lambda v: _flag("enable_error_recovery", v),
-    "enable_result_persistence": lambda v: _flag("enable_result_persistence", v),
+    "chunk_size": lambda v: positive_int("chunk_size", v),
+    "max_memory_mb": lambda v: check_number("max_memory_mb", v, minimum=0, strict=True),
+    "max_processing_time": lambda v: _positive_seconds("max_processing_time", v, allow_inf=True),
+    "max_concurrent_chunks": lambda v: positive_int("max_concurrent_chunks", v),
+    "enable_memory_monitoring": lambda v: check_flag("enable_memory_monitoring", v),
+    "enable_progress_tracking": lambda v: check_flag("enable_progress_tracking", v),
+    "enable_error_recovery": lambda v: check_flag("enable_error_recovery", v),
+    "enable_result_persistence": lambda v: check_flag("enable_result_persistence", v),
     "result_format": _result_format,
-    "compression_enabled": lambda v: _flag("compression_enabled", v),
-    "cleanup_interval": lambda v: _positive_int("cleanup_interval", v, minimum=0),
+    "compression_enabled": lambda v: check_flag("compression_enabled", v),
+    "cleanup_interval": lambda v: check_int("cleanup_interval", v, minimum=0),
     "strategy": _strategy,
-    "target_chunk_time": lambda v: _positive_number("target_chunk_time", v),
-    "min_chunk_size": lambda v: _positive_int("min_chunk_size", v),
-    "max_chunk_size": lambda v: None if v is None else _positive_int("max_chunk_size", v),
+    "target_chunk_time": lambda v: _positive_seconds("target_chunk_time", v),
+    "min_chunk_size": lambda v: positive_int("min_chunk_size", v),
+    "max_chunk_size": lambda v: None if v is None else positive_int("max_chunk_size", v),
     "weight_function": lambda v: _optional_callable("weight_function", v),
     "executor": _executor,
-    "progress_bar": lambda v: _flag("progress_bar", v),
+    "progress_bar": lambda v: check_flag("progress_bar", v),
     "storage_dir": lambda v: v if v is None or isinstance(v, (str, os.PathLike)) else _bad_dir(v),
 }
 
 
 def _bad_dir(value: Any) -> None:
-    raise ValueError(f"storage_dir must be a path or None, got {value!r}")
+    raise ConfigError(f"storage_dir must be a path or None, got {value!r}")
 
 
 @dataclass
@@ -230,11 +215,11 @@ class ChunkConfig:
 
     def _check_relations(self) -> None:
         if self.min_chunk_size > self.chunk_size:
-            raise ValueError(
+            raise ConfigError(
                 f"min_chunk_size ({self.min_chunk_size}) must be <= chunk_size ({self.chunk_size})"
             )
         if self.chunk_size > self.effective_max_chunk_size:
-            raise ValueError(
+            raise ConfigError(
                 f"chunk_size ({self.chunk_size}) must be <= max_chunk_size ({self.max_chunk_size})"
             )
 

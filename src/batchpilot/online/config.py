@@ -10,12 +10,13 @@ seed's troubleshooting section does) are checked too.
 from __future__ import annotations
 
 import enum
-import math
 from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
 from .._core.collate import Collator, get_collator
+from .._core.validate import check_flag, check_int, check_number
+from ..errors import ConfigError
 
 __all__ = ["BatchPriority", "BatchProcessingStrategy", "BatchProcessorConfig", "PrioritizedItem"]
 
@@ -157,65 +158,46 @@ class BatchProcessorConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise TypeError/ValueError naming the first bad field."""
+        """Raise `ConfigError` (a TypeError and a ValueError) naming the first bad field."""
         self.processing_strategy = _strategy(self.processing_strategy)
-        for name in _INTS:
-            _check_int(name, getattr(self, name))
-        for name in _FLOATS:
-            _check_number(name, getattr(self, name), optional=name in _OPTIONAL)
+        for name, least in _INTS.items():
+            check_int(name, getattr(self, name), minimum=least)
+        for name, (bound, strict) in _NUMBERS.items():
+            value = getattr(self, name)
+            if not (value is None and name in _OPTIONAL):
+                check_number(name, value, minimum=bound, strict=strict)
         for name in _BOOLS:
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            check_flag(name, getattr(self, name))
         self._check_sizes()
-        self._check_times()
         self._check_thresholds()
         get_collator(self.collate)
 
     def _check_sizes(self) -> None:
-        for name in _POSITIVE_INTS:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.min_batch_size > self.max_batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"min_batch_size ({self.min_batch_size}) must be <= "
                 f"max_batch_size ({self.max_batch_size})"
             )
         if not self.min_batch_size <= self.initial_batch_size <= self.max_batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"initial_batch_size ({self.initial_batch_size}) must be within "
                 f"[min_batch_size, max_batch_size] = "
                 f"[{self.min_batch_size}, {self.max_batch_size}]"
             )
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-
-    def _check_times(self) -> None:
-        for name in ("batch_timeout", "min_batch_interval", "retry_delay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 seconds, got {getattr(self, name)}")
-        for name in ("item_timeout", "health_check_interval", "latency_target"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0 seconds, got {value}")
-        if self.max_batch_memory_mb is not None and self.max_batch_memory_mb <= 0:
-            raise ValueError(f"max_batch_memory_mb must be > 0, got {self.max_batch_memory_mb}")
 
     def _check_thresholds(self) -> None:
         for name in ("memory_warning_threshold", "memory_critical_threshold"):
             if not 0 < getattr(self, name) <= 100:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} must be a percentage in (0, 100], got {getattr(self, name)}"
                 )
         if self.memory_warning_threshold > self.memory_critical_threshold:
-            raise ValueError(
+            raise ConfigError(
                 f"memory_warning_threshold ({self.memory_warning_threshold}) must be <= "
                 f"memory_critical_threshold ({self.memory_critical_threshold})"
             )
-        for name in ("queue_warning_threshold", "queue_critical_threshold"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.queue_warning_threshold > self.queue_critical_threshold:
-            raise ValueError(
+            raise ConfigError(
                 f"queue_warning_threshold ({self.queue_warning_threshold}) must be <= "
                 f"queue_critical_threshold ({self.queue_critical_threshold})"
             )
@@ -236,52 +218,37 @@ class BatchProcessorConfig:
         return max(1, int(self.max_batch_memory_mb * 1024 * 1024))
 
 
-_POSITIVE_INTS = (
-    "initial_batch_size",
-    "min_batch_size",
-    "max_batch_size",
-    "max_queue_size",
-    "max_workers",
-    "gc_batch_threshold",
-    "monitoring_window",
-)
-_INTS = (
-    *_POSITIVE_INTS,
-    "queue_warning_threshold",
-    "queue_critical_threshold",
-    "max_retries",
-)
-_FLOATS = (
-    "batch_timeout",
-    "item_timeout",
-    "min_batch_interval",
-    "max_batch_memory_mb",
-    "memory_warning_threshold",
-    "memory_critical_threshold",
-    "health_check_interval",
-    "retry_delay",
-    "latency_target",
-)
+# field -> the smallest allowed value
+_INTS = {
+    "initial_batch_size": 1,
+    "min_batch_size": 1,
+    "max_batch_size": 1,
+    "max_queue_size": 1,
+    "max_workers": 1,
+    "gc_batch_threshold": 1,
+    "monitoring_window": 1,
+    "queue_warning_threshold": 0,
+    "queue_critical_threshold": 0,
+    "max_retries": 0,
+}
+# field -> (the smallest allowed value, whether it is excluded); never NaN nor infinite
+_NUMBERS: dict[str, tuple[float | None, bool]] = {
+    "batch_timeout": (0.0, False),
+    "item_timeout": (0.0, True),
+    "min_batch_interval": (0.0, False),
+    "max_batch_memory_mb": (0.0, True),
+    "memory_warning_threshold": (None, False),  # a percentage: _check_thresholds
+    "memory_critical_threshold": (None, False),
+    "health_check_interval": (0.0, True),
+    "retry_delay": (0.0, False),
+    "latency_target": (0.0, True),
+}
 _OPTIONAL = frozenset({"item_timeout", "max_batch_memory_mb", "latency_target"})
 _BOOLS = tuple(
     f.name
     for f in fields(BatchProcessorConfig)
     if f.name.startswith(("enable_", "reduce_")) or f.name == "debug_mode"
 )
-
-
-def _check_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-
-
-def _check_number(name: str, value: object, *, optional: bool) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
 
 
 def _strategy(value: object) -> BatchProcessingStrategy:
@@ -293,4 +260,4 @@ def _strategy(value: object) -> BatchProcessingStrategy:
         except ValueError:
             pass
     choices = [s.name for s in BatchProcessingStrategy]
-    raise ValueError(f"processing_strategy must be one of {choices}, got {value!r}")
+    raise ConfigError(f"processing_strategy must be one of {choices}, got {value!r}")

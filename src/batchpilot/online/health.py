@@ -8,7 +8,6 @@ stopping the processor wakes it at once.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import threading
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .._core.callables import is_async_callable
 from .._core.clock import Clock
 
 __all__ = ["CallTracker", "HealthMonitor", "HealthReport", "HealthThresholds"]
@@ -37,9 +37,7 @@ class CallTracker:
 
     def wrap(self, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """Return ``func`` (plain or ``async def``) recording its running calls here."""
-        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-            getattr(func, "__call__", None)  # noqa: B004 - async __call__ of callable objects
-        ):
+        if is_async_callable(func):
 
             async def tracked_async(batch: Any) -> Any:
                 token = self._begin()

@@ -342,6 +342,21 @@ def test_async_function_needs_the_asyncio_executor() -> None:
         map_batches(double, range(3), executor="asyncio")
 
 
+class _AsyncScorer:
+    """A model object whose ``__call__`` is ``async def`` (as `batch` accepts)."""
+
+    async def __call__(self, xs: list[int]) -> list[int]:
+        await asyncio.sleep(0)
+        return [x * 3 for x in xs]
+
+
+def test_an_object_with_async_call_runs_on_the_asyncio_executor() -> None:
+    out = list(map_batches(_AsyncScorer(), range(10), batch_size=4, executor="asyncio"))
+    assert out == [x * 3 for x in range(10)]
+    with pytest.raises(TypeError, match="asyncio"):
+        map_batches(_AsyncScorer(), range(3))
+
+
 def test_unpicklable_function_with_processes_is_a_type_error_before_work() -> None:
     source = Counting(10)
     with pytest.raises(TypeError, match="picklable"):
