@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -63,42 +62,8 @@ class Memory:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(1000.0)
-
-
-@pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
-
-
-@pytest.fixture
-def managers() -> Iterator[list[BatchStateManager]]:
-    created: list[BatchStateManager] = []
-    yield created
-    for manager in created:
-        manager.close()
-
-
-@pytest.fixture
-def make(clock: FakeClock, managers: list[BatchStateManager]) -> Any:
-    def build(
-        callback: Any = None, memory: Memory | None = None, **options: Any
-    ) -> BatchStateManager:
-        config_fields = {
-            k: options.pop(k) for k in list(options) if hasattr(BatchProcessingConfig, k)
-        }
-        manager = BatchStateManager(
-            flush_config=BatchProcessingConfig(**config_fields),
-            flush_callback=callback,
-            memory_reader=memory or Memory(),
-            clock=clock,
-            **options,
-        )
-        managers.append(manager)
-        return manager
-
-    return build
 
 
 def queue(manager: BatchStateManager, count: int, prefix: str = "e", priority: int = 0) -> None:

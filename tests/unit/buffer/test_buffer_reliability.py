@@ -7,13 +7,13 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from batchpilot.buffer import BatchProcessingConfig, BatchStateManager, BufferedEntry, live_managers
+from batchpilot.buffer import BatchStateManager, BufferedEntry, live_managers
 from batchpilot.errors import ClosedError, QueueFullError
 from batchpilot.testing import FakeClock
 
@@ -45,38 +45,6 @@ class DeadLetters:
     def __call__(self, entries: list[BufferedEntry], error: BaseException) -> None:
         self.threads.append(threading.current_thread())
         self.received.append(([item.uuid for item in entries], error))
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def managers() -> Iterator[list[BatchStateManager]]:
-    created: list[BatchStateManager] = []
-    yield created
-    for manager in created:
-        manager.close()
-
-
-@pytest.fixture
-def make(clock: FakeClock, managers: list[BatchStateManager]) -> Any:
-    def build(callback: Any = None, **options: Any) -> BatchStateManager:
-        config_fields = {
-            k: options.pop(k) for k in list(options) if hasattr(BatchProcessingConfig, k)
-        }
-        manager = BatchStateManager(
-            flush_config=BatchProcessingConfig(**config_fields),
-            flush_callback=callback,
-            memory_reader=lambda: 10.0,
-            clock=clock,
-            **options,
-        )
-        managers.append(manager)
-        return manager
-
-    return build
 
 
 def queue(manager: BatchStateManager, count: int, prefix: str = "e") -> None:
