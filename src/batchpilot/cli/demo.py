@@ -18,6 +18,7 @@ It prints a table of throughput, latency and batch sizes. Needs the ``demo`` and
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import statistics
@@ -32,7 +33,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-__all__ = ["DemoReport", "DemoRow", "DemoSizes", "run_demo"]
+from .common import EXIT_OK, positive_float
+
+__all__ = ["DemoReport", "DemoRow", "DemoSizes", "add_command", "run_demo"]
 
 #: Online batcher settings used by the demo (the same as the benchmarks').
 MAX_BATCH_SIZE = 64
@@ -385,3 +388,35 @@ def _print_table(report: DemoReport, say: Callable[[str], None]) -> None:
 
 def _cell(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def add_command(commands: Any) -> None:
+    """Add the ``demo`` subparser to ``commands`` (an argparse subparsers action)."""
+    demo = commands.add_parser(
+        "demo",
+        help="train a small model and show online and bulk batching against no batching",
+        description="Train a scikit-learn classifier on the bundled digits data (nothing "
+        "is downloaded), serve it through the online batcher to concurrent clients, and "
+        "score a generated data set into SQLite with the bulk engine; each against an "
+        "unbatched baseline.",
+    )
+    demo.add_argument(
+        "--scale",
+        type=positive_float,
+        metavar="X",
+        default=1.0,
+        help="multiply the number of requests and records (1.0, about 10-20 s on 2 cores)",
+    )
+    demo.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="SQLite file for the scores, replaced (default: a new temp file)",
+    )
+    demo.set_defaults(handler=_demo_command)
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    run_demo(scale=args.scale, database=args.output)
+    return EXIT_OK

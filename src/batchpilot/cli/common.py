@@ -1,0 +1,80 @@
+"""What every ``batchpilot`` command shares: exit codes, the user error, argument types."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Literal
+
+__all__ = [
+    "EXIT_FAILED_ITEMS",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "INTERRUPTED",
+    "CliError",
+    "auto_or_positive_int",
+    "fail",
+    "port_number",
+    "positive_float",
+    "positive_int",
+]
+
+EXIT_OK = 0
+EXIT_FAILED_ITEMS = 1
+EXIT_USAGE = 2
+INTERRUPTED = "interrupted (rerun a job with --resume to continue it)"
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    """Print ``message`` as the one-line ``batchpilot: error:`` and return ``code``."""
+    print(f"batchpilot: error: {message}", file=sys.stderr)
+    return code
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port number, 0 for any free port."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return value
+
+
+def auto_or_positive_int(text: str) -> int | Literal["auto"]:
+    """An argparse type: ``auto`` or a positive integer."""
+    if text == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a positive integer, got {text!r}"
+        ) from None
