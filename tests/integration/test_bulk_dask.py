@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,15 +14,7 @@ distributed = pytest.importorskip("dask.distributed")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
-
-def double(xs: list[int]) -> list[int]:
-    return [x * 2 for x in xs]
-
-
-def reject_sevens(xs: list[int]) -> list[int]:
-    if any(x % 7 == 0 for x in xs):
-        raise ValueError("multiple of seven")
-    return xs
+BatchFunction = Callable[[list[int]], list[int]]  # the fixtures of conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +27,25 @@ def client() -> Iterator[Any]:
     cluster.close()
 
 
-def test_results_come_back_in_order_from_the_cluster(client: Any) -> None:
+def test_results_come_back_in_order_from_the_cluster(client: Any, double: BatchFunction) -> None:
     run = map_batches(double, range(5000), executor=client)
     assert list(run) == [x * 2 for x in range(5000)]
     assert run.stats()["chunks_processed"] == len(run.batch_size_history)
 
 
-def test_unordered_results_from_the_cluster(client: Any) -> None:
+def test_unordered_results_from_the_cluster(client: Any, double: BatchFunction) -> None:
     out = list(map_batches(double, range(1000), batch_size=50, executor=client, ordered=False))
     assert sorted(out) == [x * 2 for x in range(1000)]
 
 
-def test_bad_items_are_isolated_on_the_workers(client: Any) -> None:
+def test_bad_items_are_isolated_on_the_workers(client: Any, reject_sevens: BatchFunction) -> None:
     out = list(map_batches(reject_sevens, range(1, 50), batch_size=16, executor=client))
     failed = [v.item for v in out if isinstance(v, ItemFailure)]
     assert failed == [7, 14, 21, 28, 35, 42, 49]
     assert [v for v in out if not isinstance(v, ItemFailure)] == [x for x in range(1, 50) if x % 7]
 
 
-def test_the_client_given_is_left_open(client: Any) -> None:
+def test_the_client_given_is_left_open(client: Any, double: BatchFunction) -> None:
     list(map_batches(double, range(10), executor=client))
     assert client.status == "running"
 
@@ -69,7 +61,7 @@ def test_an_unpicklable_function_is_a_type_error_before_work(client: Any) -> Non
         map_batches(locked, range(10), executor=client)
 
 
-def test_executor_dask_starts_and_closes_its_own_local_client() -> None:
+def test_executor_dask_starts_and_closes_its_own_local_client(double: BatchFunction) -> None:
     run = map_batches(double, range(100), batch_size=30, executor="dask", workers=1)
     assert list(run) == [x * 2 for x in range(100)]
     assert run.finished
@@ -84,7 +76,9 @@ def wait_for_release(xs: list[int]) -> list[int]:
     return xs
 
 
-def test_closing_early_cancels_queued_chunks_and_leaves_the_client_usable(client: Any) -> None:
+def test_closing_early_cancels_queued_chunks_and_leaves_the_client_usable(
+    client: Any, double: BatchFunction
+) -> None:
     run = map_batches(wait_for_release, range(100), batch_size=1, executor=client)
     assert next(run) == 0
     RELEASE.set()  # let the running chunks end; the queued ones are cancelled by close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -13,15 +13,7 @@ ray = pytest.importorskip("ray")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-
-def double(xs: list[int]) -> list[int]:
-    return [x * 2 for x in xs]
-
-
-def reject_sevens(xs: list[int]) -> list[int]:
-    if any(x % 7 == 0 for x in xs):
-        raise ValueError("multiple of seven")
-    return xs
+BatchFunction = Callable[[list[int]], list[int]]  # the fixtures of conftest.py
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,13 +26,13 @@ def ray_runtime() -> Iterator[None]:
         ray.shutdown()
 
 
-def test_results_come_back_in_order_from_ray_tasks() -> None:
+def test_results_come_back_in_order_from_ray_tasks(double: BatchFunction) -> None:
     run = map_batches(double, range(3000), batch_size=500, executor="ray")
     assert list(run) == [x * 2 for x in range(3000)]
     assert run.batch_size_history == [500] * 6
 
 
-def test_bad_items_are_isolated_in_ray_tasks() -> None:
+def test_bad_items_are_isolated_in_ray_tasks(reject_sevens: BatchFunction) -> None:
     out = list(map_batches(reject_sevens, range(1, 30), batch_size=10, executor="ray"))
     failures = [v for v in out if isinstance(v, ItemFailure)]
     assert [(f.index, f.item) for f in failures] == [(6, 7), (13, 14), (20, 21), (27, 28)]
@@ -58,7 +50,7 @@ def test_an_unpicklable_function_is_a_type_error_before_work() -> None:
         map_batches(locked, range(10), executor="ray")
 
 
-def test_closing_early_stops_the_run_and_ray_stays_usable() -> None:
+def test_closing_early_stops_the_run_and_ray_stays_usable(double: BatchFunction) -> None:
     run = map_batches(double, range(1000), batch_size=10, executor="ray")
     assert next(run) == 0
     run.close()
