@@ -50,6 +50,7 @@ from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.collate import Collator, get_collator
 from .._core.events import BatchListener, BatchRecord, as_listener, notify
 from .._core.isolation import Outcome, arun_isolated, run_isolated
+from .._core.replay import replay_first
 from .._core.retry import NO_RETRY, RetryPolicy
 from .._core.sizing import Fixed, LinearCostModel, SizeController
 from ..errors import ClosedError, ItemTimeoutError, QueueFullError
@@ -142,23 +143,6 @@ def _non_negative(name: str, value: float | None, *, allow_none: bool = False) -
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
     if not value >= 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
-
-
-def _replaying(first: BaseException, call: Callable[[int, int], Any]) -> Callable[[int, int], Any]:
-    """``call`` whose first invocation re-raises ``first`` instead of calling again.
-
-    The engine tries every batch once outside the isolation plan (the fast path);
-    when that attempt raised, the plan is driven with this wrapper so its first
-    attempt is the one that already happened, not a second call.
-    """
-    pending = [first]
-
-    def replay(start: int, stop: int) -> Any:
-        if pending:
-            raise pending.pop()
-        return call(start, stop)
-
-    return replay
 
 
 def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[int, int], Any]:
@@ -906,7 +890,7 @@ class Engine:
     def _plan_call(
         self, first: BaseException, call: Callable[[int, int], Any], size: int
     ) -> Callable[[int, int], Any]:
-        replay = _replaying(first, call)
+        replay = replay_first(first, call)
         return replay if self._isolate else _whole_batch_only(replay, size)
 
     def _run_sync(

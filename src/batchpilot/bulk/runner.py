@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.isolation import Outcome, arun_isolated, run_isolated
+from .._core.replay import replay_first
 from .._core.retry import RetryPolicy
 from ..errors import BatchFailedError
 
@@ -93,18 +94,6 @@ def _finish(items: list[Any], start: int, outcomes: list[Outcome], duration: flo
     return ChunkResult(start, values, duration, sum(errors.values()), dict(errors))
 
 
-class _ReplayFirst:
-    """The first isolation attempt re-raises the failure already seen, instead of
-    calling the batch function on the whole chunk a second time."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error: BaseException | None = error
-
-    def take(self) -> BaseException | None:
-        error, self.error = self.error, None
-        return error
-
-
 def run_chunk(
     fn: Callable[[list[Any]], Sequence[Any]],
     items: list[Any],
@@ -126,15 +115,11 @@ def run_chunk(
     except Exception as error:
         if fail_fast:
             raise
-        replay = _ReplayFirst(error)
 
         def call(low: int, high: int) -> list[Any]:
-            seen = replay.take()
-            if seen is not None:
-                raise seen
             return _checked(fn(items[low:high]), high - low)
 
-        outcomes = run_isolated(call, len(items), policy, clock.sleep)
+        outcomes = run_isolated(replay_first(error, call), len(items), policy, clock.sleep)
         return _finish(items, start, outcomes, clock.now() - began)
     return ChunkResult(start, values, clock.now() - began)
 
@@ -158,14 +143,10 @@ async def arun_chunk(
     except Exception as error:
         if fail_fast:
             raise
-        replay = _ReplayFirst(error)
 
         async def call(low: int, high: int) -> list[Any]:
-            seen = replay.take()
-            if seen is not None:
-                raise seen
             return _checked(await fn(items[low:high]), high - low)
 
-        outcomes = await arun_isolated(call, len(items), policy, asyncio.sleep)
+        outcomes = await arun_isolated(replay_first(error, call), len(items), policy, asyncio.sleep)
         return _finish(items, start, outcomes, clock.now() - began)
     return ChunkResult(start, values, clock.now() - began)
