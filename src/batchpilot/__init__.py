@@ -8,6 +8,7 @@ collate/split, retry and statistics.
 
 from __future__ import annotations
 
+from ._core.exports import publish
 from ._core.retry import RetryPolicy
 from ._core.sizing import AIMD, Fixed, LinearCostModel, SizeController, TargetLatency
 from ._core.stats import BatchStats
@@ -57,3 +58,6 @@ __all__ = [
     "batch",
     "map_batches",
 ]
+
+
+publish(__name__, globals(), __all__)

@@ -11,7 +11,14 @@ import math
 from collections import deque
 from typing import Protocol, runtime_checkable
 
-__all__ = ["AIMD", "Fixed", "LinearCostModel", "SizeController", "TargetLatency"]
+__all__ = [
+    "AIMD",
+    "BoundedController",
+    "Fixed",
+    "LinearCostModel",
+    "SizeController",
+    "TargetLatency",
+]
 
 
 @runtime_checkable
@@ -24,6 +31,22 @@ class SizeController(Protocol):
 
     def next_size(self) -> int:
         """The batch size to use next (an upper bound; a batch may be smaller)."""
+        ...
+
+
+@runtime_checkable
+class BoundedController(SizeController, Protocol):
+    """A controller whose size range can be changed at run time (all built-in ones).
+
+    An engine narrows the range of such a controller (a memory guard, an operator's
+    ``update_batch_size``); a controller without bounds is left alone.
+    """
+
+    min_size: int
+    max_size: int
+
+    def set_bounds(self, min_size: int, max_size: int) -> None:
+        """Change the bounds; the current size is clamped into them."""
         ...
 
 

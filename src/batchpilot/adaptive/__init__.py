@@ -37,6 +37,7 @@ from typing import Any
 from .._core.callables import is_async_callable
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.events import BatchListener, BatchRecord, as_listener
+from .._core.exports import publish
 from .._core.memory import MemoryMonitor
 from .._core.sizing import Fixed, SizeController
 from ..bulk import ItemFailure, map_batches
@@ -55,7 +56,6 @@ __all__ = [
     "BatchProcessingManager",
     "BatchProcessingStrategy",
     "ChemicalDataBatchStrategy",
-    "ItemFailure",
 ]
 
 _MIB = 1024 * 1024
@@ -391,3 +391,6 @@ class BatchProcessingManager:
             f"processed={self._totals.items}, failed={self._totals.failed}, "
             f"operations={sorted(self._operations)})"
         )
+
+
+publish(__name__, globals(), __all__)

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from .._core.callables import is_async_callable
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.events import BatchListener, BatchRecord, as_listener, notify
+from .._core.exports import publish
 from .._core.retry import NO_RETRY, RetryPolicy
 from .._core.sizing import SizeController
 from .checkpoint import HEAD_ITEMS, JobMismatchError, JobStore, digest
@@ -584,3 +585,6 @@ def map_batches(
         name=name,
         clock=clock,
     )
+
+
+publish(__name__, globals(), __all__)

@@ -15,6 +15,7 @@ is overwritten. A file written by a newer format version is refused the same way
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import sqlite3
@@ -41,6 +42,18 @@ CREATE TABLE IF NOT EXISTS chunks (
     payload BLOB NOT NULL
 );
 """
+
+
+# Classes stored in job files, by where they lived when the file was written.
+_MOVED_CLASSES = {("batchpilot._runner", "ItemFailure"): ("batchpilot.bulk", "ItemFailure")}
+
+
+class _JobUnpickler(pickle.Unpickler):
+    """Loads job payloads, finding classes stored under the flat layout of 0.1."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        module, name = _MOVED_CLASSES.get((module, name), (module, name))
+        return super().find_class(module, name)
 
 
 class JobMismatchError(BatchpilotError, ValueError):
@@ -145,7 +158,7 @@ class JobStore:
         row = self._db.execute("SELECT payload FROM chunks WHERE start = ?", (start,)).fetchone()
         if row is None:
             raise KeyError(start)
-        values: list[Any] = pickle.loads(row[0])
+        values: list[Any] = _JobUnpickler(io.BytesIO(row[0])).load()
         return values
 
     @property

@@ -50,6 +50,7 @@ from typing import Any
 from .._core.callables import is_async_callable
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.events import BatchListener, BatchRecord, as_listener, notify
+from .._core.exports import publish
 from .._core.isolation import Outcome
 from .._core.memory import MemoryMonitor
 from ..bulk import ItemFailure, map_batches
@@ -76,7 +77,6 @@ __all__ = [
     "ChunkProcessor",
     "ChunkStrategy",
     "CustomStrategy",
-    "ItemFailure",
     "MemoryMonitor",
     "ProcessingMode",
     "ProcessingStats",
@@ -567,3 +567,6 @@ class BatchProcessor:
             f"chunk_size={self.config.chunk_size}, "
             f"max_concurrent_chunks={self.config.max_concurrent_chunks})"
         )
+
+
+publish(__name__, globals(), __all__)

@@ -56,6 +56,7 @@ from typing import Any, Generic, TypeVar
 
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.events import BatchListener, BatchRecord, as_listener
+from .._core.exports import publish
 from .._core.health import system_memory_percent
 from .._core.retry import RetryPolicy
 from .._core.sizing import AIMD, Fixed, TargetLatency
@@ -513,3 +514,6 @@ def _priority_level(priority: int) -> int:
 def _log_failure(future: Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         _log.warning("enqueued item failed: %r", future.exception())
+
+
+publish(__name__, globals(), __all__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -157,3 +158,29 @@ def test_an_unordered_job_resumes_with_every_item_exactly_once(tmp_path: Path) -
 def test_a_job_in_a_missing_folder_is_a_clear_file_not_found_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         map_batches(Recorder(), range(3), job=str(tmp_path / "nowhere" / "job.sqlite"))
+
+
+def _score_all_but_three(rows: list[int]) -> list[int]:
+    if 3 in rows:
+        raise ValueError("3 is bad")
+    return [r * 10 for r in rows]
+
+
+def test_a_job_file_written_by_version_0_1_still_resumes(tmp_path: Path) -> None:
+    """0.1 pickled ItemFailure as batchpilot._runner.ItemFailure (the flat layout)."""
+    job = tmp_path / "job.sqlite"
+    shutil.copy(Path(__file__).parent / "data" / "job-v0.1.0.sqlite", job)
+    assert b"batchpilot._runner" in job.read_bytes()
+    calls: list[list[int]] = []
+
+    def counting(rows: list[int]) -> list[int]:
+        calls.append(rows)
+        return _score_all_but_three(rows)
+
+    results = list(map_batches(counting, range(8), job=str(job), batch_size=4))
+
+    assert calls == []  # every chunk came from the file
+    assert results[:3] == [0, 10, 20] and results[4:] == [40, 50, 60, 70]
+    failure = results[3]
+    assert isinstance(failure, ItemFailure)
+    assert (failure.index, failure.item, str(failure.error)) == (3, 3, "3 is bad")
