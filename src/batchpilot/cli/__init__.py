@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..bulk.checkpoint import JobMismatchError
-from . import bench, demo, run
+from . import bench, demo, run, serve
 from .bench import benchmark_scripts
 from .common import EXIT_FAILED_ITEMS, EXIT_USAGE, INTERRUPTED, CliError, fail
 from .records_io import RecordsFormatError
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: The commands, in ``--help`` order: each adds its subparser.
-_COMMANDS = (run.add_command, demo.add_command, bench.add_command)
+_COMMANDS = (run.add_command, demo.add_command, bench.add_command, serve.add_command)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,95 @@
+"""``batchpilot serve MODULE:ATTR``: serve a batch function or a model class over HTTP.
+
+A thin layer on `batchpilot.serve.run` (extra ``[serve]``): parses the options,
+loads nothing itself (each worker process imports the target), and returns the
+server's exit code: 0 after a graceful drain on SIGTERM/SIGINT, 1 when the model's
+``setup()`` failed or a worker died, 2 for bad usage or a target that cannot be
+served.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import CliError, port_number, positive_float, positive_int
+
+__all__ = ["add_command"]
+
+
+def add_command(commands: Any) -> None:
+    """Add the ``serve`` subparser to ``commands`` (an argparse subparsers action)."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve MODULE:ATTR over HTTP with dynamic batching",
+        description="Serve a batch function (a list of inputs -> a list of outputs) or a "
+        "class with setup()/predict(batch) at POST /predict; every concurrent request is "
+        "batched. Also GET /health, /ready, /metrics (Prometheus), /stats and a live "
+        "dashboard at /. SIGTERM drains and exits 0.",
+    )
+    serve.add_argument("target", metavar="MODULE:ATTR", help="the batch function or model class")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument(
+        "--port", type=port_number, default=8000, help="port to listen on (8000; 0: any free)"
+    )
+    serve.add_argument(
+        "--max-batch-size", type=positive_int, default=64, metavar="N", help="items per batch (64)"
+    )
+    serve.add_argument(
+        "--max-wait",
+        type=positive_float,
+        default=0.005,
+        metavar="S",
+        help="upper bound in seconds on waiting for a fuller batch (0.005)",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=positive_int,
+        default=10_000,
+        metavar="N",
+        help="requests that may wait; more are refused with 503 at once (10000)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes, each with its own batcher and setup() (1)",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="request deadline in seconds, then 504 (default: none; "
+        "a request may set its own with X-Request-Timeout)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="server log level (warning)",
+    )
+    serve.set_defaults(handler=_serve_command)
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    try:
+        from .. import serve
+    except ImportError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        serve.load_model(args.target)  # fail fast on a bad target, before binding the port
+        return serve.run(
+            args.target,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            max_batch_size=args.max_batch_size,
+            max_wait=args.max_wait,
+            max_queue=args.max_queue,
+            timeout=args.timeout,
+        )
+    except serve.TargetError as exc:
+        raise CliError(str(exc)) from None

@@ -1,0 +1,43 @@
+"""``batchpilot serve``: a batched HTTP model server (extra ``[serve]``).
+
+`app` turns a batch function or a model class into an ASGI app: every concurrent
+``POST /predict`` is batched by the online engine (`batchpilot.Batcher`), with
+``/health``, ``/ready``, ``/metrics`` (Prometheus), ``/stats`` and a live dashboard
+at ``/``. `run` serves it under uvicorn with graceful drain on SIGTERM and
+optional worker processes. See ``docs/serve.md``.
+
+    >>> from batchpilot import serve
+    >>> class Model:
+    ...     def setup(self):               # once per worker process
+    ...         self.weights = 2
+    ...     def predict(self, batch):      # a list of inputs -> one output each
+    ...         return [self.weights * x for x in batch]
+    >>> application = serve.app(Model, max_batch_size=64, timeout=2.0)
+"""
+
+from __future__ import annotations
+
+try:
+    import orjson  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError as _missing:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "batchpilot.serve needs uvicorn and orjson; install them with: "
+        "pip install 'batchpilot[serve]'"
+    ) from _missing
+
+from .app import PRIORITY_HEADER, TIMEOUT_HEADER, ServeApp, app
+from .model import Model, TargetError, load_model
+from .server import run, serve_app
+
+__all__ = [
+    "PRIORITY_HEADER",
+    "TIMEOUT_HEADER",
+    "Model",
+    "ServeApp",
+    "TargetError",
+    "app",
+    "load_model",
+    "run",
+    "serve_app",
+]

@@ -1,0 +1,442 @@
+"""The ASGI application: ``POST /predict`` batched by the online engine, plus health,
+readiness, metrics, stats and the dashboard.
+
+Raw ASGI, no web framework: the hot path is one receive, one JSON decode, one
+engine call and one send (a framework's routing and request objects cost ~35 %
+of the throughput of a constant answer, measured in ``docs/perf-serve.md``).
+
+Lifecycle: the lifespan ``startup`` builds the batcher and starts the model's
+``setup()`` in a thread, so ``/health`` answers while the model loads and
+``/ready`` turns true when it is done. `ServeApp.begin_drain` (the server calls it
+on SIGTERM) turns ``/ready`` false and refuses new predictions; the lifespan
+``shutdown`` finishes what is queued and closes the batcher. A server without
+lifespan support gets the same startup on its first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..batching import Batcher
+from ..errors import ClosedError, QueueFullError
+from ..metrics import PrometheusMetrics
+from .dashboard import DASHBOARD_ROUTES
+from .model import Model, load_model
+from .telemetry import Telemetry
+
+__all__ = ["PRIORITY_HEADER", "TIMEOUT_HEADER", "ServeApp", "app"]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+PRIORITY_HEADER = b"x-priority"
+"""``X-Priority: high`` is served before ``normal`` (the default) when requests queue."""
+TIMEOUT_HEADER = b"x-request-timeout"
+"""``X-Request-Timeout: SECONDS``: this request's deadline (overrides ``timeout``)."""
+
+_PRIORITIES = {b"high": 1, b"normal": 0, b"low": 0}
+_JSON = b"application/json"
+_RETRY_AFTER = (b"retry-after", b"1")
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_log = logging.getLogger("batchpilot.serve")
+
+
+class _BadRequest(Exception):
+    """A request the client must fix: answered with ``status`` and a one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServeApp:
+    """An ASGI app serving one model with dynamic batching (build it with `app`).
+
+    Args:
+        target: a batch function, a model class, an instance, or ``"MODULE:ATTR"``
+            (see `batchpilot.serve.model`).
+        max_batch_size: cap on the items of one batch.
+        max_wait: upper bound in seconds on waiting for a fuller batch.
+        max_queue: requests that may wait; one more is refused with 503 at once.
+        timeout: seconds a request may take before it is answered 504 (None: no
+            deadline); a request that has not started by then is never run.
+        ready_queue_fraction: ``/ready`` is false while the queue is at least this
+            full (a load balancer then sends traffic elsewhere).
+        decode: request JSON -> model input; overrides the target's ``decode``.
+        encode: model output -> response JSON; overrides the target's ``encode``.
+        history: seconds of per-second samples kept for ``/stats`` and the dashboard.
+        batcher_options: more `batchpilot.Batcher` arguments (``collate``,
+            ``controller``, ``max_concurrent_batches``, ...).
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        *,
+        max_batch_size: int = 64,
+        max_wait: float = 0.005,
+        max_queue: int = 10_000,
+        timeout: float | None = None,
+        ready_queue_fraction: float = 0.9,
+        decode: Callable[[Any], Any] | None = None,
+        encode: Callable[[Any], Any] | None = None,
+        history: int = 300,
+        **batcher_options: Any,
+    ) -> None:
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if not 0 < ready_queue_fraction <= 1:
+            raise ValueError(f"ready_queue_fraction must be in (0, 1], got {ready_queue_fraction}")
+        self._target = target
+        self._hooks = {"decode": decode, "encode": encode}
+        self._batcher_options = {
+            "max_batch_size": max_batch_size,
+            "max_wait": max_wait,
+            "max_queue_size": max_queue,
+            **batcher_options,
+        }
+        self.max_queue = max_queue
+        self.timeout = timeout
+        self._ready_depth = max(1, int(max_queue * ready_queue_fraction))
+        self._history = history
+        # Built at startup, in the serving process (the app itself stays picklable
+        # for servers that ship it to workers, such as Ray Serve).
+        self.model: Model | None = None
+        self.batcher: Batcher[Any, Any] | None = None
+        self.telemetry: Telemetry | None = None
+        self._registry: CollectorRegistry | None = None
+        self._metrics: PrometheusMetrics | None = None
+        self._started: asyncio.Task[None] | None = None
+        self._setup_done = False
+        self.setup_error: str | None = None
+        self.draining = False
+        self._background: list[asyncio.Task[Any]] = []
+        self._get_routes: dict[str, Callable[[], Awaitable[tuple[int, bytes, bytes]]]] = {
+            "/health": self._health,
+            "/ready": self._ready,
+            "/metrics": self._metrics_page,
+            "/stats": self._stats,
+        }
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Setup is done, the queue is below its critical depth, and not draining."""
+        return (
+            self._setup_done
+            and not self.draining
+            and self.batcher is not None
+            and self.batcher.queue_size < self._ready_depth
+        )
+
+    async def startup(self) -> None:
+        """Build the model, batcher and metrics; start ``setup()`` in a thread (idempotent).
+
+        Returns before ``setup()`` finishes: ``/ready`` turns true when it has.
+        """
+        if self._started is not None:
+            return
+        model = load_model(self._target, **self._hooks)
+        self.model = model
+        self.telemetry = Telemetry(self._history)
+        self._registry = CollectorRegistry()
+        self._metrics = PrometheusMetrics(self._registry)
+        self._registry.register(self.telemetry)
+        options = {"name": model.name, "priority_levels": 2, **self._batcher_options}
+        options["listeners"] = [*options.get("listeners", ()), self._metrics]
+        self.batcher = Batcher(model.predict, **options)
+        self._started = asyncio.create_task(self._run_setup(model))
+        self._background.append(asyncio.create_task(self._tick_every_second()))
+
+    async def wait_ready(self) -> None:
+        """Wait until ``setup()`` has finished (raises `RuntimeError` if it failed)."""
+        await self.startup()
+        assert self._started is not None
+        await asyncio.shield(self._started)
+        if self.setup_error is not None:
+            raise RuntimeError(self.setup_error)
+
+    async def _run_setup(self, model: Model) -> None:
+        if model.setup is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, model.setup)
+            except Exception as exc:
+                self.setup_error = f"setup() failed: {type(exc).__name__}: {exc}"
+                _log.error("%s", self.setup_error)
+                return
+        self._setup_done = True
+
+    def begin_drain(self) -> None:
+        """Refuse new predictions and report not ready; requests in flight still finish."""
+        self.draining = True
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Finish queued requests (up to ``timeout`` s), close the batcher, stop the ticks."""
+        self.draining = True
+        if self.batcher is not None:
+            await self.batcher.aclose(timeout)
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+        if self._started is not None and not self._started.done():
+            self._started.cancel()
+        if self._metrics is not None:
+            self._metrics.unregister()
+
+    async def _tick_every_second(self) -> None:
+        assert self.telemetry is not None and self.batcher is not None
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + 1.0
+        while True:
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            next_tick += 1.0
+            stats = self.batcher.statistics()
+            self.telemetry.tick(stats.batches, stats.items, stats.queue_size)
+
+    # -- ASGI -----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if self._started is None:
+                await self.startup()
+            if scope["path"] == "/predict":
+                if scope["method"] == "POST":
+                    await self._predict(scope, receive, send)
+                else:
+                    await _send(send, 405, _error("use POST /predict"), _JSON)
+                return
+            await self._get(scope, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    text = f"{type(exc).__name__}: {exc}"
+                    await send({"type": "lifespan.startup.failed", "message": text})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        telemetry, batcher, model = self.telemetry, self.batcher, self.model
+        assert telemetry is not None and batcher is not None and model is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        telemetry.in_flight += 1
+        try:
+            status, body, extra = await self._answer(scope, receive, loop, batcher, model)
+        finally:
+            telemetry.in_flight -= 1
+        telemetry.record(status, loop.time() - started)
+        if status == 503 and extra:
+            telemetry.rejected += 1
+        elif status == 504:
+            telemetry.timed_out += 1
+        await _send(send, status, body, _JSON, extra)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        loop: asyncio.AbstractEventLoop,
+        batcher: Batcher[Any, Any],
+        model: Model,
+    ) -> tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]:
+        """(status, body, extra headers) of one ``/predict`` request."""
+        body = await _read_body(receive)
+        if not self._setup_done or self.draining:
+            reason = (
+                "draining: the server is shutting down"
+                if self.draining
+                else self.setup_error or "not ready: setup() is still running"
+            )
+            return 503, _error(reason), (_RETRY_AFTER,)
+        try:
+            priority, timeout = self._request_options(scope["headers"])
+            item = _decode(body, model.decode)
+        except _BadRequest as exc:
+            return exc.status, _error(str(exc)), ()
+        try:
+            future = batcher.engine.afuture_on(loop, item, priority=priority)
+        except QueueFullError:
+            return 503, _error(f"queue full ({self.max_queue} requests)"), (_RETRY_AFTER,)
+        except ClosedError:
+            return 503, _error("draining: the server is shutting down"), (_RETRY_AFTER,)
+        try:
+            if timeout is None:
+                output = await future
+            else:
+                output = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return 504, _error(f"deadline of {timeout:g} s passed"), ()
+        except ClosedError:
+            return 503, _error("draining: the server is shutting down"), (_RETRY_AFTER,)
+        except Exception as exc:
+            return 500, _error(f"{type(exc).__name__}: {exc}"), ()
+        try:
+            if model.encode is not None:
+                output = model.encode(output)
+            return 200, orjson.dumps(output, default=_to_json, option=_ORJSON_OPTIONS), ()
+        except Exception as exc:
+            return 500, _error(f"cannot encode the output: {type(exc).__name__}: {exc}"), ()
+
+    def _request_options(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, float | None]:
+        """(priority, timeout) from the request headers and the app's default timeout."""
+        priority, timeout = 0, self.timeout
+        for name, value in headers:
+            if name == PRIORITY_HEADER:
+                level = _PRIORITIES.get(value.strip().lower())
+                if level is None:
+                    raise _BadRequest(400, f"X-Priority must be high or normal, got {value!r}")
+                priority = level
+            elif name == TIMEOUT_HEADER:
+                try:
+                    timeout = float(value)
+                except ValueError:
+                    timeout = -1.0
+                if not timeout > 0:
+                    raise _BadRequest(400, f"X-Request-Timeout must be seconds > 0, got {value!r}")
+        return priority, timeout
+
+    async def _get(self, scope: Scope, send: Send) -> None:
+        route = self._get_routes.get(scope["path"])
+        if route is not None:
+            status, body, content_type = await route()
+            await _send(send, status, body, content_type)
+            return
+        page = DASHBOARD_ROUTES.get(scope["path"])
+        if page is not None:
+            await _send(send, 200, page.body, page.content_type, page.headers)
+            return
+        await _send(send, 404, _error(f"no route {scope['path']}"), _JSON)
+
+    # -- the GET endpoints: (status, body, content type) ------------------------------
+
+    async def _health(self) -> tuple[int, bytes, bytes]:
+        if self.setup_error is not None:
+            return 500, orjson.dumps({"status": "failed", "error": self.setup_error}), _JSON
+        return 200, b'{"status":"ok"}', _JSON
+
+    async def _ready(self) -> tuple[int, bytes, bytes]:
+        ready = self.ready
+        body = {
+            "ready": ready,
+            "setup_done": self._setup_done,
+            "draining": self.draining,
+            "queue_size": self.batcher.queue_size if self.batcher else 0,
+            "critical_queue_size": self._ready_depth,
+        }
+        return (200 if ready else 503), orjson.dumps(body), _JSON
+
+    async def _metrics_page(self) -> tuple[int, bytes, bytes]:
+        assert self._registry is not None
+        return 200, generate_latest(self._registry), CONTENT_TYPE_LATEST.encode()
+
+    async def _stats(self) -> tuple[int, bytes, bytes]:
+        assert self.telemetry is not None and self.batcher is not None
+        snapshot = {
+            "model": self.model.name if self.model else None,
+            "ready": self.ready,
+            "setup_done": self._setup_done,
+            "draining": self.draining,
+            "timeout": self.timeout,
+            "max_queue": self.max_queue,
+            **self.telemetry.counters(),
+            "batcher": self.batcher.statistics().__dict__,
+            "series": self.telemetry.series(),
+        }
+        return 200, orjson.dumps(snapshot, default=_to_json, option=_ORJSON_OPTIONS), _JSON
+
+
+def app(target: Any, **options: Any) -> ServeApp:
+    """The ASGI app serving ``target`` with dynamic batching; run it under any ASGI server.
+
+    Args:
+        target: a batch function (list of inputs -> list of outputs, ``def`` or
+            ``async def``), a class with ``setup(self)`` / ``predict(self, batch)``
+            and optional ``decode``/``encode``, or ``"MODULE:ATTR"``.
+        **options: `ServeApp` options (``max_batch_size``, ``max_wait``,
+            ``max_queue``, ``timeout``, ...) and more `batchpilot.Batcher` arguments.
+
+    Example:
+        >>> from batchpilot import serve
+        >>> def double(xs):
+        ...     return [2 * x for x in xs]
+        >>> application = serve.app(double, max_batch_size=32, timeout=1.0)
+        >>> # uvicorn module:application, or batchpilot serve module:double
+    """
+    return ServeApp(target, **options)
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    parts = [body]
+    while message.get("more_body"):
+        message = await receive()
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
+
+
+def _decode(body: bytes, decode: Callable[[Any], Any] | None) -> Any:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _BadRequest(422, f"the body is not JSON: {exc}") from None
+    if decode is None:
+        return payload
+    try:
+        return decode(payload)
+    except Exception as exc:
+        raise _BadRequest(422, f"cannot decode the input: {type(exc).__name__}: {exc}") from None
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": " ".join(message.split())})
+
+
+def _to_json(value: Any) -> Any:
+    """Outputs orjson cannot write natively: numpy scalars of odd types, tuples, sets."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,114 @@
+"""What `batchpilot.serve` serves: a batch function or a model class, behind one interface.
+
+A target is
+
+* a batch function: a list of inputs -> a list of outputs (``def`` or ``async def``);
+* a class with ``predict(self, batch)`` and optionally ``setup(self)`` (load the model,
+  once per worker process), ``decode(self, request_json)`` and ``encode(self, output)``;
+  it is instantiated without arguments in the worker process, at startup;
+* an instance of such a class;
+* a ``"MODULE:ATTR"`` string naming any of these (ATTR may be dotted).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Model", "TargetError", "load_model", "resolve_target"]
+
+
+class TargetError(Exception):
+    """The target cannot be served: bad ``MODULE:ATTR``, or not a function or model class."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """A target reduced to the four calls the server makes.
+
+    Attributes:
+        name: label for metrics, threads and ``/stats``.
+        predict: the batch function (a list of decoded inputs -> one output each).
+        setup: called once in a worker thread before traffic, or None.
+        decode: request JSON -> model input, or None (the JSON itself).
+        encode: model output -> response JSON, or None (the output itself).
+    """
+
+    name: str
+    predict: Callable[[Any], Any]
+    setup: Callable[[], Any] | None = None
+    decode: Callable[[Any], Any] | None = None
+    encode: Callable[[Any], Any] | None = None
+
+
+def resolve_target(target: Any) -> Any:
+    """Import a ``"MODULE:ATTR"`` string (the current directory is importable); pass
+    anything else through.
+
+    Raises:
+        TargetError: bad spec, module not importable, or no such attribute.
+    """
+    if not isinstance(target, str):
+        return target
+    module_name, sep, qualname = target.partition(":")
+    if not sep or not module_name or not qualname:
+        raise TargetError(f"expected MODULE:ATTR, got {target!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        resolved: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise TargetError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    for part in qualname.split("."):
+        try:
+            resolved = getattr(resolved, part)
+        except AttributeError:
+            raise TargetError(f"module {module_name!r} has no attribute {qualname!r}") from None
+    return resolved
+
+
+def load_model(
+    target: Any,
+    *,
+    decode: Callable[[Any], Any] | None = None,
+    encode: Callable[[Any], Any] | None = None,
+) -> Model:
+    """The `Model` of ``target`` (see the module docstring); a class is instantiated here.
+
+    ``decode``/``encode`` given here override the target's own hooks.
+
+    Raises:
+        TargetError: ``target`` is neither a batch function nor a model.
+    """
+    resolved = resolve_target(target)
+    if inspect.isclass(resolved):
+        if not callable(getattr(resolved, "predict", None)):
+            raise TargetError(f"class {resolved.__qualname__} has no predict(self, batch) method")
+        resolved = resolved()
+    predict = getattr(resolved, "predict", None)
+    if callable(predict) and not inspect.isroutine(resolved):
+        return Model(
+            name=type(resolved).__name__,
+            predict=predict,
+            setup=getattr(resolved, "setup", None),
+            decode=decode or getattr(resolved, "decode", None),
+            encode=encode or getattr(resolved, "encode", None),
+        )
+    if callable(resolved):
+        return Model(
+            name=getattr(resolved, "__name__", type(resolved).__name__),
+            predict=resolved,
+            decode=decode,
+            encode=encode,
+        )
+    raise TargetError(
+        f"cannot serve a {type(resolved).__name__}: expected a batch function or a class "
+        "with predict(self, batch)"
+    )

@@ -1,0 +1,88 @@
+"""Targets the serve tests start servers on (imported by the server processes).
+
+``SERVE_TEST_LOG``, when set, names a file each model appends one line to per event
+(``setup PID``, ``run ITEM``), so a test can see what the server process did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+
+def _log(line: str) -> None:
+    path = os.environ.get("SERVE_TEST_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+def double(xs: list[float]) -> list[float]:
+    return [2 * x for x in xs]
+
+
+async def adouble(xs: list[float]) -> list[float]:
+    await asyncio.sleep(0)
+    return [2 * x for x in xs]
+
+
+async def slow(xs: list[object]) -> list[object]:
+    """Logs every item it runs, then takes SERVE_TEST_DELAY seconds (default 0.3)."""
+    for x in xs:
+        _log(f"run {x}")
+    await asyncio.sleep(float(os.environ.get("SERVE_TEST_DELAY", "0.3")))
+    return xs
+
+
+async def fail_negative(xs: list[float]) -> list[float]:
+    """Fails any batch holding a negative number; waits a little so requests pile up."""
+    await asyncio.sleep(0.2)
+    if any(x < 0 for x in xs):
+        raise ValueError("negative input")
+    return [x + 1 for x in xs]
+
+
+class Scaler:
+    """A model class with all four hooks."""
+
+    def setup(self) -> None:
+        self.factor = 10
+        _log(f"setup {os.getpid()}")
+
+    def decode(self, request: dict[str, float]) -> float:
+        return float(request["x"])
+
+    def predict(self, batch: list[float]) -> list[float]:
+        return [self.factor * x for x in batch]
+
+    def encode(self, output: float) -> dict[str, float]:
+        return {"y": output}
+
+
+class WhoAmI:
+    """Answers with its worker's pid."""
+
+    def setup(self) -> None:
+        self.pid = os.getpid()
+        _log(f"setup {self.pid}")
+
+    def predict(self, batch: list[object]) -> list[int]:
+        return [self.pid] * len(batch)
+
+
+class SlowSetup:
+    def setup(self) -> None:
+        import time
+
+        time.sleep(float(os.environ.get("SERVE_TEST_DELAY", "1.0")))
+
+    def predict(self, batch: list[object]) -> list[object]:
+        return batch
+
+
+class BrokenSetup:
+    def setup(self) -> None:
+        raise RuntimeError("no weights here")
+
+    def predict(self, batch: list[object]) -> list[object]:
+        return batch

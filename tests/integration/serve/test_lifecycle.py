@@ -1,0 +1,57 @@
+"""SIGTERM drains a real server; ``--workers N`` runs N processes with their own setup()."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import time
+
+import pytest
+
+
+def _refuses_connections(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        try:
+            s.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            return True
+    return False
+
+
+@pytest.mark.slow
+def test_sigterm_answers_all_200_in_flight_requests_and_exits_0(serve):
+    server = serve("serve_models:slow", "--max-batch-size", "64", env={"SERVE_TEST_DELAY": "0.5"})
+    with concurrent.futures.ThreadPoolExecutor(200) as pool:
+        replies = [pool.submit(server.predict, i, timeout=30) for i in range(200)]
+        server.wait_until(
+            lambda: server.stats()["in_flight"] >= 200, timeout=20, what="200 requests in flight"
+        )
+        server.process.send_signal(__import__("signal").SIGTERM)
+        server.wait_until(
+            lambda: _refuses_connections(server.port), timeout=5, what="the listener to close"
+        )
+        in_flight_when_closed = sum(not r.done() for r in replies)
+        results = [r.result(30) for r in replies]
+    assert in_flight_when_closed > 0  # the listener closed while requests were still running
+    assert [r.status for r in results] == [200] * 200
+    assert sorted(r.json() for r in results) == list(range(200))
+    assert server.process.wait(20) == 0
+
+
+@pytest.mark.slow
+def test_workers_are_processes_with_their_own_setup(serve):
+    server = serve("serve_models:WhoAmI", "--workers", "2")
+    server.wait_until(
+        lambda: len([x for x in server.log_lines() if x.startswith("setup")]) == 2,
+        what="both workers' setup()",
+    )
+    setup_pids = {int(line.split()[1]) for line in server.log_lines() if line.startswith("setup")}
+    assert len(setup_pids) == 2 and server.process.pid not in setup_pids
+    answered: set[int] = set()
+    deadline = time.monotonic() + 20
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        while answered != setup_pids and time.monotonic() < deadline:
+            answered |= {r.json() for r in pool.map(server.predict, range(32))}
+    assert answered == setup_pids  # both workers serve, each its own model instance
+    assert server.terminate() == 0
