@@ -38,7 +38,14 @@ from .._core.events import BatchListener, BatchRecord, as_listener, notify
 from .._core.exports import publish
 from .._core.retry import NO_RETRY, RetryPolicy
 from .._core.sizing import SizeController
-from .checkpoint import HEAD_ITEMS, JobMismatchError, JobStore, digest
+from .checkpoint import (
+    HEAD_ITEMS,
+    JobFileError,
+    JobInUseError,
+    JobMismatchError,
+    JobStore,
+    digest,
+)
 from .chunking import Chunk, make_controller, read_chunks
 from .executors import ChunkExecutor, ExecutorSpec, resolve_executor
 from .runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
@@ -48,6 +55,8 @@ __all__ = [
     "BulkRun",
     "ChunkExecutor",
     "ItemFailure",
+    "JobFileError",
+    "JobInUseError",
     "JobMismatchError",
     "map_batches",
 ]

@@ -5,6 +5,13 @@ and one row per finished chunk: its index range, a digest of its input items
 and its pickled results. Each chunk is committed in its own transaction, so a
 crash or SIGKILL loses at most the chunks that were still running.
 
+One process at a time uses a job file: an OS lock (``flock``) on the sidecar
+file ``<job>.lock`` is held while it is open, and a second opener gets
+`JobInUseError` naming the holder's pid. A damaged file (truncated, overwritten,
+a payload that does not decode or does not match its index range) raises
+`JobFileError` naming the file, never a raw sqlite or pickle error, and never
+yields fewer results than items.
+
 A job is identified by the file, the format version and the input, never by
 the function object, so a rerun in a new process resumes. A rerun checks the
 input's head before doing any work, and every stored chunk's digest as it
@@ -19,13 +26,23 @@ import io
 import os
 import pickle
 import sqlite3
-from collections.abc import Iterable
-from typing import Any
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 from ..errors import BatchpilotError
 from .runner import ItemFailure
 
-__all__ = ["FORMAT_VERSION", "HEAD_ITEMS", "JobMismatchError", "JobStore", "digest"]
+__all__ = [
+    "FORMAT_VERSION",
+    "HEAD_ITEMS",
+    "JobFileError",
+    "JobInUseError",
+    "JobMismatchError",
+    "JobStore",
+    "digest",
+]
 
 FORMAT_VERSION = 1
 """Version of the job file layout this code writes and reads."""
@@ -56,8 +73,28 @@ class _JobUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-class JobMismatchError(BatchpilotError, ValueError):
+class JobFileError(BatchpilotError, ValueError):
+    """A job file cannot be used: damaged, not a file, in use, or not this job's.
+
+    The message names the file and says what to do. Subclasses: `JobMismatchError`
+    and `JobInUseError`.
+    """
+
+
+class JobMismatchError(JobFileError):
     """A job file belongs to another input or to a newer format; it was left untouched."""
+
+
+class JobInUseError(JobFileError):
+    """Another process (or another open run) holds the job file's lock.
+
+    Attributes:
+        pid: the holder's process id, or None if it could not be read.
+    """
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 def digest(items: Iterable[Any]) -> bytes:
@@ -69,8 +106,12 @@ def digest(items: Iterable[Any]) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def _portable(values: list[Any]) -> bytes:
-    """Pickle a chunk's results; unpicklable exceptions are stored as their repr."""
+def _portable(values: list[Any], start: int) -> bytes:
+    """Pickle a chunk's results; unpicklable exceptions are stored as their repr.
+
+    Raises:
+        TypeError: a result itself cannot be pickled.
+    """
     try:
         return pickle.dumps(values, protocol=5)
     except Exception:
@@ -80,7 +121,79 @@ def _portable(values: list[Any]) -> bytes:
             else v
             for v in values
         ]
+    try:
         return pickle.dumps(cleaned, protocol=5)
+    except Exception as error:
+        raise TypeError(
+            f"a resumable job (job=...) needs picklable results; the chunk starting at "
+            f"item {start} returned one that is not: {error}"
+        ) from error
+
+
+# What decoding a damaged payload or meta value can raise.
+_UNDECODABLE = (
+    pickle.UnpicklingError,
+    EOFError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    KeyError,
+)
+
+
+def _damaged(path: str, error: BaseException) -> JobFileError:
+    return JobFileError(
+        f"job file {path} is damaged ({type(error).__name__}: {error}); its results "
+        "cannot be trusted. Delete it (and its -wal/-shm files) to start the job over, "
+        "or restore it from a backup."
+    )
+
+
+class _Lock:
+    """An exclusive, non-blocking ``flock`` on ``<job>.lock``, which records the holder's pid.
+
+    Where ``fcntl`` does not exist (Windows), no lock is taken.
+    """
+
+    def __init__(self, job_path: str) -> None:
+        self.path = job_path + ".lock"
+        self._file: IO[str] | None = None
+        if sys.platform == "win32":
+            return
+        import fcntl
+
+        try:
+            handle = open(self.path, "a+")  # noqa: SIM115 (held until release)
+        except OSError as error:
+            raise JobFileError(
+                f"cannot create the lock file {self.path} of job file {job_path}: {error}"
+            ) from error
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            text = handle.read().strip()
+            handle.close()
+            pid = int(text) if text.isdigit() else None
+            raise JobInUseError(
+                f"job file {job_path} is in use by pid {pid if pid is not None else '?'} "
+                f"(it holds {self.path}); wait for that run to finish or stop it, "
+                "or use another job file",
+                pid,
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        """Unlock; idempotent. The lock file stays (removing it would race a new holder)."""
+        if self._file is not None:
+            self._file.close()  # closing the descriptor drops the flock
+            self._file = None
 
 
 class JobStore:
@@ -91,20 +204,54 @@ class JobStore:
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"the folder of job file {self.path} does not exist")
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        if os.path.isdir(self.path):
+            raise JobFileError(
+                f"job file {self.path} is a directory; pass the path of a file (new or "
+                "written by an earlier run)"
+            )
+        self._lock = _Lock(self.path)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._check_format()
-        except sqlite3.OperationalError:  # locked, read-only...: not a question of identity
-            self._db.close()
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as error:
+            self._lock.release()
+            raise JobFileError(f"job file {self.path} cannot be opened: {error}") from error
+        try:
+            with self._reading():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._check_format()
+                self._stops = self._read_ranges()
+        except BaseException:
+            self.close()
+            raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turn sqlite and decoding errors into `JobFileError` naming the file."""
+        try:
+            yield
+        except JobFileError:
             raise
         except sqlite3.DatabaseError as error:
-            self._db.close()
-            raise JobMismatchError(f"{self.path} is not a batchpilot job file: {error}") from error
-        except BaseException:
-            self._db.close()
-            raise
+            if "not a database" in str(error):
+                raise JobMismatchError(
+                    f"{self.path} is not a batchpilot job file ({error}); use another path"
+                ) from error
+            raise _damaged(self.path, error) from error
+        except _UNDECODABLE as error:
+            raise _damaged(self.path, error) from error
+
+    def _read_ranges(self) -> dict[int, tuple[int, bytes]]:
+        """Every committed chunk's ``start -> (stop, digest)``, checked to be disjoint."""
+        ranges: dict[int, tuple[int, bytes]] = {}
+        end = 0
+        rows = self._db.execute("SELECT start, stop, digest FROM chunks ORDER BY start")
+        for start, stop, dig in rows:
+            if not (isinstance(start, int) and isinstance(stop, int) and end <= start < stop):
+                raise _damaged(self.path, ValueError(f"bad chunk range {start!r}..{stop!r}"))
+            ranges[start] = (stop, bytes(dig))
+            end = stop
+        return ranges
 
     def _check_format(self) -> None:
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
@@ -130,10 +277,11 @@ class JobStore:
     def check_head(self, head: list[Any]) -> None:
         """Record the input's fingerprint on first use; afterwards insist it matches."""
         fingerprint = digest(head).hex()
-        stored = self._meta("fingerprint")
-        if stored is None:
-            self._set_meta("fingerprint", fingerprint)
-        elif stored != fingerprint:
+        with self._reading():
+            stored = self._meta("fingerprint")
+            if stored is None:
+                self._set_meta("fingerprint", fingerprint)
+        if stored is not None and stored != fingerprint:
             raise JobMismatchError(
                 f"{self.path} belongs to a job over a different input; "
                 "use another job file (the existing one was left untouched)"
@@ -141,40 +289,65 @@ class JobStore:
 
     def done_ranges(self) -> list[tuple[int, int, bytes]]:
         """``(start, stop, digest)`` of every committed chunk, by start."""
-        rows = self._db.execute("SELECT start, stop, digest FROM chunks ORDER BY start")
-        return [(int(start), int(stop), bytes(dig)) for start, stop, dig in rows]
+        return [(start, stop, dig) for start, (stop, dig) in sorted(self._stops.items())]
 
     def commit(self, start: int, stop: int, items_digest: bytes, values: list[Any]) -> None:
-        """Store one finished chunk atomically."""
-        with self._db:
+        """Store one finished chunk atomically (replacing its earlier results, if any).
+
+        Raises:
+            TypeError: a result cannot be pickled.
+        """
+        payload = _portable(values, start)
+        with self._reading(), self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
-                "INSERT INTO chunks (start, stop, digest, payload) VALUES (?, ?, ?, ?)",
-                (start, stop, items_digest, _portable(values)),
+                "INSERT OR REPLACE INTO chunks (start, stop, digest, payload) VALUES (?, ?, ?, ?)",
+                (start, stop, items_digest, payload),
             )
+        self._stops[start] = (stop, items_digest)
 
     def load(self, start: int) -> list[Any]:
-        """The stored results of the chunk starting at ``start``."""
-        row = self._db.execute("SELECT payload FROM chunks WHERE start = ?", (start,)).fetchone()
-        if row is None:
-            raise KeyError(start)
-        values: list[Any] = _JobUnpickler(io.BytesIO(row[0])).load()
+        """The stored results of the chunk starting at ``start``: one per item of its range.
+
+        Raises:
+            KeyError: no chunk starts there.
+            JobFileError: the payload does not decode, or holds a different number
+                of results than its range has items, or failures of other items.
+        """
+        stop = self._stops[start][0]
+        with self._reading():
+            row = self._db.execute(
+                "SELECT payload FROM chunks WHERE start = ?", (start,)
+            ).fetchone()
+            if row is None:
+                raise _damaged(self.path, KeyError(f"chunk {start}..{stop} vanished"))
+            values = _JobUnpickler(io.BytesIO(row[0])).load()
+        if not isinstance(values, list) or len(values) != stop - start:
+            count = len(values) if isinstance(values, list) else type(values).__name__
+            raise _damaged(self.path, ValueError(f"chunk {start}..{stop} holds {count} results"))
+        if any(
+            isinstance(v, ItemFailure) and v.index != start + offset
+            for offset, v in enumerate(values)
+        ):
+            raise _damaged(self.path, ValueError(f"chunk {start}..{stop} misplaces a failure"))
         return values
 
     @property
     def total(self) -> int | None:
         """The input length, once a run has read the whole input."""
-        value = self._meta("total")
-        return None if value is None else int(value)
+        with self._reading():
+            value = self._meta("total")
+            return None if value is None else int(value)
 
     def mark_complete(self, total: int) -> None:
         """Record that the input had ``total`` items and all of them are stored."""
-        with self._db:
+        with self._reading(), self._db:
             self._set_meta("total", str(total))
 
     def close(self) -> None:
-        """Close the database; idempotent."""
+        """Close the database and release the lock; idempotent."""
         self._db.close()
+        self._lock.release()
 
     def __repr__(self) -> str:
         return f"JobStore(path={self.path!r}, total={self.total})"

@@ -1,0 +1,119 @@
+"""Damaged, foreign and unusable job files: one clear `JobFileError` naming the file."""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from batchpilot.bulk import JobFileError, JobMismatchError, map_batches
+from batchpilot.errors import BatchpilotError
+
+pytestmark = pytest.mark.timeout(30)
+
+ITEMS = 5000
+
+
+def double(xs: list[int]) -> list[int]:
+    return [x * 2 for x in xs]
+
+
+def finished_job(tmp_path: Path) -> Path:
+    path = tmp_path / "job.sqlite"
+    assert list(map_batches(double, range(ITEMS), batch_size=100, job=str(path))) == [
+        x * 2 for x in range(ITEMS)
+    ]
+    return path
+
+
+def rerun(path: Path) -> list[int]:
+    return list(map_batches(double, range(ITEMS), batch_size=100, job=str(path)))
+
+
+def set_payload(path: Path, start: int, payload: bytes) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE chunks SET payload = ? WHERE start = ?", (payload, start))
+    db.close()
+
+
+def assert_clear(error: pytest.ExceptionInfo[JobFileError], path: Path) -> None:
+    assert isinstance(error.value, BatchpilotError)
+    assert str(path) in str(error.value)
+
+
+def test_a_payload_shorter_than_its_range_is_corruption_not_fewer_results(
+    tmp_path: Path,
+) -> None:
+    path = finished_job(tmp_path)
+    set_payload(path, 1200, pickle.dumps([x * 2 for x in range(1200, 1203)]))
+    with pytest.raises(JobFileError, match="damaged") as error:
+        rerun(path)
+    assert_clear(error, path)
+    assert "1200..1300 holds 3 results" in str(error.value)
+
+
+def test_a_payload_that_does_not_decode_is_a_job_file_error(tmp_path: Path) -> None:
+    path = finished_job(tmp_path)
+    set_payload(path, 300, b"\x80\x05not a pickle at all")
+    with pytest.raises(JobFileError, match="Delete it") as error:
+        rerun(path)
+    assert_clear(error, path)
+
+
+def test_a_payload_that_is_not_a_list_is_a_job_file_error(tmp_path: Path) -> None:
+    path = finished_job(tmp_path)
+    set_payload(path, 0, pickle.dumps({"a": 1}))
+    with pytest.raises(JobFileError, match="holds dict results"):
+        rerun(path)
+
+
+def test_a_job_file_truncated_at_90_percent_is_a_job_file_error(tmp_path: Path) -> None:
+    path = finished_job(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 9 // 10])
+    with pytest.raises(JobFileError) as error:
+        rerun(path)
+    assert_clear(error, path)
+
+
+def test_a_job_file_smashed_mid_file_is_a_job_file_error(tmp_path: Path) -> None:
+    path = finished_job(tmp_path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = b"\xff" * 4096
+    path.write_bytes(bytes(data))
+    with pytest.raises(JobFileError) as error:
+        rerun(path)
+    assert_clear(error, path)
+
+
+def test_a_job_path_that_is_a_directory_is_a_job_file_error(tmp_path: Path) -> None:
+    folder = tmp_path / "job.sqlite"
+    folder.mkdir()
+    with pytest.raises(JobFileError, match="is a directory") as error:
+        map_batches(double, range(10), job=str(folder))
+    assert_clear(error, folder)
+
+
+def test_a_garbage_file_is_a_job_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    path.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(JobMismatchError, match="not a batchpilot job") as error:
+        map_batches(double, range(10), job=str(path))
+    assert isinstance(error.value, JobFileError)
+    assert_clear(error, path)
+
+
+def local_results(xs: list[int]) -> list[object]:
+    def result() -> int:
+        return 1
+
+    return [result for _ in xs]
+
+
+def test_an_unpicklable_result_in_a_job_is_the_documented_type_error(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="needs picklable results") as error:
+        list(map_batches(local_results, range(5), job=str(tmp_path / "job.sqlite")))
+    assert not isinstance(error.value, AttributeError)
