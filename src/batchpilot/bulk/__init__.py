@@ -29,7 +29,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from typing import Any, Literal
 
 from .._core.callables import is_async_callable
@@ -303,10 +303,14 @@ class BulkRun(Iterator[Any]):
             self._spread = executor.slots
             chunks = self._read()
             exhausted = False
+            source_error: Exception | None = None
             while True:
                 while not exhausted and len(pipeline) < executor.slots:
                     self._settle_finished(pipeline, bar)
-                    chunk = next(chunks, None)
+                    try:
+                        chunk = next(chunks, None)
+                    except Exception as error:  # from the input: finish what was read first
+                        chunk, source_error = None, error
                     if chunk is None:
                         exhausted = True
                     else:
@@ -316,6 +320,8 @@ class BulkRun(Iterator[Any]):
                 entry = self._next_entry(pipeline, bar)
                 self._in_flight = len(pipeline)
                 yield self._collect(entry, bar)
+            if source_error is not None:
+                raise source_error
             self._complete()
         finally:
             for entry in pipeline:
@@ -345,12 +351,18 @@ class BulkRun(Iterator[Any]):
         if self._store is None:
             yield from read_chunks(self._iterator, self.controller, cap=cap)
             return
-        head = list(_take(self._iterator, HEAD_ITEMS))
-        self._store.check_head(head)
+        head: list[Any] = []
+        source: Iterator[Any] = self._iterator
+        try:
+            head.extend(islice(self._iterator, HEAD_ITEMS))
+        except Exception as error:  # no fingerprint from a partial head; run it, then raise
+            source = _raising(error)
+        else:
+            self._store.check_head(head)
         stored = self._store.done_ranges()
         stored_digests = {start: chunk_digest for start, _, chunk_digest in stored}
         chunks = read_chunks(
-            chain(head, self._iterator),
+            chain(head, source),
             self.controller,
             [(start, stop) for start, stop, _ in stored],
             cap=cap,
@@ -493,12 +505,10 @@ class BulkRun(Iterator[Any]):
         return tqdm(total=self._total, desc=self.name or "map_batches", unit="item")
 
 
-def _take(iterator: Iterator[Any], count: int) -> Iterator[Any]:
-    for _ in range(count):
-        try:
-            yield next(iterator)
-        except StopIteration:
-            return
+def _raising(error: Exception) -> Iterator[Any]:
+    """An iterator that raises ``error`` when first advanced."""
+    raise error
+    yield  # makes this a generator
 
 
 def map_batches(

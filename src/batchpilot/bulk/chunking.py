@@ -95,6 +95,9 @@ def read_chunks(
     chunk, but never more than ``cap(position)`` (when it gives a number) and
     never run into a stored range. A stored range the input ends before comes
     back short, which the caller treats as a different input.
+
+    If the input raises, the items read before the error come back as a last
+    (short) chunk, and the error is raised on the next call.
     """
     position = 0
     pending = iter(stored)
@@ -113,7 +116,13 @@ def read_chunks(
             size = max(1, min(size, limit))
         if upcoming is not None:
             size = min(size, upcoming[0] - position)
-        items = list(islice(iterator, size))
+        items: list[Any] = []
+        try:
+            items.extend(islice(iterator, size))  # keeps what was read if the input raises
+        except Exception:
+            if items:
+                yield Chunk(position, items)
+            raise
         if not items:
             return
         yield Chunk(position, items)
