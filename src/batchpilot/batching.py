@@ -19,15 +19,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, Literal, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar, overload
 
-from ._core.clock import SYSTEM_CLOCK, Clock
-from ._core.collate import Collator
-from ._core.events import BatchListener, BatchRecord
-from ._core.retry import NO_RETRY, RetryPolicy
-from ._core.sizing import SizeController
-from ._engine.engine import Engine, EngineStatistics, Placement
+from ._engine.engine import Engine, EngineStatistics
+from ._engine.options import EngineOptions, fn_and_options_as_keywords, options_as_keywords
 
 __all__ = ["Batcher", "batch"]
 
@@ -46,75 +42,16 @@ class Batcher(Generic[T, R]):
         fn: the batch function (``def`` or ``async def``). It receives the collated
             batch (``collate="stack"``: numpy arrays stacked along a new first axis,
             other items as a list) and returns one result per item.
-        max_batch_size: hard cap on the items of one batch.
-        max_wait: upper bound in seconds on waiting for more items. The batcher
-            never waits when a worker is idle; it waits only when its cost model
-            says that raises throughput.
-        max_concurrent_batches: batches that may run at the same time.
-        max_queue_size: items that may wait; a thread caller then blocks, an
-            asyncio caller gets `QueueFullError`.
-        collate: ``"stack"``, ``"concat"`` (first axis is rows), ``"list"`` or a
-            `Collator`.
-        controller: batch-size controller (`Fixed`, `AIMD`, `TargetLatency` or your
-            own ``observe``/``next_size`` object); default ``Fixed(max_batch_size)``.
-        latency_target: seconds an item may take end to end; caps waits.
-        batch_size_fn: cost of one item against the batch size (e.g. ``len``).
-        max_batch_bytes: cap on the summed ``nbytes`` of one batch's items.
-        retry: retries of a failed batch before it is bisected.
-        on_error: ``"isolate"``: a failing batch is bisected until each failing item
-            is alone; healthy items get results, failing items their own exception.
-            ``"raise"``: every item gets the batch's exception.
-        priority_levels: levels of `submit`'s ``priority``; higher is served first.
-        item_timeout: seconds an item may wait in the queue before it fails with
-            `ItemTimeoutError`.
-        placement: ``"auto"``, ``"inline"`` or ``"thread"`` (see `Engine`).
-        listeners: receive a `BatchRecord` per batch.
-        clock: time source (tests pass `batchpilot.testing.FakeClock`).
-        name: label for threads, metrics and ``repr``; defaults to ``fn.__name__``.
+        **options: the fields of `EngineOptions` (``max_batch_size``, ``max_wait``,
+            ...), each described there and checked here; ``name`` defaults to
+            ``fn.__name__``.
     """
 
-    def __init__(
-        self,
-        fn: Callable[[Any], Any],
-        *,
-        max_batch_size: int = 64,
-        max_wait: float = 0.005,
-        max_concurrent_batches: int = 1,
-        max_queue_size: int = 10_000,
-        collate: str | Collator = "stack",
-        controller: SizeController | None = None,
-        latency_target: float | None = None,
-        batch_size_fn: Callable[[Any], float] | None = None,
-        max_batch_bytes: int | None = None,
-        retry: RetryPolicy = NO_RETRY,
-        on_error: Literal["isolate", "raise"] = "isolate",
-        priority_levels: int = 1,
-        item_timeout: float | None = None,
-        placement: Placement = "auto",
-        listeners: Sequence[BatchListener | Callable[[BatchRecord], object]] = (),
-        clock: Clock = SYSTEM_CLOCK,
-        name: str | None = None,
-    ) -> None:
-        self._engine = Engine(
-            fn,
-            max_batch_size=max_batch_size,
-            max_wait=max_wait,
-            max_concurrent_batches=max_concurrent_batches,
-            max_queue_size=max_queue_size,
-            collate=collate,
-            controller=controller,
-            latency_target=latency_target,
-            batch_size_fn=batch_size_fn,
-            max_batch_bytes=max_batch_bytes,
-            retry=retry,
-            on_error=on_error,
-            priority_levels=priority_levels,
-            item_timeout=item_timeout,
-            placement=placement,
-            listeners=listeners,
-            clock=clock,
-            name=getattr(fn, "__name__", "batcher") if name is None else name,
-        )
+    @fn_and_options_as_keywords(EngineOptions)
+    def __init__(self, fn: Callable[[Any], Any], **options: Any) -> None:
+        if options.get("name") is None:
+            options["name"] = getattr(fn, "__name__", "batcher")
+        self._engine = Engine(fn, EngineOptions(**options))
         functools.update_wrapper(self, fn)
 
     def __call__(self, item: T) -> Any:
@@ -223,33 +160,15 @@ def batch(fn: Callable[[Any], Awaitable[Any]] | Callable[[Any], Any], /) -> Batc
 
 
 @overload
-def batch(
-    *,
-    max_batch_size: int = ...,
-    max_wait: float = ...,
-    max_concurrent_batches: int = ...,
-    max_queue_size: int = ...,
-    collate: str | Collator = ...,
-    controller: SizeController | None = ...,
-    latency_target: float | None = ...,
-    batch_size_fn: Callable[[Any], float] | None = ...,
-    max_batch_bytes: int | None = ...,
-    retry: RetryPolicy = ...,
-    on_error: Literal["isolate", "raise"] = ...,
-    priority_levels: int = ...,
-    item_timeout: float | None = ...,
-    placement: Placement = ...,
-    listeners: Sequence[BatchListener | Callable[[BatchRecord], object]] = ...,
-    clock: Clock = ...,
-    name: str | None = ...,
-) -> Callable[[Callable[[Any], Any]], Batcher[Any, Any]]: ...
+@options_as_keywords(EngineOptions)
+def batch(**options: Any) -> Callable[[Callable[[Any], Any]], Batcher[Any, Any]]: ...
 
 
 def batch(fn: Callable[[Any], Any] | None = None, /, **options: Any) -> Any:
     """Decorate a batch function so it can be called with single items.
 
     ``@batch`` or ``@batch(max_batch_size=..., max_wait=..., ...)``; the options are
-    those of `Batcher`. The decorated name is a `Batcher`.
+    those of `Batcher` (the fields of `EngineOptions`). The decorated name is a `Batcher`.
     """
     if fn is not None:
         if options:

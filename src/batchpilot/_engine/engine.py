@@ -37,33 +37,31 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from .._core.clock import SYSTEM_CLOCK, Clock
-from .._core.collate import Collator, get_collator
-from .._core.events import BatchListener, BatchRecord, as_listener, notify
+from .._core.callables import is_async_callable
+from .._core.clock import SYSTEM_CLOCK
+from .._core.collate import get_collator
+from .._core.events import BatchRecord, as_listener, notify
 from .._core.isolation import Outcome, arun_isolated, run_isolated
 from .._core.replay import replay_first
-from .._core.retry import NO_RETRY, RetryPolicy
 from .._core.sizing import Fixed, LinearCostModel, SizeController
 from ..errors import ClosedError, ItemTimeoutError, QueueFullError
+from .options import EngineOptions, non_negative, positive_int
 from .policy import PlacementProbe, wait_budget
 from .queue import BoundedPriorityQueue
 from .requests import AFUTURE, CFUTURE, WAITER, Request, Waiter, deliver, item_nbytes
 
-__all__ = ["Engine", "EngineStatistics", "Placement"]
+__all__ = ["Engine", "EngineStatistics"]
 
 _log = logging.getLogger("batchpilot")
 
-Placement = Literal["auto", "inline", "thread"]
-_PLACEMENTS = ("auto", "inline", "thread")
 _WAIT_SLICE = 0.0005  # a deliberate wait re-checks its budget at least this often (s)
 _REFIT_EVERY = 16  # batches between refits of the cost model
 _INLINE_ROUND = 0.005  # seconds of inline batches per loop callback before yielding the loop
@@ -121,28 +119,6 @@ class EngineStatistics:
     mean_batch_duration: float
     cost_fixed: float | None
     cost_per_item: float | None
-
-
-def _is_async_callable(fn: Callable[..., Any]) -> bool:
-    call = getattr(fn, "__call__", None)  # noqa: B004 - async __call__ of callable objects
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
-
-
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def _non_negative(name: str, value: float | None, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
 
 
 def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[int, int], Any]:
@@ -238,110 +214,55 @@ class Engine:
     Args:
         fn: the batch function, ``def`` or ``async def``; it receives the collated
             batch and returns one result per item (a sequence of the batch's length).
-        max_batch_size: hard cap on the items of one batch.
-        max_wait: upper bound, in seconds, of a deliberate wait for more items; the
-            engine waits only when its cost model says waiting raises throughput.
-        max_concurrent_batches: batches that may run at the same time.
-        max_queue_size: items that may wait; further submits block or fail.
-        collate: ``"stack"``, ``"concat"``, ``"list"`` or a `Collator`.
-        controller: batch-size controller (`Fixed`, `AIMD`, `TargetLatency` or any
-            `SizeController`); None means ``Fixed(max_batch_size)``.
-        latency_target: seconds an item may take end to end; bounds deliberate waits.
-        batch_size_fn: cost of one item, counted against the batch size instead of 1
-            (e.g. a sequence's length).
-        max_batch_bytes: cap on the summed ``nbytes`` of a batch's items (a batch
-            always takes at least one item).
-        retry: how often a failed batch is retried before it is bisected.
-        on_error: ``"isolate"`` (default): after the retries, bisect the batch so
-            only the failing items get their own exception; ``"raise"``: every item
-            gets the batch's exception.
-        priority_levels: number of priority levels; higher levels are served first.
-        item_timeout: seconds from submission after which a queued item fails with
-            `ItemTimeoutError` instead of being processed.
-        min_batch_interval: minimum seconds between the starts of two batches.
-        placement: ``"auto"`` (measure, see `PlacementProbe`), ``"inline"`` or
-            ``"thread"``: where plain-``def`` batches of asyncio callers run.
-        listeners: receive a `BatchRecord` after each batch (objects with
-            ``record_batch`` or plain callables).
-        clock: time source for deadlines, intervals and batch durations.
-        name: label for threads, metrics and ``repr``.
+        options: the engine's settings (`EngineOptions`), or None to build them from
+            ``settings``.
+        **settings: the fields of `EngineOptions` as keywords, when ``options`` is None.
 
     Raises:
-        TypeError: ``fn`` is not callable or an argument has the wrong type.
-        ValueError: an argument is out of range.
+        TypeError: ``fn`` is not callable, both ``options`` and ``settings`` are
+            given, or a setting has the wrong type.
+        ValueError: a setting is out of range.
     """
 
     def __init__(
-        self,
-        fn: Callable[[Any], Any],
-        *,
-        max_batch_size: int = 64,
-        max_wait: float = 0.005,
-        max_concurrent_batches: int = 1,
-        max_queue_size: int = 10_000,
-        collate: str | Collator = "stack",
-        controller: SizeController | None = None,
-        latency_target: float | None = None,
-        batch_size_fn: Callable[[Any], float] | None = None,
-        max_batch_bytes: int | None = None,
-        retry: RetryPolicy = NO_RETRY,
-        on_error: Literal["isolate", "raise"] = "isolate",
-        priority_levels: int = 1,
-        item_timeout: float | None = None,
-        min_batch_interval: float = 0.0,
-        placement: Placement = "auto",
-        listeners: Sequence[BatchListener | Callable[[BatchRecord], object]] = (),
-        clock: Clock = SYSTEM_CLOCK,
-        name: str = "",
+        self, fn: Callable[[Any], Any], options: EngineOptions | None = None, /, **settings: Any
     ) -> None:
         if not callable(fn):
             raise TypeError(f"the batch function must be callable, got {fn!r}")
-        _positive_int("max_batch_size", max_batch_size)
-        _positive_int("max_concurrent_batches", max_concurrent_batches)
-        _positive_int("max_queue_size", max_queue_size)
-        _positive_int("priority_levels", priority_levels)
-        _non_negative("max_wait", max_wait)
-        _non_negative("min_batch_interval", min_batch_interval)
-        _non_negative("item_timeout", item_timeout, allow_none=True)
-        if latency_target is not None and not latency_target > 0:
-            raise ValueError(f"latency_target must be > 0, got {latency_target}")
-        if max_batch_bytes is not None:
-            _positive_int("max_batch_bytes", max_batch_bytes)
-        if batch_size_fn is not None and not callable(batch_size_fn):
-            raise TypeError(f"batch_size_fn must be callable, got {batch_size_fn!r}")
-        if not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, got {retry!r}")
-        if on_error not in ("isolate", "raise"):
-            raise ValueError(f"on_error must be 'isolate' or 'raise', got {on_error!r}")
-        if placement not in _PLACEMENTS:
-            raise ValueError(f"placement must be one of {_PLACEMENTS}, got {placement!r}")
-        if controller is not None and not isinstance(controller, SizeController):
-            raise TypeError(f"controller needs observe() and next_size(), got {controller!r}")
+        if options is None:
+            options = EngineOptions(**settings)
+        elif settings:
+            raise TypeError("give the engine EngineOptions or their fields as keywords, not both")
 
-        self.name = name
+        self.name = "" if options.name is None else options.name
         self._fn = fn
-        self._is_async = _is_async_callable(fn)
-        self._collator = get_collator(collate)
-        self._controller: SizeController = controller or Fixed(max_batch_size)
-        self._max_batch_size = max_batch_size
-        self._max_wait = float(max_wait)
-        self._max_concurrent = max_concurrent_batches
-        self._latency_target = latency_target
-        self._batch_size_fn = batch_size_fn
-        self._max_batch_bytes = max_batch_bytes
-        self._budgeted = batch_size_fn is not None or max_batch_bytes is not None
-        self._retry = retry
-        self._isolate = on_error == "isolate"
-        self._item_timeout = item_timeout
-        self._min_interval = float(min_batch_interval)
-        self._placement = placement
-        self._inline_allowed = all(delay == 0 for delay in retry.delays())
+        self._is_async = is_async_callable(fn)
+        self._collator = get_collator(options.collate)
+        self._controller: SizeController = options.controller or Fixed(options.max_batch_size)
+        self._max_batch_size = options.max_batch_size
+        self._max_wait = float(options.max_wait)
+        self._max_concurrent = options.max_concurrent_batches
+        self._latency_target = options.latency_target
+        self._batch_size_fn = options.batch_size_fn
+        self._max_batch_bytes = options.max_batch_bytes
+        self._budgeted = options.batch_size_fn is not None or options.max_batch_bytes is not None
+        self._retry = options.retry
+        self._isolate = options.on_error == "isolate"
+        self._item_timeout = options.item_timeout
+        self._min_interval = float(options.min_batch_interval)
+        self._placement = options.placement
+        self._inline_allowed = all(delay == 0 for delay in options.retry.delays())
         self._probe = PlacementProbe()
-        self._listeners = tuple(as_listener(hook) for hook in listeners)
-        self._clock = clock
-        self._bare_requests = item_timeout is None and not self._listeners and not self._budgeted
+        self._listeners = tuple(as_listener(hook) for hook in options.listeners)
+        self._clock = options.clock
+        self._bare_requests = (
+            options.item_timeout is None and not self._listeners and not self._budgeted
+        )
         self._queue: BoundedPriorityQueue[Request] = BoundedPriorityQueue(
-            max_queue_size, priority_levels, clock, expiring=item_timeout is not None
+            options.max_queue_size,
+            options.priority_levels,
+            options.clock,
+            expiring=options.item_timeout is not None,
         )
 
         self._lock = threading.Lock()
@@ -1064,7 +985,7 @@ class Engine:
 
     def set_max_batch_size(self, n: int) -> None:
         """Change the hard cap on batch size; takes effect for the next batch."""
-        _positive_int("max_batch_size", n)
+        positive_int("max_batch_size", n)
         self._max_batch_size = n
         controller: Any = self._controller
         if isinstance(controller, Fixed):
@@ -1074,7 +995,7 @@ class Engine:
 
     def set_max_wait(self, seconds: float) -> None:
         """Change the upper bound of deliberate waits; takes effect for the next batch."""
-        _non_negative("max_wait", seconds)
+        non_negative("max_wait", seconds)
         self._max_wait = float(seconds)
 
     def close(self, timeout: float | None = None) -> None:
@@ -1087,7 +1008,7 @@ class Engine:
         running event loop with an ``async def`` function use `aclose`, since the
         loop cannot run batches while blocked here.
         """
-        _non_negative("timeout", timeout, allow_none=True)
+        non_negative("timeout", timeout, allow_none=True)
         with self._lock:
             self._closing = True
             drain = not self._paused

@@ -62,6 +62,7 @@ from .._core.retry import RetryPolicy
 from .._core.sizing import AIMD, Fixed, TargetLatency
 from .._core.stats import BatchStats
 from .._engine.engine import Engine
+from .._engine.options import EngineOptions
 from ..errors import ClosedError
 from .config import (
     BatchPriority,
@@ -292,8 +293,7 @@ class BatchProcessor(Generic[T, U]):
                 raise ClosedError("BatchProcessor was stopped; create a new one")
             if self._engine is not None:
                 raise RuntimeError("BatchProcessor is already started")
-            self._engine = Engine(
-                self._calls.wrap(process_func),
+            options = EngineOptions(
                 max_batch_size=config.max_batch_size,
                 max_wait=config.batch_timeout,
                 max_concurrent_batches=config.max_workers,
@@ -310,6 +310,7 @@ class BatchProcessor(Generic[T, U]):
                 clock=self._clock,
                 name="BatchProcessor",
             )
+            self._engine = Engine(self._calls.wrap(process_func), options)
             if self._paused:
                 self._engine.pause()
         if config.enable_health_monitoring:

@@ -1,0 +1,187 @@
+"""`EngineOptions`: every setting of the online engine, with its default and its check.
+
+`batchpilot.batching.Batcher` (and so the ``batch`` decorator) and
+`batchpilot.online.BatchProcessor` each build one `EngineOptions` and give it to
+`Engine`. ``Batcher`` and ``batch`` take the fields as keyword arguments:
+`options_as_keywords` and `fn_and_options_as_keywords` give them the fields'
+signature (for type checkers, ``help`` and the generated docs), so the list of
+settings is written here only.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.collate import Collator, get_collator
+from .._core.events import BatchListener, BatchRecord
+from .._core.retry import NO_RETRY, RetryPolicy
+from .._core.sizing import SizeController
+
+__all__ = [
+    "PLACEMENTS",
+    "EngineOptions",
+    "Placement",
+    "fn_and_options_as_keywords",
+    "non_negative",
+    "options_as_keywords",
+    "positive_int",
+]
+
+Placement = Literal["auto", "inline", "thread"]
+PLACEMENTS = ("auto", "inline", "thread")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def positive_int(name: str, value: int) -> int:
+    """Return ``value`` if it is an int >= 1, else raise `TypeError`/`ValueError` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def non_negative(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    """Check that ``value`` is a number of seconds >= 0 (or None, if ``allow_none``).
+
+    Raises:
+        TypeError: not a number (bool is not one).
+        ValueError: negative or NaN.
+    """
+    if value is None and allow_none:
+        return
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """The settings of one online engine; checked when constructed.
+
+    Attributes:
+        max_batch_size: hard cap on the items of one batch.
+        max_wait: upper bound in seconds on waiting for more items. The engine
+            never waits when a worker is idle; it waits only when its cost model
+            says that raises throughput.
+        max_concurrent_batches: batches that may run at the same time.
+        max_queue_size: items that may wait; a thread caller then blocks, an
+            asyncio caller gets `QueueFullError`.
+        collate: ``"stack"``, ``"concat"`` (first axis is rows), ``"list"`` or a
+            `Collator`.
+        controller: batch-size controller (`Fixed`, `AIMD`, `TargetLatency` or your
+            own ``observe``/``next_size`` object); default ``Fixed(max_batch_size)``.
+        latency_target: seconds an item may take end to end; caps waits.
+        batch_size_fn: cost of one item against the batch size (e.g. ``len``).
+        max_batch_bytes: cap on the summed ``nbytes`` of one batch's items.
+        retry: retries of a failed batch before it is bisected.
+        on_error: ``"isolate"``: a failing batch is bisected until each failing item
+            is alone; healthy items get results, failing items their own exception.
+            ``"raise"``: every item gets the batch's exception.
+        priority_levels: levels of `submit`'s ``priority``; higher is served first.
+        item_timeout: seconds an item may wait in the queue before it fails with
+            `ItemTimeoutError`.
+        min_batch_interval: minimum seconds between the starts of two batches.
+        placement: ``"auto"``, ``"inline"`` or ``"thread"`` (see `Engine`).
+        listeners: receive a `BatchRecord` per batch.
+        clock: time source (tests pass `batchpilot.testing.FakeClock`).
+        name: label for threads, metrics and ``repr``; a `Batcher` defaults it to
+            ``fn.__name__``.
+
+    Raises:
+        TypeError: a field has the wrong type.
+        ValueError: a field is out of range.
+    """
+
+    max_batch_size: int = 64
+    max_wait: float = 0.005
+    max_concurrent_batches: int = 1
+    max_queue_size: int = 10_000
+    collate: str | Collator = "stack"
+    controller: SizeController | None = None
+    latency_target: float | None = None
+    batch_size_fn: Callable[[Any], float] | None = None
+    max_batch_bytes: int | None = None
+    retry: RetryPolicy = NO_RETRY
+    on_error: Literal["isolate", "raise"] = "isolate"
+    priority_levels: int = 1
+    item_timeout: float | None = None
+    min_batch_interval: float = 0.0
+    placement: Placement = "auto"
+    listeners: Sequence[BatchListener | Callable[[BatchRecord], object]] = ()
+    clock: Clock = SYSTEM_CLOCK
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        positive_int("max_batch_size", self.max_batch_size)
+        positive_int("max_concurrent_batches", self.max_concurrent_batches)
+        positive_int("max_queue_size", self.max_queue_size)
+        positive_int("priority_levels", self.priority_levels)
+        non_negative("max_wait", self.max_wait)
+        non_negative("min_batch_interval", self.min_batch_interval)
+        non_negative("item_timeout", self.item_timeout, allow_none=True)
+        if self.latency_target is not None and not self.latency_target > 0:
+            raise ValueError(f"latency_target must be > 0, got {self.latency_target}")
+        if self.max_batch_bytes is not None:
+            positive_int("max_batch_bytes", self.max_batch_bytes)
+        if self.batch_size_fn is not None and not callable(self.batch_size_fn):
+            raise TypeError(f"batch_size_fn must be callable, got {self.batch_size_fn!r}")
+        if not isinstance(self.retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {self.retry!r}")
+        if self.on_error not in ("isolate", "raise"):
+            raise ValueError(f"on_error must be 'isolate' or 'raise', got {self.on_error!r}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if self.controller is not None and not isinstance(self.controller, SizeController):
+            raise TypeError(f"controller needs observe() and next_size(), got {self.controller!r}")
+        get_collator(self.collate)  # raises for an unknown mode or a non-collator
+
+
+def _take_keywords(function: Callable[..., Any], source: Callable[..., Any]) -> None:
+    """Give ``function(..., **options)`` the signature and docs of ``source``'s keywords."""
+    signature = inspect.signature(function)
+    leading = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    keywords = [
+        p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(source).parameters.values()
+    ]
+    function.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=leading + keywords
+    )
+    function.__doc__ = function.__doc__ or inspect.getdoc(source)
+
+
+def options_as_keywords(
+    source: Callable[P, object],
+) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """Declare that a ``def f(**options)`` takes exactly ``source``'s parameters.
+
+    Type checkers then check each keyword; ``inspect.signature`` and ``help`` show
+    them, and a function without a docstring takes ``source``'s.
+    """
+
+    def declare(function: Callable[..., R]) -> Callable[P, R]:
+        _take_keywords(function, source)
+        return function
+
+    return declare
+
+
+def fn_and_options_as_keywords(
+    source: Callable[P, object],
+) -> Callable[[Callable[..., R]], Callable[Concatenate[Any, Callable[[Any], Any], P], R]]:
+    """`options_as_keywords` for ``def __init__(self, fn, **options)``."""
+
+    def declare(
+        function: Callable[..., R],
+    ) -> Callable[Concatenate[Any, Callable[[Any], Any], P], R]:
+        _take_keywords(function, source)
+        return function
+
+    return declare
