@@ -40,7 +40,8 @@ def consume(run: Iterator[int]) -> tuple[list[int], BaseException | None]:
 def test_every_item_read_before_the_error_is_yielded_then_the_error(
     executor: str, batch_size: int | str
 ) -> None:
-    out, error = consume(map_batches(double, source(1000), executor=executor, batch_size=batch_size))
+    run = map_batches(double, source(1000), executor=executor, batch_size=batch_size)
+    out, error = consume(run)
     assert out == [x * 2 for x in range(1000)]
     assert str(error) == "after 1000"
 
