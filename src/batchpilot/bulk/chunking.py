@@ -116,7 +116,7 @@ def read_chunks(
             size = max(1, min(size, limit))
         if upcoming is not None:
             size = min(size, upcoming[0] - position)
-        items: list[Any] = []
+        items = []
         try:
             items.extend(islice(iterator, size))  # keeps what was read if the input raises
         except Exception:
