@@ -51,74 +51,22 @@ from .._core.collate import get_collator
 from .._core.events import BatchRecord, as_listener, notify
 from .._core.isolation import Outcome, arun_isolated, run_isolated
 from .._core.replay import replay_first
-from .._core.sizing import Fixed, LinearCostModel, SizeController
+from .._core.sizing import Fixed, SizeController
 from ..errors import ClosedError, ItemTimeoutError, QueueFullError
 from .options import EngineOptions, non_negative, positive_int
 from .policy import PlacementProbe, wait_budget
 from .queue import BoundedPriorityQueue
 from .requests import AFUTURE, CFUTURE, WAITER, Request, Waiter, deliver, item_nbytes
+from .stats import BatchTally, EngineStatistics
 
 __all__ = ["Engine", "EngineStatistics"]
 
 _log = logging.getLogger("batchpilot")
 
 _WAIT_SLICE = 0.0005  # a deliberate wait re-checks its budget at least this often (s)
-_REFIT_EVERY = 16  # batches between refits of the cost model
 _INLINE_ROUND = 0.005  # seconds of inline batches per loop callback before yielding the loop
 _LOOP_STOP_TIMEOUT = 1.0  # seconds close() waits for the private loop thread to stop
 _FUTURE_DONE = asyncio.Future.done
-
-
-@dataclass(frozen=True)
-class EngineStatistics:
-    """A snapshot of an `Engine` (plain values, never live internals).
-
-    Attributes:
-        name: the engine's name.
-        queue_size: items waiting now.
-        active_batches: batches running now.
-        current_batch_size: the size limit of the next batch.
-        max_batch_size: the hard cap on any batch.
-        max_wait: upper bound of a deliberate wait, seconds.
-        paused: no batch starts while paused.
-        closed: ``close`` was called.
-        placement: where plain-``def`` batches run now for asyncio callers:
-            ``"inline"`` or ``"thread"``; ``"task"`` for ``async def`` functions.
-        batches: batches finished.
-        items: items in finished batches.
-        succeeded: items that got a result.
-        failed: items that got an exception from the batch function.
-        expired: items failed with `ItemTimeoutError` before a batch took them.
-        cancelled: items whose caller cancelled before a batch took them.
-        failed_batches: batches whose first attempt raised.
-        waits: deliberate waits for resubmitting callers.
-        mean_batch_size: items / batches.
-        mean_batch_duration: mean seconds per batch (retries included).
-        cost_fixed: fitted fixed seconds per batch, or None before a fit.
-        cost_per_item: fitted seconds per item, or None before a fit.
-    """
-
-    name: str
-    queue_size: int
-    active_batches: int
-    current_batch_size: int
-    max_batch_size: int
-    max_wait: float
-    paused: bool
-    closed: bool
-    placement: str
-    batches: int
-    items: int
-    succeeded: int
-    failed: int
-    expired: int
-    cancelled: int
-    failed_batches: int
-    waits: int
-    mean_batch_size: float
-    mean_batch_duration: float
-    cost_fixed: float | None
-    cost_per_item: float | None
 
 
 def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[int, int], Any]:
@@ -264,6 +212,7 @@ class Engine:
             options.clock,
             expiring=options.item_timeout is not None,
         )
+        self._tally = BatchTally()
 
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait here for items
@@ -287,20 +236,6 @@ class Engine:
         # Closed-loop callers expected back for the next batch: the last batch's items
         # (released, about to resubmit) plus those already waiting when it finished.
         self._expected = 0
-
-        self._model = LinearCostModel(window=64)
-        self._fit: tuple[float, float] | None = None
-        self._unfitted = 0
-
-        self._batches = 0
-        self._items = 0
-        self._succeeded = 0
-        self._failed = 0
-        self._expired = 0
-        self._cancelled = 0
-        self._failed_batches = 0
-        self._waits = 0
-        self._busy_time = 0.0
 
     # -- submitting -----------------------------------------------------------------
 
@@ -565,7 +500,7 @@ class Engine:
                 if not future.done()
             ]
             with self._lock:
-                self._cancelled += len(items) - len(live)
+                self._tally.cancelled += len(items) - len(live)
                 if not live:
                     self._release_slot_locked()
                     return
@@ -665,8 +600,8 @@ class Engine:
             # (no loop) never cancels, so its Waiter is not asked (a call per item)
             batch = [r for r in taken if r.loop is None or not r.sink.done()]
         with self._lock:
-            self._expired += len(expired)
-            self._cancelled += len(taken) - len(batch)
+            self._tally.expired += len(expired)
+            self._tally.cancelled += len(taken) - len(batch)
             if batch:
                 self._in_flight[id(batch)] = batch
                 self._last_start = self._clock.now()
@@ -747,7 +682,7 @@ class Engine:
                 self._clock.sleep(delay)
             if self._wait_for_stragglers(expected, since) or deliberate:
                 with self._lock:
-                    self._waits += 1
+                    self._tally.waits += 1
             batch = self._claim()
             if batch:
                 self._run_sync(batch, None)
@@ -787,14 +722,9 @@ class Engine:
         )
 
     def _current_fit(self) -> tuple[float, float] | None:
-        """The latest cost-model fit; refitted every few batches, kept while sizes are constant."""
+        """The latest cost-model fit (`BatchTally.fit`)."""
         with self._lock:
-            if self._fit is None or self._unfitted >= _REFIT_EVERY:
-                self._unfitted = 0
-                fit = self._model.fit()
-                if fit is not None:
-                    self._fit = fit
-            return self._fit
+            return self._tally.fit()
 
     def _call_slice(self, items: list[Any], start: int, stop: int) -> Any:
         batch, layout = self._collator.collate(
@@ -927,16 +857,8 @@ class Engine:
         except Exception:
             _log.exception("batch-size controller %r failed", self._controller)
         with self._lock:
-            if ok:
-                self._model.add(size, duration)
-                self._unfitted += 1
+            self._tally.add_batch(size, duration, failed, ok)
             owned = batch_id is None or self._in_flight.pop(batch_id, None) is not None
-            self._batches += 1
-            self._items += size
-            self._succeeded += size - failed
-            self._failed += failed
-            self._failed_batches += not ok
-            self._busy_time += duration
             self._expected = size + len(self._queue)
             self._release_slot_locked()
         return owned
@@ -1052,7 +974,7 @@ class Engine:
             else:
                 rest.append(request)
         with self._lock:
-            self._cancelled += len(leftovers) - len(rest)
+            self._tally.cancelled += len(leftovers) - len(rest)
         rest += abandoned
         if rest:
             errors = [ClosedError("the engine was closed before this item finished") for _ in rest]
@@ -1107,7 +1029,7 @@ class Engine:
         """A frozen snapshot of counters and live state."""
         fit = self._current_fit()
         with self._lock:
-            batches = self._batches
+            tally = self._tally
             return EngineStatistics(
                 name=self.name,
                 queue_size=self.queue_size,
@@ -1118,16 +1040,16 @@ class Engine:
                 paused=self._paused,
                 closed=self._closing,
                 placement=self.placement,
-                batches=batches,
-                items=self._items,
-                succeeded=self._succeeded,
-                failed=self._failed,
-                expired=self._expired,
-                cancelled=self._cancelled,
-                failed_batches=self._failed_batches,
-                waits=self._waits,
-                mean_batch_size=self._items / batches if batches else 0.0,
-                mean_batch_duration=self._busy_time / batches if batches else 0.0,
+                batches=tally.batches,
+                items=tally.items,
+                succeeded=tally.succeeded,
+                failed=tally.failed,
+                expired=tally.expired,
+                cancelled=tally.cancelled,
+                failed_batches=tally.failed_batches,
+                waits=tally.waits,
+                mean_batch_size=tally.mean_batch_size,
+                mean_batch_duration=tally.mean_batch_duration,
                 cost_fixed=None if fit is None else fit[0],
                 cost_per_item=None if fit is None else fit[1],
             )

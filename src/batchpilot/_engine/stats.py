@@ -1,0 +1,147 @@
+"""What an online engine has measured: counters, the fitted cost model, and its snapshot type.
+
+`BatchTally` is the engine's running account (batches, items, outcomes, waits) and
+its `LinearCostModel` of batch durations; `EngineStatistics` is the frozen snapshot
+`Engine.statistics` returns. The tally is not locked on its own: the engine updates
+and reads it under its lock, together with the slot bookkeeping of the same step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._core.sizing import LinearCostModel
+
+__all__ = ["BatchTally", "EngineStatistics"]
+
+_REFIT_EVERY = 16  # batches between refits of the cost model
+
+
+@dataclass(frozen=True)
+class EngineStatistics:
+    """A snapshot of an `Engine` (plain values, never live internals).
+
+    Attributes:
+        name: the engine's name.
+        queue_size: items waiting now.
+        active_batches: batches running now.
+        current_batch_size: the size limit of the next batch.
+        max_batch_size: the hard cap on any batch.
+        max_wait: upper bound of a deliberate wait, seconds.
+        paused: no batch starts while paused.
+        closed: ``close`` was called.
+        placement: where plain-``def`` batches run now for asyncio callers:
+            ``"inline"`` or ``"thread"``; ``"task"`` for ``async def`` functions.
+        batches: batches finished.
+        items: items in finished batches.
+        succeeded: items that got a result.
+        failed: items that got an exception from the batch function.
+        expired: items failed with `ItemTimeoutError` before a batch took them.
+        cancelled: items whose caller cancelled before a batch took them.
+        failed_batches: batches whose first attempt raised.
+        waits: deliberate waits for resubmitting callers.
+        mean_batch_size: items / batches.
+        mean_batch_duration: mean seconds per batch (retries included).
+        cost_fixed: fitted fixed seconds per batch, or None before a fit.
+        cost_per_item: fitted seconds per item, or None before a fit.
+    """
+
+    name: str
+    queue_size: int
+    active_batches: int
+    current_batch_size: int
+    max_batch_size: int
+    max_wait: float
+    paused: bool
+    closed: bool
+    placement: str
+    batches: int
+    items: int
+    succeeded: int
+    failed: int
+    expired: int
+    cancelled: int
+    failed_batches: int
+    waits: int
+    mean_batch_size: float
+    mean_batch_duration: float
+    cost_fixed: float | None
+    cost_per_item: float | None
+
+
+class BatchTally:
+    """An engine's counters and cost model; the engine's lock guards every access.
+
+    Attributes:
+        batches: batches finished.
+        items: items in finished batches.
+        succeeded: items that got a result.
+        failed: items that got an exception from the batch function.
+        failed_batches: batches whose first attempt raised.
+        busy_time: summed seconds of finished batches.
+        expired: items that expired in the queue (counted by the engine).
+        cancelled: items cancelled before a batch took them (counted by the engine).
+        waits: deliberate waits for resubmitting callers (counted by the engine).
+    """
+
+    __slots__ = (
+        "_fit",
+        "_model",
+        "_unfitted",
+        "batches",
+        "busy_time",
+        "cancelled",
+        "expired",
+        "failed",
+        "failed_batches",
+        "items",
+        "succeeded",
+        "waits",
+    )
+
+    def __init__(self, window: int = 64) -> None:
+        self._model = LinearCostModel(window=window)
+        self._fit: tuple[float, float] | None = None
+        self._unfitted = 0
+        self.batches = 0
+        self.items = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.failed_batches = 0
+        self.busy_time = 0.0
+        self.expired = 0
+        self.cancelled = 0
+        self.waits = 0
+
+    def add_batch(self, size: int, duration: float, failed: int, ok: bool) -> None:
+        """Count a finished batch of ``size`` items, ``failed`` of them failed; a batch
+        whose first attempt succeeded (``ok``) also trains the cost model."""
+        if ok:
+            self._model.add(size, duration)
+            self._unfitted += 1
+        self.batches += 1
+        self.items += size
+        self.succeeded += size - failed
+        self.failed += failed
+        self.failed_batches += not ok
+        self.busy_time += duration
+
+    def fit(self) -> tuple[float, float] | None:
+        """The latest ``(fixed, per_item)`` fit, refitted every 16 batches
+        (kept while the model cannot fit, e.g. all batches had the same size)."""
+        if self._fit is None or self._unfitted >= _REFIT_EVERY:
+            self._unfitted = 0
+            fit = self._model.fit()
+            if fit is not None:
+                self._fit = fit
+        return self._fit
+
+    @property
+    def mean_batch_size(self) -> float:
+        """Items per finished batch (0 before the first)."""
+        return self.items / self.batches if self.batches else 0.0
+
+    @property
+    def mean_batch_duration(self) -> float:
+        """Seconds per finished batch (0 before the first)."""
+        return self.busy_time / self.batches if self.batches else 0.0
