@@ -199,7 +199,8 @@ class Database:
         retry_delay: seconds before the first retry; doubles with every retry.
         clock: measures operation durations (default: monotonic time).
         sleep: waits between retries (default: ``clock.sleep``).
-        is_transient: decides which errors are retried (default `is_transient_error`).
+        is_transient: decides which errors are retried (default `is_transient_error`);
+            it becomes ``retry_policy.retry_on``.
         engine_options: extra keyword arguments for `sqlalchemy.create_engine`,
             e.g. ``{"connect_args": {"timeout": 1}}``.
 
@@ -229,10 +230,11 @@ class Database:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         if max_overflow < 0:
             raise ValueError(f"max_overflow must be >= 0, got {max_overflow}")
-        self.retry_policy = RetryPolicy(max_retries=max_retries, retry_delay=retry_delay)
+        self.retry_policy = RetryPolicy(
+            max_retries=max_retries, retry_delay=retry_delay, retry_on=is_transient
+        )
         self._clock = clock
         self._sleep = sleep if sleep is not None else clock.sleep
-        self._is_transient = is_transient
         parsed = _parse_url(url)
         self._engine = sa.create_engine(
             parsed,
@@ -545,12 +547,13 @@ class Database:
         return tx
 
     def _retrying(self, call: _Call, attempt: Callable[[], _T]) -> _T:
-        delays = self.retry_policy.delays()
+        policy = self.retry_policy
+        delays = policy.delays()
         while True:
             try:
                 return attempt()
             except Exception as error:
-                delay = next(delays, None) if self._is_transient(error) else None
+                delay = next(delays, None) if policy.retry_on(error) else None
                 if delay is None:
                     raise
                 call.retries += 1

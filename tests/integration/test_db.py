@@ -371,6 +371,28 @@ def test_permanent_errors_are_not_retried(db_url: str) -> None:
     assert db.get_metrics()["batch_insert"]["retries"] == 0
 
 
+def test_is_transient_becomes_the_retry_policys_predicate(sqlite_url: str) -> None:
+    waits: list[float] = []
+    seen: list[BaseException] = []
+
+    def integrity_errors_too(error: BaseException) -> bool:
+        seen.append(error)
+        return isinstance(error, sa.exc.IntegrityError)
+
+    with Database(
+        sqlite_url, max_retries=2, sleep=waits.append, is_transient=integrity_errors_too
+    ) as db:
+        assert db.retry_policy.retry_on is integrity_errors_too
+        db.create_table("molecules", {"name": str})
+        db.batch_insert("molecules", [{"id": 1, "name": "a"}])
+        with pytest.raises(sa.exc.IntegrityError):
+            db.batch_insert("molecules", [{"id": 1, "name": "again"}])
+
+    assert waits == [0.1, 0.2]
+    assert len(seen) == 3 and all(isinstance(e, sa.exc.IntegrityError) for e in seen)
+    assert db.get_metrics()["batch_insert"]["retries"] == 2
+
+
 def backend_pid(db: Database) -> int:
     with db.engine.connect() as connection:
         return int(connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())

@@ -1,11 +1,12 @@
 """Per-item error isolation, written once for sync and async engines.
 
-When a batch function raises, the batch is retried per the `RetryPolicy`; if it
-still fails, it is split in halves and each half is tried again, recursively,
-until every failing item is alone. Healthy items get their results; each failing
-item gets the exception its own call raised. A `BatchFailedError` (e.g. the
-function returned the wrong number of results) fails the whole slice at once,
-because no single item caused it.
+When a batch function raises, the batch is retried per the `RetryPolicy` (as
+often as it allows, while its ``retry_on`` accepts the error); if it still
+fails, it is split in halves and each half is tried again, recursively, until
+every failing item is alone. Healthy items get their results; each failing item
+gets the exception its own call raised. A `BatchFailedError` (e.g. the function
+returned the wrong number of results) fails the whole slice at once, because no
+single item caused it.
 
 The algorithm is a generator (`isolation_plan`) that yields the slices to call
 and receives their outcomes; `run_isolated` and `arun_isolated` are the sync and
@@ -48,15 +49,11 @@ def isolation_plan(size: int, policy: RetryPolicy) -> Plan:
     outcomes: list[Outcome] = [Outcome(False, None)] * size
     reply = yield Attempt(0, size, 0.0)
     for delay in policy.delays():
-        if not _retryable(reply):
+        if not isinstance(reply, BaseException) or not policy.retry_on(reply):
             break
         reply = yield Attempt(0, size, delay)
     yield from _settle(outcomes, 0, size, reply)
     return outcomes
-
-
-def _retryable(reply: Reply) -> bool:
-    return isinstance(reply, BaseException) and not isinstance(reply, BatchFailedError)
 
 
 def _settle(
@@ -65,7 +62,7 @@ def _settle(
     if not isinstance(reply, BaseException):
         outcomes[start:stop] = [Outcome(True, value) for value in reply]
         return
-    if stop - start == 1 or not _retryable(reply):
+    if stop - start == 1 or isinstance(reply, BatchFailedError):
         outcomes[start:stop] = [Outcome(False, reply)] * (stop - start)
         return
     middle = (start + stop) // 2
