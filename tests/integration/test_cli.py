@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchpilot.bulk import map_batches
 from batchpilot.cli import errors_path, job_path, main
 
 FUNCTIONS = textwrap.dedent(
@@ -53,6 +52,11 @@ FUNCTIONS = textwrap.dedent(
         return list(records)[:-1]
 
     NOT_A_FUNCTION = 3
+
+    def interrupted_at_20(records):
+        if any(r["id"] == 20 for r in records):
+            raise KeyboardInterrupt
+        return list(records)
 
     def gated(records):
         # Logs its calls; blocks on the first batch holding an id >= GATE until ./go exists.
@@ -277,10 +281,12 @@ def test_a_leftover_checkpoint_needs_resume_and_resume_needs_a_checkpoint(workdi
 def test_resume_refuses_a_checkpoint_of_another_input_and_keeps_it(workdir, capsys) -> None:
     tmp, module = workdir
     job = job_path(tmp / "out.jsonl")
-    with map_batches(
-        lambda rs: rs, [{"id": -i} for i in range(40)], batch_size=4, job=str(job)
-    ) as partial:
-        next(partial)  # at least one chunk committed, then the run stops
+    write_jsonl(tmp / "in.jsonl", [{"id": i} for i in range(40)])
+    code, err = run(
+        capsys, "run", f"{module}:interrupted_at_20", "-i", "in.jsonl", "-o", "out.jsonl",
+        "--batch-size", "4", "--workers", "1", "--no-progress",
+    )  # fmt: skip
+    assert code == 1 and "interrupted" in err
     before = job.read_bytes()
     write_jsonl(tmp / "in.jsonl", records(40))
     code, err = run(
@@ -354,12 +360,13 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -
         time.sleep(0.02)
 
 
-def _committed_chunks(job: Path) -> int:
+def _committed_items(job: Path) -> int:
     try:
         with sqlite3.connect(f"file:{job}?mode=ro", uri=True) as db:
-            return int(db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+            row = db.execute("SELECT value FROM run WHERE key = 'progress'").fetchone()
     except sqlite3.Error:
         return 0
+    return 0 if row is None else int(json.loads(row[0])["items"])
 
 
 def test_the_console_script_runs_a_job(workdir: tuple[Path, str]) -> None:
@@ -391,7 +398,7 @@ def test_resume_after_sigkill_writes_every_record_exactly_once(workdir: tuple[Pa
     try:
         # The batch holding id 50 blocks; the five batches before it must be committed.
         _wait_for(lambda: (tmp / "blocked").exists(), "the gated batch to start")
-        _wait_for(lambda: _committed_chunks(job_path(tmp / "out.jsonl")) >= 5, "5 checkpoints")
+        _wait_for(lambda: _committed_items(job_path(tmp / "out.jsonl")) >= 50, "50 committed")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)

@@ -1,16 +1,19 @@
-"""Reading and writing records (dicts) in the file formats the CLI accepts.
+"""Reading records (dicts) from the file formats the CLI accepts, and the row values.
 
-Inputs: JSON Lines (``.jsonl``, ``.ndjson``), CSV (``.csv``, header row first) and
-Parquet (``.parquet``, ``.pq``; needs pyarrow). Outputs: JSON Lines, SQLite
-(``.sqlite``, ``.sqlite3``, ``.db``; one table) and Parquet.
+Inputs: JSON Lines (``.jsonl``, ``.ndjson``, or ``-`` for standard input), CSV
+(``.csv``) and TSV (``.tsv``), header row first, and Parquet (``.parquet``,
+``.pq``; needs pyarrow). JSON Lines, CSV and TSV may be compressed (``.gz``,
+``.zst``). CSV/TSV fields are strings unless the source is given column types
+(`batchpilot.cli.csv_types`).
 
-An input is read twice: `RecordSource.scan` validates every line and counts the
+A file is read twice: `RecordSource.scan` validates every line and counts the
 records (so a malformed line is reported with its line number before any work is
-done, and a progress bar knows its total), then `RecordSource.records` streams
-``(line_number, record)`` pairs without holding the file in memory.
+done, and a progress bar knows its total), then `RecordSource.located` streams
+``(line_number, position, record)`` from any `Position` a previous run reached:
+a byte offset of the (decompressed) text, or a row number of a Parquet file,
+whose reading starts at the row group holding it. Standard input is read once,
+and a malformed line stops the stream where it is.
 
-An output is written to ``<path>.partial`` and renamed over ``<path>`` only by
-`RecordSink.commit`, so a killed run never leaves a half-written output behind.
 A result that is a dict becomes one row; any other value becomes ``{"result": value}``
 (`to_row`); numpy values become plain numbers and lists.
 """
@@ -20,85 +23,138 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import math
 import os
-import sqlite3
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any
+
+from .compression import codec_of, open_decompressed, strip_codec
+from .csv_types import ColumnTypes, converter, widen
 
 __all__ = [
     "INPUT_FORMATS",
-    "OUTPUT_FORMATS",
-    "RecordSink",
+    "STDIO",
+    "Position",
     "RecordSource",
     "RecordsFormatError",
     "format_of",
-    "open_sink",
+    "import_parquet",
+    "plain",
     "to_row",
 ]
 
-#: File suffix -> format, for inputs and for outputs.
+#: File suffix -> format, for inputs.
 INPUT_FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".csv": "csv",
+    ".tsv": "tsv",
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-OUTPUT_FORMATS = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".sqlite": "sqlite",
-    ".sqlite3": "sqlite",
-    ".db": "sqlite",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+#: The path that means standard input or output (JSON Lines).
+STDIO = "-"
+#: Text formats, which may be compressed.
+TEXT_FORMATS = frozenset({"jsonl", "csv", "tsv"})
+_DELIMITERS = {"csv": ",", "tsv": "\t"}
 
 #: How many malformed lines an error message lists before it says "and N more".
 _LINES_SHOWN = 10
-#: Rows buffered before a Parquet row group is written (also what its schema is inferred from).
-_PARQUET_ROWS = 65_536
 
 
 class RecordsFormatError(ValueError):
     """A file that cannot be read or written as records; the message names the file and lines."""
 
 
-def format_of(path: Path, formats: dict[str, str], role: str) -> str:
-    """The format of ``path`` judged by its suffix, or a RecordsFormatError naming the choices."""
-    suffix = path.suffix.lower()
+def format_of(path: Path, formats: dict[str, str], role: str) -> tuple[str, str | None]:
+    """``(format, codec)`` of ``path`` judged by its suffixes, or a RecordsFormatError.
+
+    A compression suffix (``.gz``, ``.zst``) is allowed after a text format only.
+    """
+    codec = codec_of(path)
+    suffix = strip_codec(path).suffix.lower()
     if suffix not in formats:
         known = ", ".join(sorted(formats))
         raise RecordsFormatError(
             f"cannot tell the {role} format of {path} from its suffix {suffix or '(none)'!r}; "
-            f"use one of {known}"
+            f"use one of {known}, or {STDIO} for JSON Lines on standard {role}"
         )
-    return formats[suffix]
+    kind = formats[suffix]
+    if codec is not None and kind not in TEXT_FORMATS:
+        raise RecordsFormatError(f"{path}: only JSON Lines, CSV and TSV can be compressed")
+    return kind, codec
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a stream of records stands: after ``line``, at ``offset``.
+
+    ``offset`` is a byte offset into the decompressed text, or for Parquet the
+    number of rows read (then ``line`` is the same number).
+    """
+
+    line: int = 0
+    offset: int = 0
 
 
 class RecordSource:
     """A file of records, read lazily.
 
     Args:
-        path: The input file; its suffix selects the format.
+        path: The input file (its suffixes select the format), or ``-`` for JSON
+            Lines on standard input.
+        types: CSV/TSV column types; columns not in it are strings.
+        fixed: Columns whose type is given, not inferred: `scan` reports a field
+            that does not fit as a malformed line instead of widening the type.
 
     Raises:
-        RecordsFormatError: The file does not exist or its suffix is unknown.
+        RecordsFormatError: The file does not exist, is a directory, or its suffix is unknown.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        types: ColumnTypes | None = None,
+        fixed: frozenset[str] = frozenset(),
+    ) -> None:
         self.path = Path(path)
-        self.format = format_of(self.path, INPUT_FORMATS, "input")
+        self.is_stdin = os.fspath(path) == STDIO
+        self.types: ColumnTypes = dict(types or {})
+        self.fixed = fixed
+        if self.is_stdin:
+            self.format, self.codec = "jsonl", None
+            return
+        if self.path.is_dir():
+            raise RecordsFormatError(f"input is a directory, not a file: {self.path}")
+        self.format, self.codec = format_of(self.path, INPUT_FORMATS, "input")
         if not self.path.is_file():
             raise RecordsFormatError(f"input file not found: {self.path}")
 
     def __repr__(self) -> str:
-        return f"RecordSource({str(self.path)!r}, format={self.format!r})"
+        return f"RecordSource({str(self.path)!r}, format={self.format!r}, codec={self.codec!r})"
+
+    @property
+    def delimiter(self) -> str:
+        """The field separator of a CSV (``,``) or TSV (tab) input."""
+        return _DELIMITERS[self.format]
+
+    def open_bytes(self) -> IO[bytes]:
+        """The input as a decompressed byte stream, from the start."""
+        return open_decompressed(self.path, self.codec)
+
+    def header(self) -> list[str]:
+        """The column names of a CSV/TSV input ([] for an empty file)."""
+        for _, _, row in self._csv_rows(Position()):
+            return row
+        return []
 
     def scan(self) -> int:
         """Validate the whole file and return its number of records.
+
+        A CSV/TSV field that does not fit its inferred column type widens the type
+        in `types`; one that does not fit a fixed type is a malformed line.
 
         Raises:
             RecordsFormatError: Some lines are malformed; the message lists their numbers.
@@ -119,75 +175,154 @@ class RecordSource:
 
         For Parquet the "line number" is the 1-based row number.
         """
+        return ((line, record) for line, _, record in self.located(Position()))
+
+    def located(self, start: Position) -> Iterator[tuple[int, Position, dict[str, Any]]]:
+        """Yield ``(line_number, position_after, record)`` for the records after ``start``."""
         if self.format == "jsonl":
-            for line, text in self._jsonl_lines():
-                yield line, json.loads(text)
-        elif self.format == "csv":
-            header: list[str] = []
-            for line, row in self._csv_rows():
-                if header:
-                    yield line, dict(zip(header, row, strict=True))
-                else:
-                    header = row
+            for line, end, text in self._jsonl_lines(start):
+                if self.is_stdin and (problem := _jsonl_problem(text)) is not None:
+                    raise RecordsFormatError(f"standard input: line {line}: {problem}")
+                yield line, Position(line, end), json.loads(text)
+        elif self.format in _DELIMITERS:
+            yield from self._csv_records(start)
         else:
-            yield from self._parquet_rows()
+            for number, record in self._parquet_rows(start.offset):
+                yield number, Position(number, number), record
+
+    def _csv_records(self, start: Position) -> Iterator[tuple[int, Position, dict[str, Any]]]:
+        header = self.header()
+        typed = [(name, fn) for name in header if (fn := converter(self.types.get(name, "str")))]
+        rows = self._csv_rows(start)
+        if start.offset == 0:
+            next(rows, None)  # the header row
+        for line, end, row in rows:
+            record = dict(zip(header, row, strict=True))
+            for name, convert in typed:
+                record[name] = convert(record[name])
+            yield line, Position(line, end), record
 
     def _validate(self) -> Iterator[tuple[int, str | None]]:
         if self.format == "jsonl":
-            for line, text in self._jsonl_lines():
+            for line, _, text in self._jsonl_lines(Position()):
                 yield line, _jsonl_problem(text)
-        elif self.format == "csv":
-            header: list[str] | None = None
-            for line, row in self._csv_rows():
-                if header is None:
-                    header = row
-                    duplicates = sorted({name for name in row if row.count(name) > 1})
-                    if duplicates:
-                        yield line, f"the header repeats the column names {duplicates}"
-                elif len(row) != len(header):
-                    yield line, f"{len(row)} fields, the header has {len(header)}"
-                else:
-                    yield line, None
+        elif self.format in _DELIMITERS:
+            yield from self._validate_csv()
         else:
-            for line, _ in self._parquet_rows():
+            for line, _ in self._parquet_rows(0):
                 yield line, None
 
-    def _text_lines(self) -> Iterator[tuple[int, str]]:
-        """The file's lines, numbered from 1, decoded as UTF-8 (a leading BOM dropped)."""
-        with self.path.open("rb") as file:
-            for number, raw in enumerate(file, start=1):
+    def _validate_csv(self) -> Iterator[tuple[int, str | None]]:
+        header: list[str] | None = None
+        checks: list[tuple[int, str, Callable[[str], Any]]] = []
+        for line, _, row in self._csv_rows(Position()):
+            if header is None:
+                header = row
+                duplicates = sorted({name for name in row if row.count(name) > 1})
+                if duplicates:
+                    yield line, f"the header repeats the column names {duplicates}"
+                checks = self._type_checks(header)
+            elif len(row) != len(header):
+                yield line, f"{len(row)} fields, the header has {len(header)}"
+            else:
+                problem = None
+                for index, name, convert in checks:
+                    try:
+                        convert(row[index])
+                    except ValueError:
+                        if name in self.fixed:
+                            problem = f"column {name!r}: {row[index]!r} is not {self.types[name]}"
+                            break
+                        self.types[name] = widen(self.types[name], row[index])
+                        checks = self._type_checks(header)
+                yield line, problem
+
+    def _type_checks(self, header: Sequence[str]) -> list[tuple[int, str, Callable[[str], Any]]]:
+        return [
+            (index, name, fn)
+            for index, name in enumerate(header)
+            if (fn := converter(self.types.get(name, "str")))
+        ]
+
+    def _text_lines(self, start: Position) -> Iterator[tuple[int, int, str]]:
+        """``(number, end_offset, text)`` of the lines after ``start``, decoded as UTF-8.
+
+        Line numbers count from 1; a leading byte order mark is dropped.
+        """
+        with contextlib.ExitStack() as stack:
+            if self.is_stdin:
+                file: IO[bytes] = sys.stdin.buffer
+            else:
+                file = stack.enter_context(self.open_bytes())
+                _skip(file, start.offset, compressed=self.codec is not None)
+            offset = start.offset
+            for number, raw in enumerate(file, start=start.line + 1):
+                offset += len(raw)
                 try:
-                    yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
                     raise RecordsFormatError(
                         f"{self.path}: line {number}: not UTF-8 text ({exc.reason})"
                     ) from None
+                yield number, offset, text
 
-    def _jsonl_lines(self) -> Iterator[tuple[int, str]]:
-        return ((number, text) for number, text in self._text_lines() if text.strip())
+    def _jsonl_lines(self, start: Position) -> Iterator[tuple[int, int, str]]:
+        return (item for item in self._text_lines(start) if item[2].strip())
 
-    def _csv_rows(self) -> Iterator[tuple[int, list[str]]]:
-        """Non-empty rows, the header first, with the line number each row ends on."""
-        reader = csv.reader(text for _, text in self._text_lines())
+    def _csv_rows(self, start: Position) -> Iterator[tuple[int, int, list[str]]]:
+        """Non-empty rows after ``start`` with the line each ends on and the offset after it.
+
+        The csv reader asks for one line at a time, so when it yields a row, the
+        lines handed to it so far end exactly where that row ends.
+        """
+        ends = [start.line, start.offset]
+
+        def feed() -> Iterator[str]:
+            for number, end, text in self._text_lines(start):
+                ends[0], ends[1] = number, end
+                yield text
+
+        reader = csv.reader(feed(), delimiter=self.delimiter)
         try:
             for row in reader:
                 if row:
-                    yield reader.line_num, row
+                    yield ends[0], ends[1], row
         except csv.Error as exc:
-            raise RecordsFormatError(f"{self.path}: line {reader.line_num}: {exc}") from None
+            raise RecordsFormatError(f"{self.path}: line {ends[0]}: {exc}") from None
 
-    def _parquet_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        parquet = _import_parquet()
+    def _parquet_rows(self, skip: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(row_number, record)`` after the first ``skip`` rows, read from their row group."""
+        parquet = import_parquet()
         try:
             file = parquet.ParquetFile(self.path)
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise RecordsFormatError(f"{self.path}: not a readable Parquet file: {exc}") from None
-        number = 0
         with contextlib.closing(file):
-            for batch in file.iter_batches():
+            first_group, number = 0, 0
+            meta = file.metadata
+            while first_group < meta.num_row_groups and (
+                number + meta.row_group(first_group).num_rows <= skip
+            ):
+                number += meta.row_group(first_group).num_rows
+                first_group += 1
+            groups = range(first_group, meta.num_row_groups)
+            for batch in file.iter_batches(row_groups=groups):
                 for record in batch.to_pylist():
                     number += 1
-                    yield number, record
+                    if number > skip:
+                        yield number, record
+
+
+def _skip(file: IO[bytes], count: int, compressed: bool) -> None:
+    """Move ``file`` ``count`` bytes on: a seek, or for a compressed stream, reading them."""
+    if not compressed:
+        file.seek(count)
+        return
+    while count > 0:
+        block = file.read(min(count, 1 << 20))
+        if not block:
+            return
+        count -= len(block)
 
 
 def _jsonl_problem(text: str) -> str | None:
@@ -207,7 +342,8 @@ def _describe_bad_lines(path: Path, bad: Sequence[tuple[int, str]]) -> str:
     return f"{path}: {len(bad)} malformed {noun}: {shown}{more}"
 
 
-def _import_parquet() -> Any:
+def import_parquet() -> Any:
+    """``pyarrow.parquet``, or a RecordsFormatError saying which extra installs it."""
     try:
         import pyarrow.parquet as parquet
     except ImportError:  # pragma: no cover - pyarrow is installed in the dev venv
@@ -218,228 +354,23 @@ def _import_parquet() -> Any:
 def to_row(value: Any) -> dict[str, Any]:
     """The output row for one result: the dict itself, or ``{"result": value}``."""
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return {"result": _plain(value)}
+        return {str(key): plain(item) for key, item in value.items()}
+    return {"result": plain(value)}
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _json_default(value: Any) -> Any:
-    """numpy values as plain numbers and lists; anything else JSON cannot hold as str()."""
-    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
-        return value.tolist()
-    return str(value)
-
-
-#: One encoder for every JSON Lines row.
-_JSON = json.JSONEncoder(default=_json_default)
-
-
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Turn numpy scalars/arrays and tuples into the Python values every format stores."""
     if type(value) in _SCALARS:
         return value
     if hasattr(value, "tolist") and type(value).__module__ == "numpy":
         return value.tolist()
     if isinstance(value, tuple):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {str(key): plain(item) for key, item in value.items()}
     return value
-
-
-class RecordSink(Protocol):
-    """Where results go: ``write`` batches of them, then ``commit`` or ``abort``."""
-
-    path: Path
-
-    def write(self, results: Sequence[Any]) -> None:
-        """Append one row per result (see `to_row`) to the still partial output."""
-
-    def commit(self) -> None:
-        """Finish the output and move it into place."""
-
-    def abort(self) -> None:
-        """Delete the partial output."""
-
-
-def open_sink(path: str | os.PathLike[str], table: str = "results") -> RecordSink:
-    """Open a sink for ``path``; its suffix selects JSON Lines, SQLite or Parquet.
-
-    Args:
-        path: The output file. It is replaced, not appended to, when the sink commits.
-        table: The table name for SQLite outputs.
-
-    Raises:
-        RecordsFormatError: Unknown suffix or missing output directory.
-    """
-    target = Path(path)
-    kind = format_of(target, OUTPUT_FORMATS, "output")
-    if not target.parent.is_dir():
-        raise RecordsFormatError(f"output directory not found: {target.parent}")
-    if kind == "jsonl":
-        return _JsonlSink(target)
-    if kind == "sqlite":
-        return _SqliteSink(target, table)
-    return _ParquetSink(target)
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
-
-
-class _JsonlSink:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._partial = _partial(path)
-        self._file = self._partial.open("w", encoding="utf-8")
-
-    def __repr__(self) -> str:
-        return f"_JsonlSink({str(self.path)!r}, closed={self._file.closed})"
-
-    def write(self, results: Sequence[Any]) -> None:
-        encode = _JSON.encode
-        try:  # the encoder itself handles dicts, tuples and numpy values: no to_row copy
-            text = "".join(encode(v if type(v) is dict else {"result": v}) + "\n" for v in results)
-        except TypeError:  # e.g. a key JSON cannot hold: to_row makes every key a str
-            text = "".join(encode(to_row(v)) + "\n" for v in results)
-        self._file.write(text)
-
-    def commit(self) -> None:
-        self._file.close()
-        os.replace(self._partial, self.path)
-
-    def abort(self) -> None:
-        self._file.close()
-        self._partial.unlink(missing_ok=True)
-
-
-class _SqliteSink:
-    """Rows go to one table; its columns are the union of the rows' keys, in order seen."""
-
-    def __init__(self, path: Path, table: str) -> None:
-        self.path = path
-        self.table = table
-        self._partial = _partial(path)
-        self._partial.unlink(missing_ok=True)
-        self._db = sqlite3.connect(self._partial)
-        self._columns: list[str] = []
-
-    def __repr__(self) -> str:
-        return f"_SqliteSink({str(self.path)!r}, table={self.table!r}, columns={self._columns})"
-
-    def write(self, results: Sequence[Any]) -> None:
-        if not results:
-            return
-        rows = [to_row(value) for value in results]
-        self._add_columns(rows)
-        names = ", ".join(_quote(name) for name in self._columns)
-        marks = ", ".join("?" for _ in self._columns)
-        values = [tuple(_sql_value(row.get(name)) for name in self._columns) for row in rows]
-        with self._db:
-            self._db.executemany(
-                f"INSERT INTO {_quote(self.table)} ({names}) VALUES ({marks})", values
-            )
-
-    def _add_columns(self, rows: Sequence[dict[str, Any]]) -> None:
-        known = set(self._columns)
-        new: list[str] = []
-        for row in rows:
-            for key in row:
-                if key not in known:
-                    known.add(key)
-                    new.append(key)
-        if not new:
-            return
-        with self._db:
-            if not self._columns:
-                columns = ", ".join(_quote(name) for name in new)
-                self._db.execute(f"CREATE TABLE {_quote(self.table)} ({columns})")
-            else:
-                for name in new:
-                    self._db.execute(f"ALTER TABLE {_quote(self.table)} ADD COLUMN {_quote(name)}")
-        self._columns.extend(new)
-
-    def commit(self) -> None:
-        if not self._columns:
-            with self._db:
-                self._db.execute(f"CREATE TABLE {_quote(self.table)} (result)")
-        self._db.close()
-        os.replace(self._partial, self.path)
-
-    def abort(self) -> None:
-        self._db.close()
-        self._partial.unlink(missing_ok=True)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_value(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        return _JSON.encode(value)
-    if value is None or isinstance(value, (int, str, bytes)):
-        return value
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    return str(value)
-
-
-class _ParquetSink:
-    """Rows are buffered into row groups; the first group fixes the schema."""
-
-    def __init__(self, path: Path) -> None:
-        self._parquet = _import_parquet()
-        self.path = path
-        self._partial = _partial(path)
-        self._rows: list[dict[str, Any]] = []
-        self._writer: Any = None
-
-    def __repr__(self) -> str:
-        return f"_ParquetSink({str(self.path)!r}, buffered={len(self._rows)})"
-
-    def write(self, results: Sequence[Any]) -> None:
-        self._rows.extend(to_row(value) for value in results)
-        if len(self._rows) >= _PARQUET_ROWS:
-            self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow
-
-        if not self._rows:
-            return
-        schema = None if self._writer is None else self._writer.schema
-        if schema is not None:
-            extra = {key for row in self._rows for key in row} - set(schema.names)
-            if extra:
-                raise RecordsFormatError(
-                    f"{self.path}: results gained columns {sorted(extra)} after the Parquet "
-                    f"schema was fixed to {schema.names}; write JSON Lines or SQLite instead"
-                )
-        try:
-            table = pyarrow.Table.from_pylist(self._rows, schema=schema)
-        except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
-            raise RecordsFormatError(f"{self.path}: results do not fit one schema: {exc}") from None
-        if self._writer is None:
-            self._writer = self._parquet.ParquetWriter(self._partial, table.schema)
-        self._writer.write_table(table)
-        self._rows.clear()
-
-    def commit(self) -> None:
-        import pyarrow
-
-        self._flush()
-        if self._writer is None:
-            self._writer = self._parquet.ParquetWriter(self._partial, pyarrow.schema([]))
-        self._writer.close()
-        os.replace(self._partial, self.path)
-
-    def abort(self) -> None:
-        self._rows.clear()
-        if self._writer is not None:
-            self._writer.close()
-        self._partial.unlink(missing_ok=True)

@@ -1,12 +1,13 @@
 """``batchpilot run``: stream the records of a file through a batch function.
 
 ``batchpilot run MODULE:FUNC --input IN --output OUT`` streams the records of IN
-(JSON Lines, CSV or Parquet) through ``FUNC`` on the bulk engine
-(`batchpilot.map_batches`) and writes one row per successful record to OUT (JSON
-Lines, SQLite or Parquet), in input order. Failed records go to
-``OUT.errors.jsonl`` with their line numbers. Progress and results are
-checkpointed in ``OUT.job.sqlite`` while the job runs, so ``--resume`` continues a
-killed run; the checkpoint is deleted when the job completes.
+(see `records_io`) through ``FUNC`` on the bulk engine (`batchpilot.map_batches`)
+and writes one row per successful record to OUT (see `outputs`), in input order.
+Failed records go to ``OUT.errors.jsonl`` with their line numbers. While the job
+runs, its output is written in segments and its progress committed to the job
+file (``OUT.job.sqlite``, or ``--job``), so ``--resume`` continues a killed run
+from where it got, reading only the rest of the input. The job file and the
+segments are deleted when the job completes.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import importlib
 import inspect
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..bulk.checkpoint import JobMismatchError
 from .common import (
     EXIT_FAILED_ITEMS,
     EXIT_OK,
@@ -38,16 +40,15 @@ from .common import (
     port_number,
     positive_int,
 )
-from .records_io import (
-    INPUT_FORMATS,
-    OUTPUT_FORMATS,
-    RecordSink,
-    RecordSource,
-    format_of,
-    open_sink,
-)
+from .consume import ErrorLog, consume
+from .csv_types import SchemaError, infer_types, parse_schema, resolve_types
+from .early_stop import StopRules, guard
+from .job import Checkpoint, JobFile, input_identity
+from .outputs import IF_EXISTS, OUTPUT_FORMATS, Target, finish, open_segment, output_target, trim
+from .records_io import INPUT_FORMATS, STDIO, RecordsFormatError, RecordSource
 
 __all__ = [
+    "EXIT_STOPPED",
     "RunSummary",
     "add_command",
     "errors_path",
@@ -57,8 +58,10 @@ __all__ = [
 ]
 
 EXECUTORS = ("threads", "processes", "asyncio", "dask", "ray")
-#: Rows handed to the output sink at a time.
-_WRITE_CHUNK = 1024
+#: Exit code of a run stopped early (systematic failure, --max-failures, --fail-fast).
+EXIT_STOPPED = 3
+#: Stop when the first this many records all fail with one exception type.
+SYSTEMATIC_FAILURES = 10
 
 
 def add_command(commands: Any) -> None:
@@ -71,7 +74,10 @@ def add_command(commands: Any) -> None:
         "(dicts) and returns a list of results of the same length (or, with "
         "--per-item, takes one record and returns one result). A dict result is one "
         "output row; any other value becomes the row {'result': value}. Failed records "
-        "are written to OUTPUT.errors.jsonl with their line numbers.",
+        "are written to OUTPUT.errors.jsonl with their line numbers. Exit codes: 0 all "
+        "records succeeded; 1 some failed (listed), or interrupted; 2 bad usage or input "
+        "(nothing written); 3 stopped early (systematic failure, --max-failures, "
+        "--fail-fast).",
         epilog="example: batchpilot run mymodel:score -i data.csv -o scores.sqlite",
     )
     run.add_argument("function", metavar="MODULE:FUNC", help="the function, e.g. mypkg.model:score")
@@ -79,25 +85,79 @@ def add_command(commands: Any) -> None:
         "--input",
         "-i",
         required=True,
-        type=Path,
         metavar="FILE",
-        help=f"input file ({', '.join(sorted(INPUT_FORMATS))})",
+        help=f"input file ({', '.join(sorted(INPUT_FORMATS))}; text formats may end in .gz "
+        f"or .zst), or {STDIO} for JSON Lines on standard input",
     )
     run.add_argument(
         "--output",
         "-o",
         required=True,
-        type=Path,
         metavar="FILE",
-        help=f"output file, replaced when the job completes ({', '.join(sorted(OUTPUT_FORMATS))})",
+        help=f"output file ({', '.join(sorted(OUTPUT_FORMATS))}; text formats may end in .gz "
+        f"or .zst), a folder (a Parquet dataset, one sub-folder per --table), or {STDIO} for "
+        "JSON Lines on standard output",
+    )
+    run.add_argument(
+        "--if-exists",
+        choices=IF_EXISTS,
+        default="fail",
+        help="when the output (a file; for SQLite and datasets, the table) exists: fail "
+        "(default), append to it, or replace it (only the table, in a database or dataset)",
+    )
+    run.add_argument(
+        "--table",
+        default="results",
+        metavar="NAME",
+        help="table of an SQLite output or Parquet dataset (results)",
     )
     run.add_argument(
         "--per-item", action="store_true", help="FUNC takes one record instead of a list"
     )
     run.add_argument(
+        "--schema",
+        default=None,
+        metavar="SPEC",
+        help="CSV/TSV column types, NAME:TYPE,... with TYPE int, float, bool or str; *:TYPE "
+        "for the other columns (default: inferred by pyarrow; *:str keeps every field a string)",
+    )
+    run.add_argument(
+        "--line-column",
+        default=None,
+        metavar="NAME",
+        help="add each record's input line number to its output row under NAME",
+    )
+    run.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted run from its checkpoint (OUTPUT.job.sqlite)",
+        help="continue an interrupted run from its job file",
+    )
+    run.add_argument(
+        "--job",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the job file that checkpoints the run (default: OUTPUT.job.sqlite)",
+    )
+    run.add_argument(
+        "--max-failures",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="stop (exit 3) once more than N records have failed",
+    )
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop (exit 3) at the first failing call of FUNC, without isolating the record",
+    )
+    run.add_argument(
+        "--systematic-failures",
+        type=_non_negative_int,
+        default=SYSTEMATIC_FAILURES,
+        metavar="N",
+        help="stop (exit 3) when the first N records all fail with the same exception type "
+        f"({SYSTEMATIC_FAILURES}; 0: never)",
     )
     run.add_argument(
         "--workers",
@@ -119,9 +179,6 @@ def add_command(commands: Any) -> None:
         metavar="auto|N",
         help="records per call of FUNC: 'auto' sizes batches by measured speed (auto)",
     )
-    run.add_argument(
-        "--table", default="results", metavar="NAME", help="table name for SQLite output (results)"
-    )
     run.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     run.add_argument(
         "--metrics-port",
@@ -132,6 +189,16 @@ def add_command(commands: Any) -> None:
         "(0: a free port; needs batchpilot[metrics])",
     )
     run.set_defaults(handler=_run_command)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def load_function(spec: str) -> Callable[..., Any]:
@@ -215,6 +282,7 @@ class RunSummary:
     resumed: int = 0
     seconds: float = 0.0
     first_failure: tuple[int, str] | None = None
+    stopped: str | None = None
 
     @property
     def rate(self) -> float:
@@ -229,20 +297,31 @@ def _run_command(args: argparse.Namespace) -> int:
         args.output,
         per_item=args.per_item,
         resume=args.resume,
+        job=args.job,
+        if_exists=args.if_exists,
         workers=args.workers,
         executor=args.executor,
         batch_size=args.batch_size,
         table=args.table,
+        schema=args.schema,
+        line_column=args.line_column,
+        max_failures=args.max_failures,
+        fail_fast=args.fail_fast,
+        systematic_failures=args.systematic_failures,
         progress=not args.no_progress,
         metrics_port=args.metrics_port,
         abandon_on_interrupt=args.console,
     )
-    print(f"batchpilot: {_describe(summary)} -> {args.output}", file=sys.stderr)
+    if summary.stopped is not None:
+        return fail(f"stopped early: {summary.stopped}", EXIT_STOPPED)
+    shown = "standard output" if args.output == STDIO else args.output
+    print(f"batchpilot: {_describe(summary)} -> {shown}", file=sys.stderr)
     if summary.first_failure is not None:
         line, error = summary.first_failure
+        listed = errors_path(Path(args.output))
+        where = "on standard error" if args.output == STDIO else f"in {listed}"
         print(
-            f"batchpilot: {summary.failed} failed, listed in {errors_path(args.output)} "
-            f"(first: line {line}: {error})",
+            f"batchpilot: {summary.failed} failed, listed {where} (first: line {line}: {error})",
             file=sys.stderr,
         )
     return EXIT_FAILED_ITEMS if summary.failed else EXIT_OK
@@ -257,17 +336,115 @@ def _describe(summary: RunSummary) -> str:
     return f"{counts} in {summary.seconds:.2f} s, {summary.rate:,.0f} items/s"
 
 
+@dataclass
+class _Plan:
+    """A run checked and ready: input, target, job and where to start."""
+
+    source: RecordSource
+    target: Target
+    job: JobFile
+    start: Checkpoint
+    total: int | None
+    resumable: bool
+    fresh: bool
+
+
+def _prepare(
+    function: str,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    job: Path | None,
+    resume: bool,
+    if_exists: str,
+    table: str,
+    per_item: bool,
+    schema: str | None,
+    line_column: str | None,
+) -> _Plan:
+    """Check input, output, options and job state before any work; resume or scan."""
+    source = RecordSource(input_path)
+    target = output_target(output_path, table)
+    stdio = source.is_stdin or target.kind == "stdout"
+    if not stdio and target.path.resolve() == source.path.resolve():
+        raise CliError(f"--output must differ from --input ({source.path})")
+    if stdio and (resume or job is not None):
+        raise CliError(f"--resume and --job need a file for --input and --output, not {STDIO}")
+    if schema is not None and source.format not in ("csv", "tsv"):
+        raise CliError("--schema applies to CSV and TSV inputs only")
+    try:
+        types = parse_schema(schema) if schema else {}
+    except SchemaError as exc:
+        raise CliError(str(exc)) from None
+    job_file = job or job_path(target.path if target.kind != "stdout" else Path("stdout"))
+    if job_file.is_dir():
+        raise CliError(f"--job is a directory, not a file: {job_file}")
+    if not job_file.parent.is_dir():
+        raise CliError(f"folder of the job file not found: {job_file.parent}")
+    settings = {
+        "function": function,
+        "per_item": per_item,
+        "line_column": line_column,
+        "output": str(target),
+        "table": table,
+        "schema": schema,
+        "input": None if source.is_stdin else input_identity(source.path),
+    }
+    run_job_file = JobFile(job_file, settings)
+    if resume:
+        if not job_file.exists():
+            if target.exists():
+                raise CliError(
+                    f"nothing to resume: {target} is complete (no checkpoint {job_file})"
+                )
+            raise CliError(f"nothing to resume: no checkpoint {job_file}")
+        start = run_job_file.load()
+        target.check(if_exists)
+        source.types = dict(run_job_file.settings["types"])
+        trim(target, run_job_file.parts, start.segments)
+        total = run_job_file.settings["total"]
+        return _Plan(source, target, run_job_file, start, total, True, False)
+    if job_file.exists():
+        raise CliError(
+            f"{job_file} holds an interrupted run of this job: pass --resume to continue it, "
+            f"or delete it to start over"
+        )
+    target.check(if_exists)
+    shutil.rmtree(run_job_file.parts, ignore_errors=True)  # left by a run never committed
+    if source.format in ("csv", "tsv"):
+        header = source.header()
+        inferred = {}
+        if types.get("*") is None:
+            with source.open_bytes() as stream:
+                inferred = infer_types(stream, source.delimiter)
+        try:
+            source.types = resolve_types(header, types, inferred)
+        except SchemaError as exc:
+            raise CliError(str(exc)) from None
+        source.fixed = frozenset(types) if "*" not in types else frozenset(header)
+    total = None if source.is_stdin else source.scan()
+    run_job_file.update_settings(types=source.types, total=total)
+    return _Plan(source, target, run_job_file, Checkpoint(), total, not stdio, True)
+
+
 def run_job(
     function: str,
-    input_path: Path,
-    output_path: Path,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
     *,
     per_item: bool = False,
     resume: bool = False,
+    job: Path | None = None,
+    if_exists: str = "fail",
     workers: int | None = None,
     executor: str | None = None,
     batch_size: int | Literal["auto"] = "auto",
     table: str = "results",
+    schema: str | None = None,
+    line_column: str | None = None,
+    max_failures: int | None = None,
+    fail_fast: bool = False,
+    systematic_failures: int = SYSTEMATIC_FAILURES,
     progress: bool = True,
     metrics_port: int | None = None,
     abandon_on_interrupt: bool = False,
@@ -279,57 +456,161 @@ def run_job(
     still running as ``kill -9`` would (``--resume`` reruns them); otherwise a
     KeyboardInterrupt waits for them, closes the run and propagates.
 
+    Returns:
+        The summary; ``stopped`` says why when the run stopped early (nothing of
+        it past the last checkpoint is kept).
+
     Raises:
         CliError, RecordsFormatError: Bad function, input, output or job state.
     """
-    from ..bulk import map_batches
-
     started = time.perf_counter()
-    source = RecordSource(input_path)
-    format_of(output_path, OUTPUT_FORMATS, "output")
-    if output_path.resolve() == input_path.resolve():
-        raise CliError(f"--output must differ from --input ({input_path})")
     fn = load_function(function)
+    plan = _prepare(
+        function, input_path, output_path, job=job, resume=resume, if_exists=if_exists,
+        table=table, per_item=per_item, schema=schema, line_column=line_column,
+    )  # fmt: skip
     if executor is None:
         executor = "asyncio" if inspect.iscoroutinefunction(fn) else "threads"
-    job = _check_job_state(output_path, resume)
-    total = source.scan()
-    with _metrics_exporter(metrics_port) as listeners:
-        try:
-            run = map_batches(
-                _as_batch_function(fn, per_item),
-                (record for _, record in source.records()),
-                batch_size=batch_size,
-                executor=executor,
-                workers=workers,
-                job=str(job),
-                ordered=True,
-                listeners=listeners,
-                name=output_path.name,
-            )
-        except JobMismatchError as exc:  # e.g. a checkpoint of a newer format
-            raise CliError(f"{exc}; to start over, delete {job}") from None
-        except (TypeError, ValueError) as exc:  # options the engine rejects before any work
-            raise CliError(f"{function}: {exc}") from None
-        summary = RunSummary()
-        sink = open_sink(output_path, table=table)
-        with run:
-            try:
-                stopper = _exit_on_sigint(sink, progress) if abandon_on_interrupt else None
-                with stopper or contextlib.nullcontext():
-                    failed = _write_results(run, sink, summary, total, progress)
-                sink.commit()
-            except JobMismatchError as exc:
-                sink.abort()
-                raise CliError(f"{exc}; to start over, delete {job}") from None
-            except BaseException:
-                sink.abort()
-                raise
-    summary.resumed = run.stats()["items_resumed"]
-    _write_failures(source, failed, errors_path(output_path), summary)
-    job.unlink(missing_ok=True)
+    job_file, target = plan.job, plan.target
+    try:
+        outcome = _execute(
+            plan, guard(_as_batch_function(fn, per_item), systematic_failures),
+            function=function, workers=workers, executor=executor, batch_size=batch_size,
+            line_column=line_column, fail_fast=fail_fast,
+            rules=StopRules(systematic_failures, max_failures), progress=progress,
+            metrics_port=metrics_port, abandon_on_interrupt=abandon_on_interrupt,
+        )  # fmt: skip
+    except (CliError, RecordsFormatError):
+        (job_file.discard if plan.fresh else job_file.close)()
+        raise
+    except BaseException:
+        (job_file.close if job_file.committed else job_file.discard)()
+        raise
+    summary = RunSummary(resumed=plan.start.items)
+    if outcome.stopped is not None:
+        (job_file.close if job_file.committed else job_file.discard)()
+        summary.stopped = outcome.stopped
+        if job_file.path.exists():
+            summary.stopped += f"; --resume continues from the checkpoint {job_file.path}"
+        return summary
+    try:
+        finish(target, job_file.parts, outcome.checkpoint.segments,
+               job_file.settings.get("columns"), if_exists)  # fmt: skip
+    except RecordsFormatError as exc:
+        job_file.close()
+        kept = f"; the results are kept in {job_file.path}" if plan.resumable else ""
+        raise RecordsFormatError(f"{exc}{kept}") from None
+    summary.items, summary.failed = outcome.checkpoint.items, outcome.checkpoint.failed
+    if target.kind != "stdout":
+        summary.first_failure = _place_errors(job_file.parts / "errors.jsonl", target.path)
+    job_file.discard()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _execute(
+    plan: _Plan,
+    batch_fn: Callable[..., Any],
+    *,
+    function: str,
+    workers: int | None,
+    executor: str,
+    batch_size: int | Literal["auto"],
+    line_column: str | None,
+    fail_fast: bool,
+    rules: StopRules,
+    progress: bool,
+    metrics_port: int | None,
+    abandon_on_interrupt: bool,
+) -> Any:
+    """Run the engine over the records after the plan's start and consume the results."""
+    from tqdm import tqdm
+
+    from ..bulk import JobMismatchError, map_batches
+
+    source, target, job_file, start = plan.source, plan.target, plan.job, plan.start
+    positions: deque[tuple[int, Any]] = deque()
+
+    def records() -> Iterator[dict[str, Any]]:
+        for line, position, record in source.located(start.position):
+            positions.append((line, position))
+            yield record
+
+    def commit(checkpoint: Checkpoint) -> None:
+        if plan.resumable:
+            job_file.update_settings(columns=segment.columns)
+            job_file.commit(checkpoint)
+
+    number = max(start.segments, default=0) + 1
+    if target.kind != "stdout":
+        job_file.parts.mkdir(exist_ok=True)
+    segment = open_segment(target, job_file.parts, number, job_file.settings.get("columns"))
+    errors = ErrorLog(
+        None if target.kind == "stdout" else job_file.parts / "errors.jsonl", start.errors
+    )
+    remaining = None if plan.total is None else plan.total - start.items
+    name = "stdout" if target.kind == "stdout" else target.path.name
+    with _metrics_exporter(metrics_port) as listeners, contextlib.ExitStack() as stack:
+        stack.callback(errors.close)
+        stack.callback(segment.close)
+        try:
+            run = map_batches(
+                batch_fn, records(), batch_size=batch_size, executor=executor,
+                workers=workers, ordered=True, fail_fast=fail_fast, listeners=listeners,
+                name=name,
+            )  # fmt: skip
+        except (TypeError, ValueError) as exc:  # options the engine rejects before any work
+            raise CliError(f"{function}: {exc}") from None
+        stack.enter_context(run)
+        # delay: no bar for the first half second, so an early error stays a single line.
+        bar = tqdm(
+            run, total=plan.total, initial=start.items, disable=not progress, unit="item",
+            file=sys.stderr, delay=0.5,
+        )  # fmt: skip
+        stack.enter_context(bar)
+        if abandon_on_interrupt:
+            stack.enter_context(_exit_on_sigint(progress))
+        try:
+            return consume(
+                _failing_fast(bar) if fail_fast else bar, positions, start=start,
+                segment=segment, number=number, errors=errors, rules=rules,
+                remaining=remaining, line_column=line_column,
+                next_size=lambda: run.batch_size, commit=commit,
+            )  # fmt: skip
+        except _FailedFast as stop:
+            from .consume import Outcome
+
+            line = positions[0][0] if positions else start.position.line + 1
+            error = stop.__cause__
+            return Outcome(start, f"--fail-fast: a call failed near line {line}: "
+                                  f"{type(error).__name__}: {error}")  # fmt: skip
+        except JobMismatchError as exc:  # pragma: no cover - the CLI passes no engine job
+            raise CliError(str(exc)) from None
+
+
+class _FailedFast(Exception):
+    """The batch function raised under ``--fail-fast`` (the error is the cause)."""
+
+
+def _failing_fast(results: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from results
+    except RecordsFormatError:
+        raise
+    except Exception as exc:
+        raise _FailedFast from exc
+
+
+def _place_errors(log: Path, output: Path) -> tuple[int, str] | None:
+    """Move the failures list next to the output (or remove a stale one); the first one."""
+    target = errors_path(output)
+    if not log.exists() or log.stat().st_size == 0:
+        target.unlink(missing_ok=True)
+        return None
+    os.replace(log, target)
+    with target.open(encoding="utf-8") as file:
+        first = json.loads(file.readline())
+    return int(first["line"]), str(first["error"])
 
 
 @contextlib.contextmanager
@@ -360,8 +641,8 @@ def _metrics_exporter(port: int | None) -> Iterator[list[Any]]:
 
 
 @contextlib.contextmanager
-def _exit_on_sigint(sink: RecordSink, progress: bool) -> Iterator[None]:
-    """While active, Ctrl-C deletes the partial output and ends the process at once.
+def _exit_on_sigint(progress: bool) -> Iterator[None]:
+    """While active, Ctrl-C ends the process at once.
 
     Waiting for running chunks (a KeyboardInterrupt unwinding through the engine,
     then Python joining its worker threads at exit) could take as long as a chunk;
@@ -372,7 +653,6 @@ def _exit_on_sigint(sink: RecordSink, progress: bool) -> Iterator[None]:
         return
 
     def stop_now(signum: int, frame: object) -> None:
-        sink.abort()
         if progress:
             print(file=sys.stderr)  # end the progress bar's line
         fail(INTERRUPTED, EXIT_FAILED_ITEMS)
@@ -385,59 +665,3 @@ def _exit_on_sigint(sink: RecordSink, progress: bool) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _check_job_state(output: Path, resume: bool) -> Path:
-    job = job_path(output)
-    if job.exists() and not resume:
-        raise CliError(
-            f"{job} holds an interrupted run of this job: pass --resume to continue it, "
-            f"or delete it to start over"
-        )
-    if resume and not job.exists() and output.exists():
-        raise CliError(f"nothing to resume: {output} is complete (no checkpoint {job})")
-    return job
-
-
-def _write_results(
-    results: Iterator[Any], sink: RecordSink, summary: RunSummary, total: int, progress: bool
-) -> dict[int, BaseException]:
-    """Write the successful results in order; return the failed items' errors by index."""
-    from tqdm import tqdm
-
-    from ..bulk import ItemFailure
-
-    failed: dict[int, BaseException] = {}
-    done: list[Any] = []
-    # delay: no bar for the first half second, so an early error stays a single line.
-    bar = tqdm(results, total=total, disable=not progress, unit="item", file=sys.stderr, delay=0.5)
-    index = -1
-    with bar:
-        for index, value in enumerate(bar):
-            if isinstance(value, ItemFailure):
-                failed[index] = value.error
-                continue
-            done.append(value)
-            if len(done) >= _WRITE_CHUNK:
-                sink.write(done)
-                done.clear()
-    summary.items = index + 1
-    sink.write(done)
-    return failed
-
-
-def _write_failures(
-    source: RecordSource, failed: dict[int, BaseException], path: Path, summary: RunSummary
-) -> None:
-    path.unlink(missing_ok=True)
-    summary.failed = len(failed)
-    if not failed:
-        return
-    with path.open("w", encoding="utf-8") as file:
-        for index, (line, _) in enumerate(source.records()):
-            error = failed.get(index)
-            if error is not None:
-                message = f"{type(error).__name__}: {error}"
-                if summary.first_failure is None:
-                    summary.first_failure = (line, message)
-                file.write(json.dumps({"line": line, "error": message}) + "\n")

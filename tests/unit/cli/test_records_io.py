@@ -1,9 +1,8 @@
-"""Reading and writing the CLI's record formats: real files in tmp_path, no mocks."""
+"""Reading the CLI's record formats: real files in tmp_path, no mocks."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchpilot.cli.records_io import RecordsFormatError, RecordSource, open_sink, to_row
+from batchpilot.cli.compression import compress
+from batchpilot.cli.records_io import Position, RecordsFormatError, RecordSource, to_row
 
 
 def write(path: Path, text: str) -> Path:
@@ -82,10 +82,8 @@ def test_missing_input_and_unknown_suffixes_are_named(tmp_path: Path) -> None:
         RecordSource(tmp_path / "nope.jsonl")
     with pytest.raises(RecordsFormatError, match=r"input format .*'\.txt'"):
         RecordSource(write(tmp_path / "in.txt", ""))
-    with pytest.raises(RecordsFormatError, match=r"output format .*'\.csv'"):
-        open_sink(tmp_path / "out.csv")
-    with pytest.raises(RecordsFormatError, match="output directory not found"):
-        open_sink(tmp_path / "missing" / "out.jsonl")
+    with pytest.raises(RecordsFormatError, match="input is a directory"):
+        RecordSource(tmp_path)
 
 
 def test_results_become_rows_with_plain_python_values() -> None:
@@ -96,52 +94,6 @@ def test_results_become_rows_with_plain_python_values() -> None:
     assert to_row(7) == {"result": 7}
     assert to_row((1, np.float32(0.5))) == {"result": [1, 0.5]}
     assert type(to_row(np.int64(3))["result"]) is int
-
-
-def test_jsonl_sink_writes_nothing_visible_until_commit(tmp_path: Path) -> None:
-    out = tmp_path / "out.jsonl"
-    sink = open_sink(out)
-    sink.write([{"a": 1}, {"a": 2}])
-    assert not out.exists()
-    sink.commit()
-    assert [json.loads(line) for line in out.read_text().splitlines()] == [{"a": 1}, {"a": 2}]
-    assert not (tmp_path / "out.jsonl.partial").exists()
-
-
-def test_aborted_sink_leaves_no_partial_file(tmp_path: Path) -> None:
-    sink = open_sink(tmp_path / "out.sqlite")
-    sink.write([{"a": 1}])
-    sink.abort()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_sqlite_sink_adds_columns_as_new_keys_appear(tmp_path: Path) -> None:
-    out = tmp_path / "out.sqlite"
-    sink = open_sink(out, table="scores")
-    sink.write([{"id": 1, "score": 0.5}])
-    sink.write([{"id": 2, "tags": ["a", "b"], "label": None}])
-    sink.commit()
-    with sqlite3.connect(out) as db:
-        rows = db.execute('SELECT id, score, tags, label FROM "scores" ORDER BY rowid').fetchall()
-    assert rows == [(1, 0.5, None, None), (2, None, '["a", "b"]', None)]
-
-
-def test_parquet_sink_round_trips_rows(tmp_path: Path) -> None:
-    out = tmp_path / "out.parquet"
-    sink = open_sink(out)
-    sink.write([{"id": 1, "p": 0.25}, {"id": 2, "p": 0.75}])
-    sink.commit()
-    assert pq.read_table(out).to_pylist() == [{"id": 1, "p": 0.25}, {"id": 2, "p": 0.75}]
-
-
-def test_parquet_sink_refuses_rows_that_gain_columns(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("batchpilot.cli.records_io._PARQUET_ROWS", 1)
-    sink = open_sink(tmp_path / "out.parquet")
-    sink.write([{"id": 1}])
-    with pytest.raises(RecordsFormatError, match=r"gained columns \['extra'\]"):
-        sink.write([{"id": 2, "extra": 1}])
-    sink.abort()
-    assert not (tmp_path / "out.parquet.partial").exists()
 
 
 def test_csv_header_with_repeated_names_is_malformed(tmp_path: Path) -> None:
@@ -174,14 +126,51 @@ def test_a_csv_with_only_a_header_has_no_records(tmp_path: Path) -> None:
     assert list(source.records()) == []
 
 
-def test_jsonl_sink_writes_any_result_as_a_row(tmp_path: Path) -> None:
-    out = tmp_path / "out.jsonl"
-    sink = open_sink(out)
-    sink.write([{"p": np.array([0.5, 0.25]), "n": np.int64(2)}, 3, (1, 2), {(1, 2): "tuple key"}])
-    sink.commit()
-    assert [json.loads(line) for line in out.read_text().splitlines()] == [
-        {"p": [0.5, 0.25], "n": 2},
-        {"result": 3},
-        {"result": [1, 2]},
-        {"(1, 2)": "tuple key"},
+@pytest.mark.parametrize("name", ["in.jsonl", "in.csv", "in.tsv", "in.jsonl.gz", "in.csv.zst"])
+def test_reading_from_a_position_yields_exactly_the_records_after_it(
+    tmp_path: Path, name: str
+) -> None:
+    kind = name.split(".")[1]
+    if kind == "jsonl":
+        text = "".join(json.dumps({"id": str(i)}) + "\n" for i in range(50))
+    else:
+        sep = "," if kind == "csv" else "\t"
+        text = f"id{sep}note\n" + "".join(f'{i}{sep}"line\n{i}"\n' for i in range(50))
+    codec = {"gz": "gzip", "zst": "zstd"}.get(name.rsplit(".", 1)[-1])
+    path = tmp_path / name
+    path.write_bytes(compress(text.encode(), codec))
+    source = RecordSource(path)
+    everything = list(source.located(Position()))
+    assert [r["id"] for _, _, r in everything] == [str(i) for i in range(50)]
+    _, middle, _ = everything[19]
+    rest = list(source.located(middle))
+    assert rest == everything[20:]  # same lines, positions and records
+
+
+def test_parquet_reading_from_a_row_starts_in_its_row_group(tmp_path: Path) -> None:
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist([{"id": i} for i in range(100)]), path, row_group_size=30)
+    rest = list(RecordSource(path).located(Position(45, 45)))
+    assert [line for line, _, _ in rest] == list(range(46, 101))
+    assert rest[0] == (46, Position(46, 46), {"id": 45})
+
+
+def test_typed_csv_fields_are_converted_and_a_misfit_widens_an_inferred_type(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "in.csv", "n,x,ok,s\n1,0.5,true,a\n2,,false,b\n3.5,1,,c\n")
+    source = RecordSource(path, types={"n": "int", "x": "float", "ok": "bool"})
+    assert source.scan() == 3
+    assert source.types["n"] == "float"  # 3.5 does not fit int
+    assert [r for _, r in source.records()] == [
+        {"n": 1.0, "x": 0.5, "ok": True, "s": "a"},
+        {"n": 2.0, "x": None, "ok": False, "s": "b"},
+        {"n": 3.5, "x": 1.0, "ok": None, "s": "c"},
     ]
+
+
+def test_a_field_that_does_not_fit_a_given_type_is_a_malformed_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "in.csv", "n\n1\nabc\n")
+    source = RecordSource(path, types={"n": "int"}, fixed=frozenset({"n"}))
+    with pytest.raises(RecordsFormatError, match="line 3: column 'n': 'abc' is not int"):
+        source.scan()

@@ -1,0 +1,153 @@
+"""Writing a run's results as they come: segments, checkpoints, failures, early stops.
+
+`consume` takes the ordered result stream of `map_batches` and the input
+positions of its records, writes successful results into the run's `Segment`
+and failures into an `ErrorLog`, and commits a `Checkpoint` at every durable
+point (about once per chunk), so a killed run resumes where the last commit
+left it. It stops early when the `StopRules` say so. Nothing is committed while
+no record has succeeded yet, so a run stopped by a systematic failure at its
+start leaves no checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..bulk import ItemFailure
+from .early_stop import StopRules
+from .job import Checkpoint
+from .outputs import Segment
+from .records_io import Position, to_row
+
+__all__ = ["ErrorLog", "Outcome", "consume"]
+
+
+class ErrorLog:
+    """The failed records, one JSON line each: a parts file, or standard error.
+
+    Args:
+        path: The file (appended to after being cut back to ``size``), or None
+            for standard error.
+        size: The committed size of an existing file.
+    """
+
+    def __init__(self, path: Path | None, size: int = 0) -> None:
+        self.path = path
+        self._file: Any = None
+        if path is not None:
+            self._file = path.open("ab")
+            self._file.truncate(size)
+            self._file.seek(size)
+
+    def __repr__(self) -> str:
+        return f"ErrorLog({self.path!r})"
+
+    def add(self, line: int, error: BaseException) -> None:
+        """List the record of ``line`` as failed with ``error``."""
+        text = json.dumps({"line": line, "error": f"{type(error).__name__}: {error}"})
+        if self._file is None:
+            print(f"batchpilot: failed: {text}", file=sys.stderr)
+        else:
+            self._file.write(text.encode("utf-8") + b"\n")
+
+    def size(self) -> int:
+        """Bytes written, after flushing them."""
+        if self._file is None:
+            return 0
+        self._file.flush()
+        return int(self._file.tell())
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        if self._file is not None:
+            self._file.close()
+
+
+@dataclass
+class Outcome:
+    """What `consume` did: the last checkpoint, and why it stopped early (if it did)."""
+
+    checkpoint: Checkpoint
+    stopped: str | None = None
+
+
+def consume(
+    results: Iterable[Any],
+    positions: deque[tuple[int, Position]],
+    *,
+    start: Checkpoint,
+    segment: Segment,
+    number: int,
+    errors: ErrorLog,
+    rules: StopRules,
+    remaining: int | None,
+    line_column: str | None,
+    next_size: Callable[[], int],
+    commit: Callable[[Checkpoint], None],
+) -> Outcome:
+    """Write ``results`` (in input order) and commit as they become durable.
+
+    Args:
+        results: the run's result stream, an `ItemFailure` for each failed record.
+        positions: ``(line, position_after)`` of each record handed to the engine,
+            in order; one is taken per result.
+        start: the checkpoint this run starts from.
+        segment: where this run's rows go; ``number`` is its key in checkpoints.
+        errors: where failed records go.
+        rules: when to stop early.
+        remaining: records left in the input, if known.
+        line_column: put each record's line number into its row under this name.
+        next_size: the engine's next chunk size (results between commit checks).
+        commit: records a checkpoint (creating the job file at the first call).
+
+    Returns:
+        The last checkpoint reached (committed, unless it stopped early) and the
+        reason for an early stop.
+    """
+    pending: list[Any] = []
+    done = 0
+    position = start.position
+    next_check = max(1, next_size())
+    last = start
+
+    def checkpoint() -> Checkpoint:
+        return replace(
+            start,
+            items=start.items + done,
+            failed=start.failed + rules.failed,
+            position=position,
+            segments={**start.segments, number: segment.size()},
+            errors=errors.size(),
+        )
+
+    for value in results:
+        line, position = positions.popleft()
+        done += 1
+        if isinstance(value, ItemFailure):
+            errors.add(line, value.error)
+            left = remaining is None or done < remaining
+            reason = rules.on_failure(value.error, line, done - 1, left)
+            if reason is not None:
+                return Outcome(last, reason)
+        elif line_column is None:
+            pending.append(value)
+        else:
+            pending.append({line_column: line, **to_row(value)})
+        if done >= next_check:
+            next_check = done + max(1, next_size())
+            durable = segment.write(pending)
+            pending.clear()
+            if durable and done > rules.failed:
+                last = checkpoint()
+                commit(last)
+    segment.write(pending)
+    segment.flush()
+    last = checkpoint()
+    commit(last)
+    return Outcome(last)

@@ -1,0 +1,183 @@
+"""The checkpoint of a ``batchpilot run``: where the input stands, what output is kept.
+
+A run writes its output in segments under ``JOB.parts/`` (see `outputs`) and,
+after each durable write, commits to the job file (SQLite) how far it got: the
+records done, the input `Position` after the last of them, and each segment's
+committed size. A resumed run seeks the input to that position, cuts every
+segment back to its committed size and continues in a new segment, so it costs
+only what is left. The job file is created at the first commit: a run that
+stops before it leaves nothing behind.
+
+The job also keeps the settings that shape the output (function, options,
+column types) and the input's size and head digest, so that a resume with
+another input or other options is refused before anything is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .common import CliError
+from .records_io import Position
+
+__all__ = ["FORMAT", "Checkpoint", "JobFile", "input_identity", "parts_dir"]
+
+#: The value of the job file's ``format`` entry; other values are refused.
+FORMAT = "batchpilot-run/1"
+_HEAD_BYTES = 1 << 16
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (number INTEGER PRIMARY KEY, size INTEGER NOT NULL);
+"""
+
+
+def parts_dir(job: Path) -> Path:
+    """The folder holding the output segments of the job file ``job``."""
+    return job.with_name(job.name + ".parts")
+
+
+def input_identity(path: Path) -> dict[str, Any]:
+    """The input's size and a digest of its first 64 KiB, as the job records them."""
+    with path.open("rb") as file:
+        head = file.read(_HEAD_BYTES)
+    return {"size": path.stat().st_size, "head": hashlib.blake2b(head, digest_size=16).hexdigest()}
+
+
+@dataclass
+class Checkpoint:
+    """How far a job got: committed by `JobFile.commit`, read back on resume."""
+
+    items: int = 0
+    failed: int = 0
+    position: Position = field(default_factory=Position)
+    segments: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+
+
+class JobFile:
+    """One run's job file; created at the first `commit`, deleted by `discard`.
+
+    Args:
+        path: The job file.
+        settings: What must be equal for a resume (function, options, input identity...).
+    """
+
+    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
+        self.path = path
+        self.settings = settings
+        self._db: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"JobFile({str(self.path)!r}, open={self._db is not None})"
+
+    @property
+    def parts(self) -> Path:
+        """The folder of this job's output segments."""
+        return parts_dir(self.path)
+
+    def load(self) -> Checkpoint:
+        """Open an existing job file for a resume; check it matches `settings`.
+
+        Raises:
+            CliError: The file is not a run's job file, or another input or options made it.
+        """
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, isolation_level=None)
+            rows = dict(db.execute("SELECT key, value FROM run").fetchall())
+            segments = dict(db.execute("SELECT number, size FROM segments").fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise CliError(
+                f"{self.path} is not a job file of batchpilot run ({exc}); delete it to start over"
+            ) from None
+        if rows.get("format") != FORMAT:
+            db.close()
+            raise CliError(
+                f"{self.path} was written by another version of batchpilot run "
+                f"(format {rows.get('format')!r}); delete it to start over"
+            )
+        stored = json.loads(rows["settings"])
+        self._check(stored)
+        self._db = db
+        self.settings = stored
+        progress = json.loads(rows["progress"])
+        return Checkpoint(
+            progress["items"],
+            progress["failed"],
+            Position(progress["line"], progress["offset"]),
+            {int(k): int(v) for k, v in segments.items()},
+            progress["errors"],
+        )
+
+    def _check(self, stored: dict[str, Any]) -> None:
+        if stored.get("input") != self.settings.get("input"):
+            raise CliError(
+                f"{self.path} belongs to a job over a different input (or the input changed); "
+                f"the job file was left untouched: delete {self.path.name} to start over"
+            )
+        changed = sorted(
+            key
+            for key in ("function", "per_item", "line_column", "output", "table", "schema")
+            if stored.get(key) != self.settings.get(key)
+        )
+        if changed:
+            raise CliError(
+                f"{self.path} was started with other {', '.join(changed)}; rerun with the "
+                f"same options, or delete {self.path.name} to start over"
+            )
+
+    def update_settings(self, **values: Any) -> None:
+        """Change settings learnt while running (e.g. the output columns); saved at commit."""
+        self.settings.update(values)
+
+    def commit(self, checkpoint: Checkpoint) -> None:
+        """Record ``checkpoint`` atomically (creating the job file at the first commit)."""
+        db = self._db if self._db is not None else self._create()
+        progress = {
+            "items": checkpoint.items,
+            "failed": checkpoint.failed,
+            "line": checkpoint.position.line,
+            "offset": checkpoint.position.offset,
+            "errors": checkpoint.errors,
+        }
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO run VALUES ('progress', ?), ('settings', ?)",
+                (json.dumps(progress), json.dumps(self.settings)),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO segments VALUES (?, ?)", checkpoint.segments.items()
+            )
+
+    def _create(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR REPLACE INTO run VALUES ('format', ?)", (FORMAT,))
+        self._db = db
+        return db
+
+    @property
+    def committed(self) -> bool:
+        """Whether a commit made (or a resume found) the job file."""
+        return self._db is not None
+
+    def close(self) -> None:
+        """Close the job file, keeping it; idempotent."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def discard(self) -> None:
+        """Delete the job file and its segments."""
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        shutil.rmtree(self.parts, ignore_errors=True)

@@ -1,0 +1,617 @@
+"""Where results go: output targets, the segments a run writes, and the final step.
+
+Targets: JSON Lines (``.jsonl``, ``.ndjson``, or ``-`` for standard output), CSV
+(``.csv``) and TSV (``.tsv``), each optionally compressed (``.gz``, ``.zst``);
+a table of an SQLite database (``.sqlite``, ``.sqlite3``, ``.db``); a Parquet
+file (``.parquet``, ``.pq``); or a table of a Parquet dataset: a folder (an
+existing one, or a path ending in ``/``) whose sub-folder ``TABLE/`` holds the
+table's ``part-*.parquet`` files.
+
+A run writes its rows into segments in the job's parts folder, never into the
+target: text as self-contained (compressed) pieces appended to one file per
+run, SQLite rows into one staging database, Parquet as one file per row group.
+A segment can be cut back to what the job committed (`trim`). `finish` then
+moves the rows into the target in one step, honouring ``--if-exists``:
+
+- ``fail`` (default): refuse a target that exists (a file; a table of a
+  database or dataset: other tables are no obstacle).
+- ``append``: add the rows to the target (a CSV/TSV header must match).
+- ``replace``: replace the target; in a database or dataset only the named
+  table, never anything else in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .compression import compress, open_decompressed
+from .records_io import STDIO, RecordsFormatError, format_of, import_parquet, to_row
+
+__all__ = [
+    "IF_EXISTS",
+    "OUTPUT_FORMATS",
+    "Segment",
+    "Target",
+    "finish",
+    "jsonl_text",
+    "open_segment",
+    "output_target",
+    "trim",
+]
+
+#: File suffix -> format, for outputs.
+OUTPUT_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".db": "sqlite",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+IF_EXISTS = ("fail", "append", "replace")
+_DELIMITERS = {"csv": ",", "tsv": "\t"}
+#: Rows a Parquet segment file holds at most (also what its schema is inferred from).
+_PARQUET_ROWS = 65_536
+#: Seconds after which buffered Parquet rows are written even if fewer.
+_PARQUET_SECONDS = 10.0
+
+
+def _json_default(value: Any) -> Any:
+    """numpy values as plain numbers and lists; anything else JSON cannot hold as str()."""
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
+        return value.tolist()
+    return str(value)
+
+
+#: One encoder for every JSON value written.
+_JSON = json.JSONEncoder(default=_json_default)
+
+
+def jsonl_text(results: Sequence[Any]) -> str:
+    """JSON Lines text (one line per result, see `to_row`)."""
+    encode = _JSON.encode
+    try:  # the encoder itself handles dicts, tuples and numpy values: no to_row copy
+        return "".join(encode(v if type(v) is dict else {"result": v}) + "\n" for v in results)
+    except TypeError:  # e.g. a key JSON cannot hold: to_row makes every key a str
+        return "".join(encode(to_row(v)) + "\n" for v in results)
+
+
+@dataclass(frozen=True)
+class Target:
+    """An output: its kind (``jsonl``, ``csv``, ``tsv``, ``sqlite``, ``parquet``,
+    ``dataset`` or ``stdout``), path, compression codec and table."""
+
+    kind: str
+    path: Path
+    codec: str | None = None
+    table: str = "results"
+
+    def __str__(self) -> str:
+        if self.kind == "stdout":
+            return "standard output"
+        if self.kind in ("sqlite", "dataset"):
+            return f"{self.path} (table {self.table})"
+        return str(self.path)
+
+    @property
+    def table_dir(self) -> Path:
+        """A dataset table's folder."""
+        return self.path / self.table
+
+    def exists(self) -> bool:
+        """Whether there is something ``--if-exists`` has to decide about."""
+        if self.kind == "stdout":
+            return False
+        if self.kind == "dataset":
+            return self.table_dir.is_dir() and any(self.table_dir.glob("*.parquet"))
+        if self.kind == "sqlite":
+            if not self.path.exists():
+                return False
+            with contextlib.closing(_connect_target(self.path)) as db:
+                return _has_table(db, "main", self.table)
+        return self.path.exists()
+
+    def check(self, if_exists: str) -> None:
+        """Refuse an existing target under ``--if-exists fail``."""
+        if if_exists == "fail" and self.exists():
+            raise RecordsFormatError(
+                f"{self} exists; pass --if-exists append to add to it or --if-exists replace "
+                "to replace it (nothing else in the file is touched)"
+            )
+
+
+def output_target(path: str | os.PathLike[str], table: str = "results") -> Target:
+    """The target ``path`` names; see the module docstring.
+
+    Raises:
+        RecordsFormatError: Unknown suffix or missing output folder.
+    """
+    text = os.fspath(path)
+    if text == STDIO:
+        return Target("stdout", Path(STDIO))
+    target = Path(text)
+    if text.endswith(("/", os.sep)) or target.is_dir():
+        kind, codec = "dataset", None
+        folder = target.parent if not target.is_dir() else target
+    else:
+        kind, codec = format_of(target, OUTPUT_FORMATS, "output")
+        folder = target.parent
+    if not folder.is_dir():
+        raise RecordsFormatError(f"output folder not found: {folder}")
+    return Target(kind, target, codec, table)
+
+
+class Segment(Protocol):
+    """The rows of one run, written where the job's checkpoint can find them."""
+
+    #: The output columns, once the first rows fixed them (CSV/TSV only).
+    columns: list[str] | None
+
+    def write(self, results: Sequence[Any]) -> bool:
+        """Add one row per result (see `to_row`); True when all written so far is durable."""
+
+    def flush(self) -> None:
+        """Make every row written durable."""
+
+    def size(self) -> int:
+        """The segment's size to commit: bytes, staged rows or files."""
+
+    def close(self) -> None:
+        """Release the segment's file; idempotent."""
+
+
+def open_segment(target: Target, parts: Path, number: int, columns: list[str] | None) -> Segment:
+    """A new segment ``number`` of ``target`` in ``parts`` (created if needed)."""
+    if target.kind == "stdout":
+        return _StdoutSegment()
+    parts.mkdir(exist_ok=True)
+    if target.kind == "sqlite":
+        return _SqliteSegment(parts / "rows.sqlite")
+    if target.kind in ("parquet", "dataset"):
+        return _ParquetSegment(parts, number)
+    return _TextSegment(parts / f"{number:05d}.part", target, columns)
+
+
+def trim(target: Target, parts: Path, committed: dict[int, int]) -> None:
+    """Cut every segment in ``parts`` back to its ``committed`` size; drop the others."""
+    if not parts.is_dir():
+        return
+    if target.kind == "sqlite":
+        staged = parts / "rows.sqlite"
+        if staged.exists():
+            with contextlib.closing(sqlite3.connect(staged)) as db, db:
+                if _has_table(db, "main", "rows"):
+                    db.execute(
+                        "DELETE FROM rows WHERE rowid > ?", (max(committed.values(), default=0),)
+                    )
+        return
+    for path in sorted(parts.iterdir()):
+        if path.name in ("errors.jsonl", "rows.sqlite"):
+            continue
+        if path.suffix == ".partial":
+            path.unlink()
+            continue
+        number, _, rest = path.stem.partition("-")
+        size = committed.get(int(number))
+        if size is None:
+            path.unlink()
+        elif target.kind in ("parquet", "dataset"):
+            if int(rest) >= size:
+                path.unlink()
+        else:
+            with path.open("r+b") as file:
+                file.truncate(size)
+
+
+def finish(
+    target: Target, parts: Path, committed: dict[int, int], columns: list[str] | None,
+    if_exists: str,
+) -> None:  # fmt: skip
+    """Move the committed rows of every segment into ``target``, per ``if_exists``."""
+    if target.kind == "stdout":
+        return
+    target.check(if_exists)
+    if target.kind == "sqlite":
+        _finish_sqlite(target, parts / "rows.sqlite", if_exists)
+    elif target.kind in ("parquet", "dataset"):
+        files = sorted(parts.glob("*.parquet"))
+        _finish_parquet(target, files, if_exists)
+    else:
+        pieces = [parts / f"{number:05d}.part" for number in sorted(committed)]
+        _finish_text(target, pieces, columns, if_exists)
+
+
+# ---------------------------------------------------------------- text
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return _JSON.encode(value)
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return str(value)
+
+
+class _TextSegment:
+    """JSON Lines or CSV/TSV text, appended as one compressed piece per write."""
+
+    def __init__(self, path: Path, target: Target, columns: list[str] | None) -> None:
+        self.path = path
+        self._kind = target.kind
+        self._codec = target.codec
+        self.columns = columns
+        self._file = path.open("ab")
+
+    def __repr__(self) -> str:
+        return f"_TextSegment({str(self.path)!r}, columns={self.columns})"
+
+    def write(self, results: Sequence[Any]) -> bool:
+        if not results:
+            return True
+        text = self._encode(results)
+        self._file.write(compress(text.encode("utf-8"), self._codec))
+        self._file.flush()
+        return True
+
+    def _encode(self, results: Sequence[Any]) -> str:
+        if self._kind == "jsonl":
+            return jsonl_text(results)
+        rows = [to_row(value) for value in results]
+        if self.columns is None:
+            self.columns = list(dict.fromkeys(key for row in rows for key in row))
+        known = set(self.columns)
+        extra = {key for row in rows for key in row} - known
+        if extra:
+            raise RecordsFormatError(
+                f"results gained columns {sorted(extra)} after the {self._kind.upper()} header "
+                f"was fixed to {self.columns}; write JSON Lines, SQLite or Parquet instead"
+            )
+        return _csv_text(([_cell(row.get(name)) for name in self.columns] for row in rows),
+                         _DELIMITERS[self._kind])  # fmt: skip
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def size(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _csv_text(rows: Iterable[Sequence[str]], delimiter: str) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def _finish_text(
+    target: Target, pieces: list[Path], columns: list[str] | None, if_exists: str
+) -> None:
+    append = if_exists == "append" and target.path.exists() and target.path.stat().st_size > 0
+    header = b""
+    if target.kind in _DELIMITERS:
+        if append:
+            _check_header(target, columns)
+        elif columns is not None:
+            header = compress(_csv_text([columns], _DELIMITERS[target.kind]).encode(), target.codec)
+    if append:
+        with target.path.open("ab") as out:
+            _copy(pieces, out)
+        return
+    partial = target.path.with_name(target.path.name + ".partial")
+    with partial.open("wb") as out:
+        out.write(header)
+        _copy(pieces, out)
+    os.replace(partial, target.path)
+
+
+def _check_header(target: Target, columns: list[str] | None) -> None:
+    with open_decompressed(target.path, target.codec) as file:
+        first = io.TextIOWrapper(file, encoding="utf-8-sig", newline="").readline()
+    existing = next(csv.reader([first], delimiter=_DELIMITERS[target.kind]), [])
+    if columns is not None and existing != columns:
+        raise RecordsFormatError(
+            f"cannot append to {target.path}: its header is {existing}, the results have "
+            f"columns {columns}"
+        )
+
+
+def _copy(pieces: Iterable[Path], out: Any) -> None:
+    for piece in pieces:
+        with piece.open("rb") as file:
+            shutil.copyfileobj(file, out, 1 << 20)
+
+
+class _StdoutSegment:
+    """JSON Lines straight to standard output: nothing to commit or finish."""
+
+    columns: list[str] | None = None
+
+    def write(self, results: Sequence[Any]) -> bool:
+        sys.stdout.write(jsonl_text(results))
+        sys.stdout.flush()
+        return True
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        sys.stdout.flush()
+
+
+# ---------------------------------------------------------------- SQLite
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return _JSON.encode(value)
+    if value is None or isinstance(value, (int, str, bytes)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    return str(value)
+
+
+def _sql_type(value: Any) -> str:
+    """The declared column type for a column whose first value is ``value``."""
+    if isinstance(value, (bool, int)):
+        return "INTEGER"
+    if isinstance(value, float):
+        return "REAL"
+    if isinstance(value, bytes):
+        return "BLOB"
+    return "" if value is None else "TEXT"
+
+
+def _connect_target(path: Path) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise RecordsFormatError(f"cannot open {path} as an SQLite database: {exc}") from None
+
+
+def _has_table(db: sqlite3.Connection, schema: str, table: str) -> bool:
+    try:
+        row = db.execute(
+            f"SELECT 1 FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise RecordsFormatError(f"not an SQLite database: {exc}") from None
+    return row is not None
+
+
+def _columns(db: sqlite3.Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    rows = db.execute(f"PRAGMA {schema}.table_info({_quote(table)})").fetchall()
+    return [(str(row[1]), str(row[2])) for row in rows]
+
+
+class _SqliteSegment:
+    """Rows staged in ``rows.sqlite`` (one table ``rows``, typed by first values)."""
+
+    columns: list[str] | None = None
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._known = [name for name, _ in _columns(self._db, "main", "rows")]
+
+    def __repr__(self) -> str:
+        return f"_SqliteSegment({str(self.path)!r}, columns={self._known})"
+
+    def write(self, results: Sequence[Any]) -> bool:
+        if not results:
+            return True
+        rows = [to_row(value) for value in results]
+        self._add_columns(rows)
+        names = ", ".join(_quote(name) for name in self._known)
+        marks = ", ".join("?" for _ in self._known)
+        values = [tuple(_sql_value(row.get(name)) for name in self._known) for row in rows]
+        with self._db:
+            self._db.executemany(f"INSERT INTO rows ({names}) VALUES ({marks})", values)
+        return True
+
+    def _add_columns(self, rows: Sequence[dict[str, Any]]) -> None:
+        known = set(self._known)
+        new: dict[str, str] = {}
+        for row in rows:
+            for key, value in row.items():
+                if key not in known and (key not in new or not new[key]):
+                    new[key] = _sql_type(value)
+        if not new:
+            return
+        with self._db:
+            if not self._known:
+                columns = ", ".join(f"{_quote(name)} {kind}".strip() for name, kind in new.items())
+                self._db.execute(f"CREATE TABLE rows ({columns})")
+            else:
+                for name, kind in new.items():
+                    self._db.execute(f"ALTER TABLE rows ADD COLUMN {_quote(name)} {kind}")
+        self._known.extend(new)
+
+    def flush(self) -> None:
+        """Every write is committed already."""
+
+    def size(self) -> int:
+        if not self._known:
+            return 0
+        return int(self._db.execute("SELECT coalesce(max(rowid), 0) FROM rows").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _finish_sqlite(target: Target, staged: Path, if_exists: str) -> None:
+    table = _quote(target.table)
+    with contextlib.closing(_connect_target(target.path)) as db:
+        if staged.exists():
+            db.execute("ATTACH DATABASE ? AS staged", (str(staged),))
+        has_rows = staged.exists() and _has_table(db, "staged", "rows")
+        new = _columns(db, "staged", "rows") if has_rows else [("result", "")]
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            exists = _has_table(db, "main", target.table)
+            if exists and if_exists == "replace":
+                db.execute(f"DROP TABLE main.{table}")
+                exists = False
+            if not exists:
+                spec = ", ".join(f"{_quote(name)} {kind}".strip() for name, kind in new)
+                db.execute(f"CREATE TABLE main.{table} ({spec})")
+            else:
+                present = {name for name, _ in _columns(db, "main", target.table)}
+                for name, kind in new:
+                    if name not in present:
+                        db.execute(f"ALTER TABLE main.{table} ADD COLUMN {_quote(name)} {kind}")
+            if has_rows:
+                names = ", ".join(_quote(name) for name, _ in new)
+                db.execute(
+                    f"INSERT INTO main.{table} ({names}) SELECT {names} FROM staged.rows "
+                    "ORDER BY rowid"
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+
+# ---------------------------------------------------------------- Parquet
+
+
+class _ParquetSegment:
+    """Rows buffered and written as files ``NNNNN-MMMMM.parquet``, one row group each.
+
+    A file is written when `_PARQUET_ROWS` rows are buffered, when
+    `_PARQUET_SECONDS` passed since the last one, and by `flush`; the schema is
+    that of the job's first file.
+    """
+
+    columns: list[str] | None = None
+
+    def __init__(self, parts: Path, number: int) -> None:
+        self._parquet = import_parquet()
+        self._parts = parts
+        self._number = number
+        self._files = 0
+        self._rows: list[dict[str, Any]] = []
+        self._written_at = time.monotonic()
+        first = next(iter(sorted(parts.glob("*.parquet"))), None)
+        self._schema = None if first is None else self._parquet.read_schema(first)
+
+    def __repr__(self) -> str:
+        return f"_ParquetSegment({self._number}, files={self._files}, buffered={len(self._rows)})"
+
+    def write(self, results: Sequence[Any]) -> bool:
+        self._rows.extend(to_row(value) for value in results)
+        if len(self._rows) >= _PARQUET_ROWS or (
+            time.monotonic() - self._written_at >= _PARQUET_SECONDS
+        ):
+            self.flush()
+            return True
+        return False
+
+    def flush(self) -> None:
+        import pyarrow
+
+        self._written_at = time.monotonic()
+        if not self._rows:
+            return
+        schema = self._schema
+        if schema is not None:
+            extra = {key for row in self._rows for key in row} - set(schema.names)
+            if extra:
+                raise RecordsFormatError(
+                    f"results gained columns {sorted(extra)} after the Parquet schema was "
+                    f"fixed to {schema.names}; write JSON Lines or SQLite instead"
+                )
+        try:
+            table = pyarrow.Table.from_pylist(self._rows, schema=schema)
+        except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
+            raise RecordsFormatError(f"results do not fit one Parquet schema: {exc}") from None
+        self._schema = table.schema
+        path = self._parts / f"{self._number:05d}-{self._files:05d}.parquet"
+        partial = path.with_suffix(".partial")
+        self._parquet.write_table(table, partial)
+        os.replace(partial, path)
+        self._files += 1
+        self._rows.clear()
+
+    def size(self) -> int:
+        return self._files
+
+    def close(self) -> None:
+        self._rows.clear()
+
+
+def _parquet_tables(files: Iterable[Path]) -> Iterator[Any]:
+    parquet = import_parquet()
+    for path in files:
+        yield parquet.read_table(path)
+
+
+def _write_parquet(path: Path, tables: Iterable[Any]) -> None:
+    """Write ``tables`` into one new Parquet file at ``path`` (via a partial file)."""
+    import pyarrow
+
+    parquet = import_parquet()
+    partial = path.with_name(path.name + ".partial")
+    writer = None
+    try:
+        for table in tables:
+            if writer is None:
+                writer = parquet.ParquetWriter(partial, table.schema)
+            try:
+                writer.write_table(table.cast(writer.schema))
+            except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, ValueError) as exc:
+                raise RecordsFormatError(
+                    f"{path}: rows do not fit the schema {writer.schema.names}: {exc}"
+                ) from None
+        if writer is None:
+            writer = parquet.ParquetWriter(partial, pyarrow.schema([]))
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+
+
+def _finish_parquet(target: Target, files: list[Path], if_exists: str) -> None:
+    if target.kind == "parquet":
+        existing = [target.path] if if_exists == "append" and target.path.exists() else []
+        _write_parquet(target.path, _parquet_tables([*existing, *files]))
+        return
+    folder = target.table_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    old = sorted(folder.glob("*.parquet")) if if_exists == "replace" else []
+    _write_parquet(folder / f"part-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet",
+                   _parquet_tables(files))  # fmt: skip
+    for path in old:
+        path.unlink()
