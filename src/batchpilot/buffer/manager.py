@@ -24,7 +24,7 @@ from typing import Any, Literal, NamedTuple
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.events import BatchListener, BatchRecord, as_listener, notify
 from .._core.health import SampledReading, process_rss_mb, system_memory_percent
-from .._core.retry import RetryPolicy
+from .._core.retry import RetryPolicy, retry_any_exception
 from .._core.sizing import Fixed, TargetLatency
 from .._core.stats import BatchStats
 from ..errors import ClosedError, QueueFullError
@@ -144,7 +144,7 @@ class BatchStateManager:
 
         cfg = self.config
         self._rules = _flush_rules(cfg, self.max_buffer_age_seconds)
-        self._retry = RetryPolicy(cfg.max_retries, cfg.retry_delay)
+        self._retry = RetryPolicy(cfg.max_retries, cfg.retry_delay, retry_on=retry_any_exception)
         self._sizer: Fixed | TargetLatency = (
             TargetLatency(
                 cfg.performance_target_ms / 1000.0,
@@ -677,9 +677,11 @@ class BatchStateManager:
         """Call the callback, retrying per policy. Returns (error, last attempt s, retries)."""
         entries, callback = job.entries, job.callback
         assert callback is not None
+        policy = self._retry
         error: Exception | None = None
         attempt_time = 0.0
-        for retry, delay in enumerate(itertools.chain((0.0,), self._retry.delays())):
+        retry = 0
+        for retry, delay in enumerate(itertools.chain((0.0,), policy.delays())):
             if retry:
                 self._clock.sleep(delay)
             begun = self._clock.now()
@@ -693,11 +695,13 @@ class BatchStateManager:
                 attempt_time = self._clock.now() - begun
                 _log.warning(
                     "%s: flush of %d entries failed (attempt %d of %d): %r",
-                    self.name, len(entries), retry + 1, self._retry.max_retries + 1, exc,
+                    self.name, len(entries), retry + 1, policy.max_retries + 1, exc,
                 )  # fmt: skip
+                if not policy.retry_on(exc):
+                    break
                 continue
             return None, self._clock.now() - begun, retry
-        return error, attempt_time, self._retry.max_retries
+        return error, attempt_time, retry
 
     def _cooldown(self) -> float:
         return max(_MIN_COOLDOWN, self._retry.delay(self._retry.max_retries + 1))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from batchpilot.buffer import BatchStateManager, BufferedEntry, live_managers
-from batchpilot.errors import ClosedError, QueueFullError
+from batchpilot.errors import BatchFailedError, ClosedError, QueueFullError
 from batchpilot.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(20)
@@ -98,6 +98,24 @@ def test_retry_then_dead_letter(make: Any, clock: FakeClock) -> None:
     stats = counters(manager)
     assert (stats["dead_lettered_entries"], stats["failed_flushes"], stats["retries"]) == (25, 1, 3)
     assert manager.get_detailed_stats()["buffer_state"]["total_buffered"] == 0
+
+
+def test_every_callback_error_is_retried_even_a_batch_failed_error(
+    make: Any, clock: FakeClock
+) -> None:
+    calls: list[int] = []
+
+    def refuses_twice(entries: list[BufferedEntry]) -> None:
+        calls.append(len(entries))
+        if len(calls) <= 2:
+            raise BatchFailedError("the API rejected the whole batch")
+
+    manager = make(refuses_twice)
+    queue(manager, 25)
+    assert manager.wait_idle(5)
+    assert calls == [25, 25, 25]
+    assert clock.sleeps == [1.0, 2.0]
+    assert (counters(manager)["retries"], counters(manager)["flushes"]) == (2, 1)
 
 
 def test_retry_settings_come_from_the_config(make: Any, clock: FakeClock) -> None:
