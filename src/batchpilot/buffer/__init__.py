@@ -37,6 +37,7 @@ global report). It holds weak references, managers leave it on `close`, and
 `live_managers` shows its content.
 """
 
+from .._core.exports import publish
 from .config import ENV_VARS, BatchProcessingConfig, OverflowPolicy
 from .journal import Durability
 from .manager import BatchStateManager, DeadLetterHandler, FlushCallback
@@ -64,3 +65,5 @@ __all__ = [
     "live_managers",
     "log_batch_performance_summary",
 ]
+
+publish(__name__, globals(), __all__)
