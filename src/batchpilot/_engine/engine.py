@@ -31,6 +31,11 @@ caller appends to its loop's inbox (no lock; the loop's dispatch callback moves 
 inbox into the queue in one `put_many`) and awaits a plain `asyncio.Future`; a
 thread caller blocks on a pre-acquired lock (`Waiter`); results are delivered per
 batch, with one ``call_soon_threadsafe`` per foreign loop.
+
+This module is dispatch (inboxes, the queue, slots, staging, waking workers and
+loops), the worker threads and `Engine.close`. Its settings are `EngineOptions`
+(options.py); running a batch and delivering its outcomes is `BatchRunner`
+(execute.py); counters, the cost model and `EngineStatistics` are in stats.py.
 """
 
 from __future__ import annotations
@@ -41,18 +46,16 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .._core.callables import is_async_callable
-from .._core.clock import SYSTEM_CLOCK
 from .._core.collate import get_collator
-from .._core.events import BatchRecord, as_listener, notify
-from .._core.isolation import Outcome, arun_isolated, run_isolated
-from .._core.replay import replay_first
+from .._core.events import as_listener
 from .._core.sizing import Fixed, SizeController
 from ..errors import ClosedError, ItemTimeoutError, QueueFullError
+from .execute import BatchRunner
 from .options import EngineOptions, non_negative, positive_int
 from .policy import PlacementProbe, wait_budget
 from .queue import BoundedPriorityQueue
@@ -67,26 +70,6 @@ _WAIT_SLICE = 0.0005  # a deliberate wait re-checks its budget at least this oft
 _INLINE_ROUND = 0.005  # seconds of inline batches per loop callback before yielding the loop
 _LOOP_STOP_TIMEOUT = 1.0  # seconds close() waits for the private loop thread to stop
 _FUTURE_DONE = asyncio.Future.done
-
-
-def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[int, int], Any]:
-    """``call`` for ``on_error="raise"``: sub-slices re-raise the last whole-batch error.
-
-    The isolation plan then retries the whole batch per the policy and hands every
-    item the batch's exception, without calling the function on halves.
-    """
-    last: list[BaseException] = []
-
-    def whole(start: int, stop: int) -> Any:
-        if start == 0 and stop == size:
-            try:
-                return call(start, stop)
-            except Exception as exc:
-                last[:] = [exc]
-                raise
-        raise last[0]
-
-    return whole
 
 
 class _Inbox:
@@ -194,18 +177,14 @@ class Engine:
         self._batch_size_fn = options.batch_size_fn
         self._max_batch_bytes = options.max_batch_bytes
         self._budgeted = options.batch_size_fn is not None or options.max_batch_bytes is not None
-        self._retry = options.retry
-        self._isolate = options.on_error == "isolate"
         self._item_timeout = options.item_timeout
         self._min_interval = float(options.min_batch_interval)
         self._placement = options.placement
         self._inline_allowed = all(delay == 0 for delay in options.retry.delays())
         self._probe = PlacementProbe()
-        self._listeners = tuple(as_listener(hook) for hook in options.listeners)
+        listeners = tuple(as_listener(hook) for hook in options.listeners)
         self._clock = options.clock
-        self._bare_requests = (
-            options.item_timeout is None and not self._listeners and not self._budgeted
-        )
+        self._bare_requests = options.item_timeout is None and not listeners and not self._budgeted
         self._queue: BoundedPriorityQueue[Request] = BoundedPriorityQueue(
             options.max_queue_size,
             options.priority_levels,
@@ -213,6 +192,9 @@ class Engine:
             expiring=options.item_timeout is not None,
         )
         self._tally = BatchTally()
+        self._runner = BatchRunner(
+            fn, options, self._collator, listeners, self._probe, self._record, self._queue.__len__
+        )
 
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait here for items
@@ -464,7 +446,7 @@ class Engine:
         while self._clock.now() < until and self._acquire_slot():
             batch = self._claim()
             if batch:
-                self._run_sync(batch, loop)
+                self._runner.run_sync(batch, loop)
                 ran = True
         # After a batch, callers woken for the next iteration resubmit in it; a
         # callback armed now runs right after them, in that same iteration.
@@ -491,7 +473,7 @@ class Engine:
         """Run one batch from an inbox inline, holding a slot; complete its futures.
 
         A batch whose call raises becomes requests and takes the general path
-        (`_run_sync`, which replays the error: the function is not called twice).
+        (`BatchRunner.run_sync`, which replays the error: the function is not called twice).
         """
         if any(map(_FUTURE_DONE, futures)):  # callers that cancelled are dropped
             live = [
@@ -506,31 +488,20 @@ class Engine:
                     return
             items, futures = [item for item, _ in live], [future for _, future in live]
         started = self._clock.now()
-        sample = self._probe_sample(loop)
+        sample = self._probe.start_sample()
         try:
-            values = self._call_slice(items, 0, len(items))
+            values = self._runner.call_slice(items, 0, len(items))
         except BaseException as exc:
             batch = _loop_requests(items, futures, loop)
             with self._lock:
                 self._in_flight[id(batch)] = batch
-            self._run_sync(batch, loop, error=exc)
+            self._runner.run_sync(batch, loop, error=exc)
             return
-        self._probe_observe(sample)
+        self._probe.end_sample(sample)
         self._record(len(items), self._clock.now() - started, 0, True, None)
         for future, value in zip(futures, values, strict=True):
             if not future.done():
                 future.set_result(value)
-
-    def _probe_sample(self, here: asyncio.AbstractEventLoop | None) -> tuple[float, float] | None:
-        """Start measuring an inline batch for `PlacementProbe`, when it wants one."""
-        if here is None or not self._probe.wants_sample():
-            return None
-        return time.perf_counter(), time.thread_time()
-
-    def _probe_observe(self, sample: tuple[float, float] | None) -> None:
-        if sample is not None:
-            wall, cpu = sample
-            self._probe.observe(time.perf_counter() - wall, time.thread_time() - cpu)
 
     def _runs_inline(self, *, probing: bool = False) -> bool:
         """Run plain-def batches inline on the loop? ``probing``: a dispatch that may
@@ -675,7 +646,7 @@ class Engine:
             if spare:  # more items than this batch may take: let another worker start one
                 self._wake_worker()
             if staged is not None:
-                self._run_sync(staged.batch, None, staged.prepared)
+                self._runner.run_sync(staged.batch, None, staged.prepared)
                 continue
             delay = self._interval_remaining()
             if delay > 0:
@@ -685,7 +656,7 @@ class Engine:
                     self._tally.waits += 1
             batch = self._claim()
             if batch:
-                self._run_sync(batch, None)
+                self._runner.run_sync(batch, None)
 
     def _wait_for_stragglers(self, expected: int, since: float) -> bool:
         """Holding a slot, wait for released callers to resubmit while it pays (`wait_budget`).
@@ -726,122 +697,11 @@ class Engine:
         with self._lock:
             return self._tally.fit()
 
-    def _call_slice(self, items: list[Any], start: int, stop: int) -> Any:
-        batch, layout = self._collator.collate(
-            items[start:stop] if start or stop < len(items) else items
-        )
-        return self._collator.split(self._fn(batch), layout, stop - start)
-
-    async def _acall_slice(self, items: list[Any], start: int, stop: int) -> Any:
-        batch, layout = self._collator.collate(
-            items[start:stop] if start or stop < len(items) else items
-        )
-        return self._collator.split(await self._fn(batch), layout, stop - start)
-
-    def _plan_call(
-        self, first: BaseException, call: Callable[[int, int], Any], size: int
-    ) -> Callable[[int, int], Any]:
-        replay = replay_first(first, call)
-        return replay if self._isolate else _whole_batch_only(replay, size)
-
-    def _run_sync(
-        self,
-        batch: list[Request],
-        here: asyncio.AbstractEventLoop | None,
-        prepared: tuple[Any, Any] | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Run ``batch`` in this thread; ``prepared``: its collated input and layout;
-        ``error``: what a first call of this batch already raised (not called again)."""
-        items = [request.item for request in batch]
-        size = len(items)
-        started = self._clock.now()
-        sample = self._probe_sample(here)
-        outcomes: list[Outcome] | None = None
-        try:
-            try:
-                if error is not None:
-                    raise error
-                if prepared is None:
-                    values = self._call_slice(items, 0, size)
-                else:
-                    values = self._collator.split(self._fn(prepared[0]), prepared[1], size)
-            except Exception as exc:
-                call = self._plan_call(exc, lambda a, b: self._call_slice(items, a, b), size)
-                outcomes = run_isolated(call, size, self._retry, self._clock.sleep)
-                values = []
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail the batch, re-raise
-            self._finish(batch, [exc] * size, [False] * size, started, False, here)
-            raise
-        self._probe_observe(sample)
-        self._finish_outcomes(batch, values, outcomes, started, here)
-
     async def _run_async(self, batch: list[Request], loop: asyncio.AbstractEventLoop) -> None:
-        items = [request.item for request in batch]
-        size = len(items)
-        started = self._clock.now()
-        outcomes: list[Outcome] | None = None
-        try:
-            try:
-                values = await self._acall_slice(items, 0, size)
-            except Exception as exc:
-                call = self._plan_call(exc, lambda a, b: self._acall_slice(items, a, b), size)
-                outcomes = await arun_isolated(call, size, self._retry, self._asleep)
-                values = []
-        except BaseException as exc:  # cancelled (the loop is shutting down) or fatal
-            error = (
-                ClosedError("the batch was cancelled")
-                if isinstance(exc, asyncio.CancelledError)
-                else exc
-            )
-            self._finish(batch, [error] * size, [False] * size, started, False, loop)
-            raise
-        self._finish_outcomes(batch, values, outcomes, started, loop)
+        """Run ``batch`` as a task on ``loop``, then dispatch again if items are waiting."""
+        await self._runner.run_async(batch, loop)
         if len(self._queue) and loop not in self._pending_loops:
             self._schedule(loop, threadsafe=False)
-
-    async def _asleep(self, seconds: float) -> None:
-        if self._clock is SYSTEM_CLOCK:
-            await asyncio.sleep(seconds)
-        else:
-            self._clock.sleep(seconds)
-
-    def _finish_outcomes(
-        self,
-        batch: list[Request],
-        values: Any,
-        outcomes: list[Outcome] | None,
-        started: float,
-        here: asyncio.AbstractEventLoop | None,
-    ) -> None:
-        if outcomes is None:
-            self._finish(batch, values, None, started, True, here)
-        else:
-            self._finish(
-                batch,
-                [outcome.value for outcome in outcomes],
-                [outcome.ok for outcome in outcomes],
-                started,
-                False,
-                here,
-            )
-
-    def _finish(
-        self,
-        batch: list[Request],
-        values: Sequence[Any],
-        oks: Sequence[bool] | None,
-        started: float,
-        ok: bool,
-        here: asyncio.AbstractEventLoop | None,
-    ) -> None:
-        """Record a finished batch, free its slot and deliver its outcomes (once)."""
-        duration = self._clock.now() - started
-        failed = 0 if oks is None else oks.count(False)
-        if self._record(len(batch), duration, failed, ok, id(batch)):
-            deliver(batch, values, oks, here)
-        if self._listeners:
-            self._emit(batch, values, oks, started, duration)
 
     def _record(
         self, size: int, duration: float, failed: int, ok: bool, batch_id: int | None
@@ -862,34 +722,6 @@ class Engine:
             self._expected = size + len(self._queue)
             self._release_slot_locked()
         return owned
-
-    def _emit(
-        self,
-        batch: list[Request],
-        values: Sequence[Any],
-        oks: Sequence[bool] | None,
-        started: float,
-        duration: float,
-    ) -> None:
-        error_types: dict[str, int] = {}
-        if oks is not None:
-            for value, ok in zip(values, oks, strict=True):
-                if not ok:
-                    kind = type(value).__name__
-                    error_types[kind] = error_types.get(kind, 0) + 1
-        failed = sum(error_types.values())
-        record = BatchRecord(
-            engine="online",
-            size=len(batch),
-            duration=duration,
-            queue_time=sum(started - request.enqueued for request in batch) / len(batch),
-            succeeded=len(batch) - failed,
-            failed=failed,
-            error_types=error_types,
-            queue_depth=len(self._queue),
-            name=self.name,
-        )
-        notify(self._listeners, record)
 
     # -- control ----------------------------------------------------------------------------
 

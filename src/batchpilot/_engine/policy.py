@@ -1,4 +1,4 @@
-"""The online engine's two measured decisions, as pure functions and objects.
+"""The online engine's two measured decisions, as small functions and objects.
 
 * `wait_budget`: how long waiting for more items still raises throughput, from the
   fitted cost model ``duration = fixed + per_item * n``.
@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from statistics import median
 
@@ -104,6 +105,18 @@ class PlacementProbe:
             return True
         self._candidates += 1
         return self._candidates % self.sample_every == 0
+
+    def start_sample(self) -> tuple[float, float] | None:
+        """Begin measuring an inline batch if `wants_sample`: its wall and CPU start times."""
+        if not self.wants_sample():
+            return None
+        return time.perf_counter(), time.thread_time()
+
+    def end_sample(self, sample: tuple[float, float] | None) -> None:
+        """`observe` the batch begun with `start_sample` (nothing if it was not measured)."""
+        if sample is not None:
+            wall, cpu = sample
+            self.observe(time.perf_counter() - wall, time.thread_time() - cpu)
 
     def observe(self, wall: float, cpu: float) -> None:
         """Record one inline batch: wall seconds and CPU seconds of its thread."""

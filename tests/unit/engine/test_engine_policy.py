@@ -85,3 +85,18 @@ def test_probe_samples_every_batch_until_its_window_is_full_then_some() -> None:
     for _ in range(3):
         probe.observe(wall=0.0001, cpu=0.0001)
     assert [probe.wants_sample() for _ in range(8)] == [False, False, False, True] * 2
+
+
+def test_a_started_sample_is_observed_once_it_ends() -> None:
+    probe = PlacementProbe(window=1, sample_every=2, max_inline_duration=2.0)
+    probe.observe(wall=1.0, cpu=1.0)  # the window is full: one batch in two is measured
+
+    skipped = probe.start_sample()
+    probe.end_sample(skipped)
+    assert skipped is None and probe.duration == 1.0
+
+    sample = probe.start_sample()
+    assert sample is not None
+    sum(range(10_000))  # the "batch"
+    probe.end_sample(sample)
+    assert probe.duration is not None and 0 < probe.duration < 1.0

@@ -1,0 +1,237 @@
+"""Running one batch of the online engine and delivering each item's outcome.
+
+`BatchRunner` calls the batch function on a batch of `Request` objects, in the
+calling thread (`BatchRunner.run_sync`) or as a task on an event loop
+(`BatchRunner.run_async`). The first call is the fast path: one call, results split
+per item. Only when it raises does the batch go through the isolation plan
+(retry, then bisect, `run_isolated`), whose first attempt replays that failure
+instead of calling again (`replay_first`); with ``on_error="raise"`` the plan only
+retries the whole batch. Then the engine counts the batch and frees its slot (the
+``record`` callback), the outcomes are delivered once, and listeners get a
+`BatchRecord`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._core.clock import SYSTEM_CLOCK
+from .._core.collate import Collator
+from .._core.events import BatchListener, BatchRecord, notify
+from .._core.isolation import Outcome, arun_isolated, run_isolated
+from .._core.replay import replay_first
+from ..errors import ClosedError
+from .options import EngineOptions
+from .policy import PlacementProbe
+from .requests import Request, deliver
+
+__all__ = ["BatchRunner", "Recorder"]
+
+#: ``record(size, duration, failed, ok, batch_id)``: the engine counts a finished
+#: batch, frees its slot and returns whether its outcomes are still to be delivered.
+Recorder = Callable[[int, float, int, bool, int | None], bool]
+
+
+def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[int, int], Any]:
+    """``call`` for ``on_error="raise"``: sub-slices re-raise the last whole-batch error.
+
+    The isolation plan then retries the whole batch per the policy and hands every
+    item the batch's exception, without calling the function on halves.
+    """
+    last: list[BaseException] = []
+
+    def whole(start: int, stop: int) -> Any:
+        if start == 0 and stop == size:
+            try:
+                return call(start, stop)
+            except Exception as exc:
+                last[:] = [exc]
+                raise
+        raise last[0]
+
+    return whole
+
+
+class BatchRunner:
+    """Runs batches through one batch function and delivers their outcomes.
+
+    Args:
+        fn: the batch function (``def`` or ``async def``).
+        options: the engine's options (retry, ``on_error``, clock, name).
+        collator: turns the items into the batch and the result back into items.
+        listeners: receive a `BatchRecord` after each batch.
+        probe: measures inline batches for the engine's placement decision.
+        record: the engine's `Recorder`, called once per finished batch.
+        queue_depth: items waiting in the engine's queue now (for `BatchRecord`).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        options: EngineOptions,
+        collator: Collator,
+        listeners: tuple[BatchListener, ...],
+        probe: PlacementProbe,
+        record: Recorder,
+        queue_depth: Callable[[], int],
+    ) -> None:
+        self._fn = fn
+        self._collator = collator
+        self._retry = options.retry
+        self._isolate = options.on_error == "isolate"
+        self._clock = options.clock
+        self._name = "" if options.name is None else options.name
+        self._listeners = listeners
+        self._probe = probe
+        self._record = record
+        self._queue_depth = queue_depth
+
+    def call_slice(self, items: list[Any], start: int, stop: int) -> Any:
+        """The batch function's per-item results for ``items[start:stop]``."""
+        batch, layout = self._collator.collate(
+            items[start:stop] if start or stop < len(items) else items
+        )
+        return self._collator.split(self._fn(batch), layout, stop - start)
+
+    async def _acall_slice(self, items: list[Any], start: int, stop: int) -> Any:
+        batch, layout = self._collator.collate(
+            items[start:stop] if start or stop < len(items) else items
+        )
+        return self._collator.split(await self._fn(batch), layout, stop - start)
+
+    def _plan_call(
+        self, first: BaseException, call: Callable[[int, int], Any], size: int
+    ) -> Callable[[int, int], Any]:
+        replay = replay_first(first, call)
+        return replay if self._isolate else _whole_batch_only(replay, size)
+
+    def run_sync(
+        self,
+        batch: list[Request],
+        here: asyncio.AbstractEventLoop | None,
+        prepared: tuple[Any, Any] | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Run ``batch`` in this thread (``here``: the event loop running it inline, if any).
+
+        ``prepared``: its collated input and layout; ``error``: what a first call of
+        this batch already raised (the function is not called again).
+        """
+        items = [request.item for request in batch]
+        size = len(items)
+        started = self._clock.now()
+        sample = None if here is None else self._probe.start_sample()
+        outcomes: list[Outcome] | None = None
+        try:
+            try:
+                if error is not None:
+                    raise error
+                if prepared is None:
+                    values = self.call_slice(items, 0, size)
+                else:
+                    values = self._collator.split(self._fn(prepared[0]), prepared[1], size)
+            except Exception as exc:
+                call = self._plan_call(exc, lambda a, b: self.call_slice(items, a, b), size)
+                outcomes = run_isolated(call, size, self._retry, self._clock.sleep)
+                values = []
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail the batch, re-raise
+            self._finish(batch, [exc] * size, [False] * size, started, False, here)
+            raise
+        self._probe.end_sample(sample)
+        self._finish_outcomes(batch, values, outcomes, started, here)
+
+    async def run_async(self, batch: list[Request], loop: asyncio.AbstractEventLoop) -> None:
+        """Run ``batch`` with the ``async def`` batch function, on ``loop`` (the running one)."""
+        items = [request.item for request in batch]
+        size = len(items)
+        started = self._clock.now()
+        outcomes: list[Outcome] | None = None
+        try:
+            try:
+                values = await self._acall_slice(items, 0, size)
+            except Exception as exc:
+                call = self._plan_call(exc, lambda a, b: self._acall_slice(items, a, b), size)
+                outcomes = await arun_isolated(call, size, self._retry, self._asleep)
+                values = []
+        except BaseException as exc:  # cancelled (the loop is shutting down) or fatal
+            error = (
+                ClosedError("the batch was cancelled")
+                if isinstance(exc, asyncio.CancelledError)
+                else exc
+            )
+            self._finish(batch, [error] * size, [False] * size, started, False, loop)
+            raise
+        self._finish_outcomes(batch, values, outcomes, started, loop)
+
+    async def _asleep(self, seconds: float) -> None:
+        if self._clock is SYSTEM_CLOCK:
+            await asyncio.sleep(seconds)
+        else:
+            self._clock.sleep(seconds)
+
+    def _finish_outcomes(
+        self,
+        batch: list[Request],
+        values: Any,
+        outcomes: list[Outcome] | None,
+        started: float,
+        here: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        if outcomes is None:
+            self._finish(batch, values, None, started, True, here)
+        else:
+            self._finish(
+                batch,
+                [outcome.value for outcome in outcomes],
+                [outcome.ok for outcome in outcomes],
+                started,
+                False,
+                here,
+            )
+
+    def _finish(
+        self,
+        batch: list[Request],
+        values: Sequence[Any],
+        oks: Sequence[bool] | None,
+        started: float,
+        ok: bool,
+        here: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        """Record a finished batch, free its slot and deliver its outcomes (once)."""
+        duration = self._clock.now() - started
+        failed = 0 if oks is None else oks.count(False)
+        if self._record(len(batch), duration, failed, ok, id(batch)):
+            deliver(batch, values, oks, here)
+        if self._listeners:
+            self._emit(batch, values, oks, started, duration)
+
+    def _emit(
+        self,
+        batch: list[Request],
+        values: Sequence[Any],
+        oks: Sequence[bool] | None,
+        started: float,
+        duration: float,
+    ) -> None:
+        error_types: dict[str, int] = {}
+        if oks is not None:
+            for value, ok in zip(values, oks, strict=True):
+                if not ok:
+                    kind = type(value).__name__
+                    error_types[kind] = error_types.get(kind, 0) + 1
+        failed = sum(error_types.values())
+        record = BatchRecord(
+            engine="online",
+            size=len(batch),
+            duration=duration,
+            queue_time=sum(started - request.enqueued for request in batch) / len(batch),
+            succeeded=len(batch) - failed,
+            failed=failed,
+            error_types=error_types,
+            queue_depth=self._queue_depth(),
+            name=self._name,
+        )
+        notify(self._listeners, record)
