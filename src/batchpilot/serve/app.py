@@ -212,13 +212,14 @@ class ServeApp:
         if kind == "http":
             if self._started is None:
                 await self.startup()
-            if scope["path"] == "/predict":
+            path = _route_path(scope)
+            if path == "/predict":
                 if scope["method"] == "POST":
                     await self._predict(scope, receive, send)
                 else:
                     await _send(send, 405, _error("use POST /predict"), _JSON)
                 return
-            await self._get(scope, send)
+            await self._get(path, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -319,17 +320,17 @@ class ServeApp:
                     raise _BadRequest(400, f"X-Request-Timeout must be seconds > 0, got {value!r}")
         return priority, timeout
 
-    async def _get(self, scope: Scope, send: Send) -> None:
-        route = self._get_routes.get(scope["path"])
+    async def _get(self, path: str, send: Send) -> None:
+        route = self._get_routes.get(path)
         if route is not None:
             status, body, content_type = await route()
             await _send(send, status, body, content_type)
             return
-        page = DASHBOARD_ROUTES.get(scope["path"])
+        page = DASHBOARD_ROUTES.get(path)
         if page is not None:
             await _send(send, 200, page.body, page.content_type, page.headers)
             return
-        await _send(send, 404, _error(f"no route {scope['path']}"), _JSON)
+        await _send(send, 404, _error(f"no route {path}"), _JSON)
 
     # -- the GET endpoints: (status, body, content type) ------------------------------
 
@@ -390,6 +391,15 @@ def app(target: Any, **options: Any) -> ServeApp:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the app's mount point (``root_path``, e.g. a Ray Serve route prefix)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
 
 
 async def _read_body(receive: Receive) -> bytes:
