@@ -51,7 +51,7 @@ class _Breaker:
         with self.lock:
             kind = type(error).__name__
             if not self.first:
-                self.first = f"{kind}: {error}"
+                self.first = _describe(error)
             elif not self.first.startswith(kind + ":"):
                 self.same_kind = False
             self.failures += 1
@@ -126,6 +126,7 @@ class StopRules:
     max_failures: int | None
     failed: int = 0
     _kinds: set[str] = field(default_factory=set)
+    _first: str | None = None
 
     def on_failure(self, error: BaseException, line: int, before: int, left: bool) -> str | None:
         """Count one failed record; return why to stop, or None to go on.
@@ -138,15 +139,22 @@ class StopRules:
         """
         succeeded_before = before > self.failed
         self.failed += 1
+        if self._first is None:
+            described = "" if isinstance(error, SystematicFailure) else f": {_describe(error)}"
+            self._first = f"line {line}{described}"
+        first = f" (first: {self._first})"
         if isinstance(error, SystematicFailure):
-            return f"{error} (stopped at line {line})"
+            return f"{error}{first}"
         if not succeeded_before:
             self._kinds.add(type(error).__name__)
             if left and len(self._kinds) == 1 and self.failed == self.systematic:
                 return (
-                    f"the first {self.failed} records all failed with "
-                    f"{type(error).__name__} (line {line}: {error})"
+                    f"the first {self.failed} records all failed with {type(error).__name__}{first}"
                 )
         if self.max_failures is not None and self.failed > self.max_failures:
-            return f"more than --max-failures {self.max_failures} records failed"
+            return f"more than --max-failures {self.max_failures} records failed{first}"
         return None
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
