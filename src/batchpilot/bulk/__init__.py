@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import logging
+import pickle
 import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
@@ -47,7 +48,7 @@ from .checkpoint import (
     digest,
 )
 from .chunking import Chunk, make_controller, read_chunks
-from .executors import ChunkExecutor, ExecutorSpec, resolve_executor
+from .executors import ChunkExecutor, ExecutorSpec, ProcessExecutor, ShippingError, resolve_executor
 from .runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "JobFileError",
     "JobInUseError",
     "JobMismatchError",
+    "ProcessExecutor",
     "map_batches",
 ]
 
@@ -107,12 +109,21 @@ class BulkProgress:
 
 @dataclass
 class _InFlight:
-    """One chunk between planning and collection."""
+    """One chunk between planning and collection.
+
+    ``future`` is None for a chunk stored in the job file. When only some of a
+    chunk's items run (``offsets``), ``base`` holds the values of the others
+    and the future's results are merged into it; ``resumed`` of them came from
+    the job file.
+    """
 
     start: int
     future: cf.Future[ChunkResult] | None
     digest: bytes = b""
     settled: ChunkResult | None = None
+    base: list[Any] | None = None
+    offsets: list[int] | None = None
+    resumed: int = 0
 
 
 @dataclass
@@ -386,15 +397,63 @@ class BulkRun(Iterator[Any]):
     def _launch(self, executor: ChunkExecutor, chunk: Chunk) -> _InFlight:
         if chunk.stored:
             return _InFlight(chunk.start, None)
-        self._history.append(len(chunk.items))
-        self._unsettled_items += len(chunk.items)
         chunk_digest = digest(chunk.items) if self._store is not None else b""
+        try:
+            future = self._submit(executor, chunk.items, chunk.start)
+        except ShippingError:
+            if self._fail_fast:
+                raise
+            return self._launch_shippable(executor, chunk, chunk_digest)
+        return _InFlight(chunk.start, future, chunk_digest)
+
+    def _submit(
+        self, executor: ChunkExecutor, items: list[Any], start: int
+    ) -> cf.Future[ChunkResult]:
         task = arun_chunk if self._is_async else run_chunk
-        args: tuple[Any, ...] = (self._fn, chunk.items, chunk.start, self._retry, self._fail_fast)
+        args: tuple[Any, ...] = (self._fn, items, start, self._retry, self._fail_fast)
         if self._chunk_clock is not None:
             args = (*args, self._chunk_clock)
-        future = executor.submit(task, *args)
-        return _InFlight(chunk.start, future, chunk_digest)
+        future: cf.Future[ChunkResult] = executor.submit(task, *args)
+        self._history.append(len(items))
+        self._unsettled_items += len(items)
+        return future
+
+    def _launch_part(
+        self,
+        executor: ChunkExecutor,
+        chunk: Chunk,
+        chunk_digest: bytes,
+        base: list[Any],
+        offsets: list[int],
+        resumed: int = 0,
+    ) -> _InFlight:
+        """Run only the items of ``chunk`` at ``offsets``; the others keep ``base``'s values."""
+        if offsets:
+            future = self._submit(executor, [chunk.items[o] for o in offsets], 0)
+        else:
+            future = cf.Future()
+            future.set_result(ChunkResult(0, [], 0.0))
+        return _InFlight(chunk.start, future, chunk_digest, None, base, offsets, resumed)
+
+    def _launch_shippable(
+        self, executor: ChunkExecutor, chunk: Chunk, chunk_digest: bytes
+    ) -> _InFlight:
+        """A chunk the executor could not send: each item that does not pickle fails alone."""
+        base: list[Any] = [None] * len(chunk.items)
+        offsets = []
+        for offset, item in enumerate(chunk.items):
+            try:
+                pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as error:
+                problem = ShippingError(
+                    f"item {chunk.start + offset} cannot be pickled to send it to executor "
+                    f"{self._executor.describe()}: {error}"
+                )
+                problem.__cause__ = error
+                base[offset] = ItemFailure(chunk.start + offset, item, problem)
+            else:
+                offsets.append(offset)
+        return self._launch_part(executor, chunk, chunk_digest, base, offsets)
 
     def _next_entry(self, pipeline: deque[_InFlight], bar: Any) -> _InFlight:
         """The next chunk to hand out: the oldest (ordered) or the first finished.
@@ -437,25 +496,28 @@ class BulkRun(Iterator[Any]):
             ):
                 self._settle(entry, entry.future.result(), bar)
 
-    def _settle(self, entry: _InFlight, result: ChunkResult, bar: Any) -> None:
+    def _settle(self, entry: _InFlight, ran: ChunkResult, bar: Any) -> None:
         """Per finished chunk: feed the controller, commit, count, notify."""
+        result = ran if entry.offsets is None else _merged(entry, ran)
         entry.settled = result
-        self._unsettled_items -= result.size
-        self._item_cost = result.duration / max(result.size, 1)
-        self.controller.observe(result.size, result.duration, ok=result.failed < result.size)
+        self._unsettled_items -= ran.size
+        if ran.size:
+            self._item_cost = ran.duration / ran.size
+            self.controller.observe(ran.size, ran.duration, ok=ran.failed < ran.size)
         if self._store is not None:
             self._store.commit(entry.start, entry.start + result.size, entry.digest, result.values)
         if result.failed:
             self._failures.extend(v for v in result.values if isinstance(v, ItemFailure))
             self._counters.errors.update(result.error_types)
-        self._account(result.size, result.failed, bar)
+        self._account(result.size, result.failed, bar, resumed=entry.resumed)
+        size = result.size - entry.resumed
         notify(
             self._listeners,
             BatchRecord(
                 engine="bulk",
-                size=result.size,
+                size=size,
                 duration=result.duration,
-                succeeded=result.size - result.failed,
+                succeeded=size - result.failed,
                 failed=result.failed,
                 error_types=result.error_types,
                 queue_depth=self._unsettled_items,
@@ -463,13 +525,12 @@ class BulkRun(Iterator[Any]):
             ),
         )
 
-    def _account(self, size: int, failed: int, bar: Any, resumed: bool = False) -> None:
+    def _account(self, size: int, failed: int, bar: Any, resumed: int = 0) -> None:
         counters = self._counters
         counters.done += size
         counters.failed += failed
         counters.chunks += 1
-        if resumed:
-            counters.resumed += size
+        counters.resumed += resumed
         if bar is not None:
             bar.update(size)
         if self._on_progress is not None:
@@ -485,7 +546,7 @@ class BulkRun(Iterator[Any]):
             failures = [v for v in values if isinstance(v, ItemFailure)]
             self._failures.extend(failures)
             self._counters.errors.update(type(f.error).__name__ for f in failures)
-            self._account(len(values), len(failures), bar, resumed=True)
+            self._account(len(values), len(failures), bar, resumed=len(values))
             return values
         if entry.settled is None:
             self._settle(entry, entry.future.result(), bar)
@@ -503,6 +564,18 @@ class BulkRun(Iterator[Any]):
         from tqdm.auto import tqdm
 
         return tqdm(total=self._total, desc=self.name or "map_batches", unit="item")
+
+
+def _merged(entry: _InFlight, ran: ChunkResult) -> ChunkResult:
+    """A whole chunk's result: ``entry.base`` with the items at ``entry.offsets`` replaced."""
+    assert entry.base is not None and entry.offsets is not None
+    values = list(entry.base)
+    for offset, value in zip(entry.offsets, ran.values, strict=True):
+        if isinstance(value, ItemFailure):
+            value = ItemFailure(entry.start + offset, value.item, value.error)
+        values[offset] = value
+    errors = Counter(type(v.error).__name__ for v in values if isinstance(v, ItemFailure))
+    return ChunkResult(entry.start, values, ran.duration, sum(errors.values()), dict(errors))
 
 
 def _raising(error: Exception) -> Iterator[Any]:

@@ -5,15 +5,23 @@ so the bulk engine has one code path for the calling thread, threads,
 processes, an asyncio loop, a Dask distributed cluster and Ray. Executors that
 run the task in another process (``remote``) need a picklable batch function;
 `ExecutorSpec.check_picklable` says so with a clear `TypeError` before any work.
+
+The process pool starts its workers with ``forkserver`` by default (``fork``
+copies a process that has threads, which can deadlock a child); pass
+``ProcessExecutor(start_method="fork")`` to get ``fork``. Each pool worker
+exits as soon as the process that started the pool dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import multiprocessing
 import os
 import pickle
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -27,6 +35,7 @@ __all__ = [
     "ProcessExecutor",
     "RayExecutor",
     "SerialExecutor",
+    "ShippingError",
     "ThreadExecutor",
     "resolve_executor",
 ]
@@ -111,14 +120,113 @@ class ThreadExecutor(_PoolExecutor):
         self.pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="batchpilot-bulk")
 
 
+DEFAULT_START_METHOD = (
+    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+)
+"""How `ProcessExecutor` starts workers unless told otherwise."""
+
+PARENT_POLL_SECONDS = 0.25
+"""How often a pool worker checks that the process that started it is alive."""
+
+
+class ShippingError(TypeError):
+    """A task or its arguments could not be pickled to send them to a worker process."""
+
+
+def _is_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and (on Linux) is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if sys.platform != "linux":
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def _exit_with_owner(owner: int) -> None:
+    """Pool worker initializer: a daemon thread ends the worker once ``owner`` is gone.
+
+    ``owner`` is the process that created the pool. Under ``forkserver`` a
+    worker's parent is the fork server, which itself lives until every worker
+    exits, so the owner's pid is watched as well as a change of parent.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent and _is_alive(owner):
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="batchpilot-owner-watch", daemon=True).start()
+
+
+def _run_shipped(payload: bytes) -> Any:
+    """Worker side of `ProcessExecutor.submit`: unpickle the task and its arguments, run it."""
+    task, args = pickle.loads(payload)
+    return task(*args)
+
+
 class ProcessExecutor(_PoolExecutor):
-    """A process pool, for CPU-bound pure-Python batch functions."""
+    """A process pool, for CPU-bound pure-Python batch functions.
+
+    Args:
+        workers: pool size; default: CPU count.
+        start_method: ``"forkserver"`` (default where available, else ``"spawn"``),
+            ``"spawn"`` or ``"fork"``. With ``forkserver``/``spawn`` the batch
+            function must be importable by name in a new process (defined in a
+            module or a script file, not in ``python -c`` or a notebook cell).
+
+    The pool is created on first use and again after `shutdown`, so one instance
+    can serve several runs. Arguments are pickled in the submitting thread: one
+    that cannot be pickled raises `ShippingError` from `submit` at once.
+    """
 
     remote = True
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, start_method: str | None = None) -> None:
         super().__init__(workers or _default_workers())
-        self.pool = cf.ProcessPoolExecutor(self.workers)
+        method = start_method or DEFAULT_START_METHOD
+        if method not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"start_method must be one of {multiprocessing.get_all_start_methods()}, "
+                f"got {start_method!r}"
+            )
+        self.start_method = method
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    @property
+    def pool(self) -> cf.ProcessPoolExecutor:  # type: ignore[override]
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context(self.start_method),
+                initializer=_exit_with_owner,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    def submit(self, task: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
+        try:
+            payload = pickle.dumps((task, args), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:
+            raise ShippingError(f"cannot send a task to a worker process: {error}") from error
+        return self.pool.submit(_run_shipped, payload)
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __repr__(self) -> str:
+        return f"ProcessExecutor(workers={self.workers}, start_method={self.start_method!r})"
 
 
 async def _cancel_other_tasks() -> None:
@@ -263,11 +371,11 @@ class ExecutorSpec:
 
     def build(self, workers: int | None) -> ChunkExecutor:
         """The executor to run one job on; a passed-in instance is returned as it is."""
-        if self.kind == "custom":
-            executor: ChunkExecutor = self.target
-            return executor
         if self.kind == "dask":
             return DaskExecutor(self.target, workers)
+        if self.target is not None:
+            executor: ChunkExecutor = self.target
+            return executor
         return _FACTORIES[self.kind](workers)
 
     def check_picklable(self, fn: Callable[..., Any]) -> None:
@@ -288,10 +396,29 @@ class ExecutorSpec:
                 f"it must be picklable; {fn!r} is not ({error}). Define it at module level, "
                 "or use executor='threads'."
             ) from error
+        if self.kind == "processes" and self._start_method() != "fork" and _main_only(fn):
+            raise TypeError(
+                f"executor {self.describe()} starts workers with {self._start_method()!r}, "
+                f"which cannot import {fn!r}: it lives in a __main__ without a file (python "
+                "-c, a notebook, the REPL). Move it into a module, or pass "
+                "executor=ProcessExecutor(start_method='fork')."
+            )
+
+    def _start_method(self) -> str:
+        method: str = getattr(self.target, "start_method", DEFAULT_START_METHOD)
+        return method
 
     def describe(self) -> str:
         """The spec as the user wrote it, for messages."""
         return repr(self.kind if self.target is None else self.target)
+
+
+def _main_only(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is pickled by a reference to a ``__main__`` a new process cannot import."""
+    if getattr(fn, "__module__", None) != "__main__":
+        return False
+    main = sys.modules.get("__main__")
+    return getattr(main, "__file__", None) is None
 
 
 _FACTORIES: dict[str, Callable[[int | None], ChunkExecutor]] = {
@@ -309,6 +436,7 @@ def resolve_executor(spec: Any) -> ExecutorSpec:
 
     Args:
         spec: a name from `EXECUTOR_NAMES`, a ``dask.distributed.Client``, a
+            `ProcessExecutor` (e.g. with ``start_method="fork"``), any other
             `ChunkExecutor` instance, or an `ExecutorSpec` (returned as it is).
 
     Raises:
@@ -320,6 +448,8 @@ def resolve_executor(spec: Any) -> ExecutorSpec:
         return ExecutorSpec(spec, spec in _REMOTE_KINDS)
     if type(spec).__name__ == "Client" and type(spec).__module__.startswith("distributed"):
         return ExecutorSpec("dask", True, spec)
+    if isinstance(spec, ProcessExecutor):
+        return ExecutorSpec("processes", True, spec)
     if not isinstance(spec, str) and isinstance(spec, ChunkExecutor):
         return ExecutorSpec("custom", bool(spec.remote), spec)
     raise ValueError(
