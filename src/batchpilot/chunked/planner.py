@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
@@ -61,6 +62,43 @@ def estimate_size_bytes(obj: Any, _seen: set[int] | None = None) -> int:
     return size
 
 
+def _check_coverage(name: str, targets: list[Any], placed: list[Any]) -> None:
+    """Raise `ValueError` unless ``placed`` holds each of ``targets`` exactly once.
+
+    Targets are matched by identity; a strategy that copies them is matched by
+    equality instead (hashing when the targets allow it).
+    """
+    if len(placed) != len(targets):
+        raise ValueError(
+            f"custom strategy {name!r} put {len(placed)} targets into chunks "
+            f"for {len(targets)} targets; every target must be in exactly one chunk"
+        )
+    if Counter(map(id, targets)) == Counter(map(id, placed)):
+        return
+    try:
+        wanted, got = Counter(targets), Counter(placed)
+    except TypeError:  # unhashable copies: match them one by one
+        dropped, repeated = list(targets), []
+        for target in placed:
+            try:
+                dropped.remove(target)
+            except ValueError:
+                repeated.append(target)
+    else:
+        repeated, dropped = list((got - wanted).elements()), list((wanted - got).elements())
+    if not repeated and not dropped:
+        return
+    raise ValueError(
+        f"custom strategy {name!r} repeats or invents {_some(repeated)} and drops "
+        f"{_some(dropped)}; every target must be in exactly one chunk"
+    )
+
+
+def _some(targets: list[Any]) -> str:
+    shown = ", ".join(repr(target) for target in targets[:3])
+    return f"{len(targets)} target(s) ({shown}{', ...' if len(targets) > 3 else ''})"
+
+
 class ChunkProcessor:
     """Chunking of target lists by `ChunkStrategy` or by a named custom strategy.
 
@@ -68,7 +106,8 @@ class ChunkProcessor:
         config: the `ChunkConfig` read for every chunk (changes apply at once).
         custom_strategies: name -> function taking the target list and returning
             its chunks; pass the name as ``strategy``. Every target must land in
-            exactly one chunk (checked by count).
+            exactly one chunk (checked: a target repeated, dropped or replaced is
+            a `ValueError`).
         chunk_size_history: sizes of the chunks produced, oldest first.
         cost_model: `LinearCostModel` of chunk durations (for
             `estimate_processing_time`).
@@ -160,12 +199,7 @@ class ChunkProcessor:
     def _custom(self, name: str, targets: Iterable[Any]) -> Iterator[list[Any]]:
         items = list(targets)
         chunks = [list(chunk) for chunk in self.custom_strategies[name](items)]
-        placed = sum(len(chunk) for chunk in chunks)
-        if placed != len(items):
-            raise ValueError(
-                f"custom strategy {name!r} put {placed} targets into chunks "
-                f"for {len(items)} targets"
-            )
+        _check_coverage(name, items, [target for chunk in chunks for target in chunk])
         yield from (chunk for chunk in chunks if chunk)
 
     def _cap(self) -> int:

@@ -198,6 +198,15 @@ def test_custom_strategies_as_in_the_seed() -> None:
     processor.custom_strategies["lossy"] = lambda targets: [targets[:1]]
     with pytest.raises(ValueError, match="1 targets into chunks for 3"):
         processor.create_chunks([1, 2, 3], "lossy")
+    processor.custom_strategies["swap"] = lambda targets: [[targets[0], targets[0]]]
+    with pytest.raises(ValueError, match="exactly one chunk"):
+        processor.create_chunks(["a", "b"], "swap")
+    processor.custom_strategies["copies"] = lambda targets: [[dict(t) for t in targets]]
+    records = [{"id": 1}, {"id": 2}]
+    assert processor.create_chunks(records, "copies") == [records]  # copies match by value
+    processor.custom_strategies["bad_copies"] = lambda targets: [[{"id": 1}, {"id": 1}]]
+    with pytest.raises(ValueError, match=r"drops 1 target\(s\) \({'id': 2}\)"):
+        processor.create_chunks(records, "bad_copies")
     with pytest.raises(ValueError, match="unknown chunk strategy"):
         processor.create_chunks([1], "nope")
     with pytest.raises(TypeError, match="iterable"):

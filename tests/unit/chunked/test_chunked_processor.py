@@ -200,6 +200,28 @@ async def test_custom_strategy_as_in_the_seed(tmp_path: Path) -> None:
     assert processor.stats.strategy == "custom"
 
 
+@pytest.mark.asyncio
+async def test_a_custom_strategy_that_repeats_one_target_and_drops_another_is_refused(
+    tmp_path: Path,
+) -> None:
+    processor = BatchProcessor(_config(tmp_path))
+    calls: list[int] = []
+
+    def repeat_first_drop_sixth(targets: list[int]) -> list[list[int]]:
+        return [targets[:5], [targets[0]], targets[6:]]
+
+    def tenfold(target: int) -> int:
+        calls.append(target)
+        return target * 10
+
+    processor.chunk_processor.custom_strategies["sloppy"] = repeat_first_drop_sixth
+    with pytest.raises(
+        ValueError, match=r"repeats or invents 1 target\(s\) \(0\) and drops 1 target\(s\) \(5\)"
+    ):
+        await processor.process_targets(list(range(10)), tenfold, ProcessingMode.PARALLEL, "sloppy")
+    assert calls == []  # refused before any target ran
+
+
 # -- modes: real concurrency, order of reporting, hybrid ------------------------
 
 
