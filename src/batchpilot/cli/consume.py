@@ -79,7 +79,7 @@ class Outcome:
 
 def consume(
     results: Iterable[Any],
-    positions: deque[tuple[int, Position]],
+    positions: deque[tuple[int, int]],
     *,
     start: Checkpoint,
     segment: Segment,
@@ -95,8 +95,8 @@ def consume(
 
     Args:
         results: the run's result stream, an `ItemFailure` for each failed record.
-        positions: ``(line, position_after)`` of each record handed to the engine,
-            in order; one is taken per result.
+        positions: ``(line, offset_after)`` of each record handed to the engine, in
+            order (see `RecordSource.located`); one is taken per result.
         start: the checkpoint this run starts from.
         segment: where this run's rows go; ``number`` is its key in checkpoints.
         errors: where failed records go.
@@ -112,7 +112,7 @@ def consume(
     """
     pending: list[Any] = []
     done = 0
-    position = start.position
+    line, offset = start.position
     next_check = max(1, next_size())
     last = start
 
@@ -121,13 +121,13 @@ def consume(
             start,
             items=start.items + done,
             failed=start.failed + rules.failed,
-            position=position,
+            position=Position(line, offset),
             segments={**start.segments, number: segment.size()},
             errors=errors.size(),
         )
 
     for value in results:
-        line, position = positions.popleft()
+        line, offset = positions.popleft()
         done += 1
         if isinstance(value, ItemFailure):
             errors.add(line, value.error)

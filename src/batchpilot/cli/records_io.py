@@ -9,7 +9,7 @@ Inputs: JSON Lines (``.jsonl``, ``.ndjson``, or ``-`` for standard input), CSV
 A file is read twice: `RecordSource.scan` validates every line and counts the
 records (so a malformed line is reported with its line number before any work is
 done, and a progress bar knows its total), then `RecordSource.located` streams
-``(line_number, position, record)`` from any `Position` a previous run reached:
+``(line_number, offset, record)`` from any `Position` a previous run reached:
 a byte offset of the (decompressed) text, or a row number of a Parquet file,
 whose reading starts at the row group holding it. Standard input is read once,
 and a malformed line stops the stream where it is.
@@ -26,9 +26,8 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from .compression import codec_of, open_decompressed, strip_codec
 from .csv_types import ColumnTypes, converter, widen
@@ -87,12 +86,12 @@ def format_of(path: Path, formats: dict[str, str], role: str) -> tuple[str, str 
     return kind, codec
 
 
-@dataclass(frozen=True)
-class Position:
+class Position(NamedTuple):
     """Where a stream of records stands: after ``line``, at ``offset``.
 
     ``offset`` is a byte offset into the decompressed text, or for Parquet the
-    number of rows read (then ``line`` is the same number).
+    number of rows read (then ``line`` is the same number). A tuple: one is made
+    per record.
     """
 
     line: int = 0
@@ -177,20 +176,23 @@ class RecordSource:
         """
         return ((line, record) for line, _, record in self.located(Position()))
 
-    def located(self, start: Position) -> Iterator[tuple[int, Position, dict[str, Any]]]:
-        """Yield ``(line_number, position_after, record)`` for the records after ``start``."""
+    def located(self, start: Position) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """Yield ``(line_number, offset_after, record)`` for the records after ``start``.
+
+        ``Position(line_number, offset_after)`` is where the stream stands after the record.
+        """
         if self.format == "jsonl":
             for line, end, text in self._jsonl_lines(start):
                 if self.is_stdin and (problem := _jsonl_problem(text)) is not None:
                     raise RecordsFormatError(f"standard input: line {line}: {problem}")
-                yield line, Position(line, end), json.loads(text)
+                yield line, end, json.loads(text)
         elif self.format in _DELIMITERS:
             yield from self._csv_records(start)
         else:
             for number, record in self._parquet_rows(start.offset):
-                yield number, Position(number, number), record
+                yield number, number, record
 
-    def _csv_records(self, start: Position) -> Iterator[tuple[int, Position, dict[str, Any]]]:
+    def _csv_records(self, start: Position) -> Iterator[tuple[int, int, dict[str, Any]]]:
         header = self.header()
         typed = [(name, fn) for name in header if (fn := converter(self.types.get(name, "str")))]
         rows = self._csv_rows(start)
@@ -200,7 +202,7 @@ class RecordSource:
             record = dict(zip(header, row, strict=True))
             for name, convert in typed:
                 record[name] = convert(record[name])
-            yield line, Position(line, end), record
+            yield line, end, record
 
     def _validate(self) -> Iterator[tuple[int, str | None]]:
         if self.format == "jsonl":

@@ -529,11 +529,12 @@ def _execute(
     from ..bulk import JobMismatchError, map_batches
 
     source, target, job_file, start = plan.source, plan.target, plan.job, plan.start
-    positions: deque[tuple[int, Any]] = deque()
+    positions: deque[tuple[int, int]] = deque()
 
     def records() -> Iterator[dict[str, Any]]:
-        for line, position, record in source.located(start.position):
-            positions.append((line, position))
+        remember = positions.append
+        for line, offset, record in source.located(start.position):
+            remember((line, offset))
             yield record
 
     def commit(checkpoint: Checkpoint) -> None:
