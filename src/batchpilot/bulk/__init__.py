@@ -155,6 +155,7 @@ class BulkRun(Iterator[Any]):
         executor: ExecutorSpec,
         workers: int | None,
         job: str | None,
+        retry_failed: bool,
         ordered: bool,
         progress: bool,
         fail_fast: bool,
@@ -175,6 +176,7 @@ class BulkRun(Iterator[Any]):
         self._workers = workers
         self._job = job
         self._store = JobStore(job) if job is not None else None
+        self._retry_failed = retry_failed
         self.ordered = ordered
         self._progress_bar = progress
         self._fail_fast = fail_fast
@@ -396,7 +398,7 @@ class BulkRun(Iterator[Any]):
 
     def _launch(self, executor: ChunkExecutor, chunk: Chunk) -> _InFlight:
         if chunk.stored:
-            return _InFlight(chunk.start, None)
+            return self._launch_stored(executor, chunk)
         chunk_digest = digest(chunk.items) if self._store is not None else b""
         try:
             future = self._submit(executor, chunk.items, chunk.start)
@@ -434,6 +436,18 @@ class BulkRun(Iterator[Any]):
             future = cf.Future()
             future.set_result(ChunkResult(0, [], 0.0))
         return _InFlight(chunk.start, future, chunk_digest, None, base, offsets, resumed)
+
+    def _launch_stored(self, executor: ChunkExecutor, chunk: Chunk) -> _InFlight:
+        """A chunk from the job file; with ``retry_failed`` its stored failures run again."""
+        if not self._retry_failed:
+            return _InFlight(chunk.start, None)
+        assert self._store is not None
+        values = self._store.load(chunk.start)
+        offsets = [offset for offset, v in enumerate(values) if isinstance(v, ItemFailure)]
+        if not offsets:
+            return _InFlight(chunk.start, None, base=values)
+        resumed = len(values) - len(offsets)
+        return self._launch_part(executor, chunk, digest(chunk.items), values, offsets, resumed)
 
     def _launch_shippable(
         self, executor: ChunkExecutor, chunk: Chunk, chunk_digest: bytes
@@ -542,7 +556,7 @@ class BulkRun(Iterator[Any]):
     def _collect(self, entry: _InFlight, bar: Any) -> list[Any]:
         if entry.future is None:
             assert self._store is not None
-            values = self._store.load(entry.start)
+            values = entry.base if entry.base is not None else self._store.load(entry.start)
             failures = [v for v in values if isinstance(v, ItemFailure)]
             self._failures.extend(failures)
             self._counters.errors.update(type(f.error).__name__ for f in failures)
@@ -592,6 +606,7 @@ def map_batches(
     executor: Any = "threads",
     workers: int | None = None,
     job: str | None = None,
+    retry_failed: bool = False,
     ordered: bool = True,
     progress: bool = False,
     fail_fast: bool = False,
@@ -617,7 +632,11 @@ def map_batches(
         workers: threads/processes/Dask workers/Ray CPUs, or the asyncio concurrency
             limit; default: CPU count (8 for asyncio).
         job: path of a SQLite job file: results are committed per chunk and a rerun
-            of the same input resumes, skipping chunks already stored.
+            of the same input resumes, skipping chunks already stored. One run at
+            a time may use a job file (`JobInUseError` otherwise).
+        retry_failed: with ``job``, run again the items the job file recorded as
+            failed (their new outcomes replace the stored ones); other stored
+            results are reused as they are.
         ordered: yield results in input order (default) or as chunks complete.
         progress: show a tqdm progress bar.
         fail_fast: raise the first failure instead of isolating failing items.
@@ -638,6 +657,8 @@ def map_batches(
             does not suit the executor.
         ValueError: an invalid option.
         JobMismatchError: ``job`` belongs to another input or a newer format.
+        JobInUseError: another process (or open run) is using ``job``.
+        JobFileError: ``job`` is damaged, or a directory.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable (a batch function), got {type(fn).__name__}")
@@ -660,6 +681,10 @@ def map_batches(
         raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
     if job is not None and not isinstance(job, str):
         job = str(job)
+    if not isinstance(retry_failed, bool):
+        raise TypeError(f"retry_failed must be a bool, got {retry_failed!r}")
+    if retry_failed and job is None:
+        raise ValueError("retry_failed=True needs a job file (job=...) to take failures from")
     return BulkRun(
         fn,
         items,
@@ -668,6 +693,7 @@ def map_batches(
         executor=spec,
         workers=workers,
         job=job,
+        retry_failed=retry_failed,
         ordered=ordered,
         progress=progress,
         fail_fast=fail_fast,
