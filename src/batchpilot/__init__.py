@@ -8,6 +8,7 @@ collate/split, retry and statistics.
 
 from __future__ import annotations
 
+from . import types  # noqa: F401 - publishes the signature types under batchpilot.types
 from ._core.exports import publish
 from ._core.retry import RetryPolicy
 from ._core.sizing import AIMD, Fixed, LinearCostModel, SizeController, TargetLatency

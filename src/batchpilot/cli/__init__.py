@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from .._core.exports import publish
 from ..bulk.checkpoint import JobMismatchError
 from . import bench, demo, run, serve
 from .bench import benchmark_scripts
@@ -82,6 +83,8 @@ def _build_parser() -> argparse.ArgumentParser:
         add_command(commands)
     return parser
 
+
+publish(__name__, globals(), __all__)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,6 +26,7 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
         "pip install 'batchpilot[serve]'"
     ) from _missing
 
+from .._core.exports import publish
 from .app import PRIORITY_HEADER, TIMEOUT_HEADER, ServeApp, app
 from .model import Model, TargetError, load_model
 from .server import run, serve_app
@@ -41,3 +42,5 @@ __all__ = [
     "run",
     "serve_app",
 ]
+
+publish(__name__, globals(), __all__)
