@@ -242,7 +242,7 @@ def test_fail_fast_stops_at_the_first_failing_call(workdir, capsys) -> None:
         "--batch-size", "100", "--workers", "1", "--no-progress",
     )  # fmt: skip
     assert code == 3 and err.count("\n") == 1
-    assert "--fail-fast: a call failed near line 1: KeyError: 'price'" in err
+    assert "--fail-fast: a call of FUNC raised KeyError: 'price'" in err
     assert len(calls(tmp)) <= 2  # the failing chunk, and at most the one queued behind it
     assert leftovers(tmp, "out.jsonl") == []
 
@@ -536,3 +536,19 @@ def test_bad_paths_are_exit_2_with_a_clear_line(workdir, capsys, argv, expected)
     assert code == 2 and err.count("\n") == 1, err
     assert expected in err
     assert "Traceback" not in err
+
+
+def test_a_checkpoint_of_the_earlier_format_is_named_and_kept(workdir, capsys) -> None:
+    from batchpilot.bulk import map_batches
+
+    tmp, module = workdir
+    job = job_path(tmp / "out.jsonl")
+    with map_batches(lambda rs: rs, records(40), batch_size=4, job=str(job)) as partial:
+        next(partial)  # the engine's job file, as batchpilot run wrote it before
+    before = job.read_bytes()
+    write_jsonl(tmp / "in.jsonl", records(40))
+    code, err = run(capsys, f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl", "--resume")
+    assert code == 2 and "is a checkpoint of an earlier batchpilot version" in err
+    code, err = run(capsys, f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl")
+    assert code == 2 and "pass --job FILE to keep it and use another job file" in err
+    assert job.read_bytes() == before

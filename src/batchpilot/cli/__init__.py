@@ -6,7 +6,7 @@ The handler a subparser sets (``handler=``) runs the command and returns its exi
 
 Exit codes: 0 when every record succeeded; 1 when some records failed, or the
 run was interrupted or stopped by an unexpected error; 2 for bad usage or bad
-input. Errors are one line on stderr, never a traceback (set
+input; 3 for a run stopped early (`run.EXIT_STOPPED`). Errors are one line on stderr, never a traceback (set
 ``BATCHPILOT_TRACEBACK=1`` to see one for an unexpected error).
 """
 

@@ -89,6 +89,13 @@ class JobFile:
         """
         try:
             db = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, isolation_level=None)
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            if {"meta", "chunks"} <= tables:
+                db.close()
+                raise CliError(
+                    f"{self.path} is a checkpoint of an earlier batchpilot version, which this "
+                    "one cannot resume; delete it to start over"
+                )
             rows = dict(db.execute("SELECT key, value FROM run").fetchall())
             segments = dict(db.execute("SELECT number, size FROM segments").fetchall())
         except sqlite3.DatabaseError as exc:
@@ -118,7 +125,8 @@ class JobFile:
         if stored.get("input") != self.settings.get("input"):
             raise CliError(
                 f"{self.path} belongs to a job over a different input (or the input changed); "
-                f"the job file was left untouched: delete {self.path.name} to start over"
+                f"the job file was left untouched: delete {self.path.name} to start over, or "
+                "pass --job FILE to use another job file"
             )
         changed = sorted(
             key

@@ -40,7 +40,7 @@ from .common import (
     port_number,
     positive_int,
 )
-from .consume import ErrorLog, consume
+from .consume import ErrorLog, Outcome, consume
 from .csv_types import SchemaError, infer_types, parse_schema, resolve_types
 from .early_stop import StopRules, guard
 from .job import Checkpoint, JobFile, input_identity
@@ -407,7 +407,7 @@ def _prepare(
     if job_file.exists():
         raise CliError(
             f"{job_file} holds an interrupted run of this job: pass --resume to continue it, "
-            f"or delete it to start over"
+            f"delete it to start over, or pass --job FILE to keep it and use another job file"
         )
     target.check(if_exists)
     shutil.rmtree(run_job_file.parts, ignore_errors=True)  # left by a run never committed
@@ -522,7 +522,7 @@ def _execute(
     progress: bool,
     metrics_port: int | None,
     abandon_on_interrupt: bool,
-) -> Any:
+) -> Outcome:
     """Run the engine over the records after the plan's start and consume the results."""
     from tqdm import tqdm
 
@@ -579,12 +579,10 @@ def _execute(
                 next_size=lambda: run.batch_size, commit=commit,
             )  # fmt: skip
         except _FailedFast as stop:
-            from .consume import Outcome
-
-            line = positions[0][0] if positions else start.position.line + 1
             error = stop.__cause__
-            return Outcome(start, f"--fail-fast: a call failed near line {line}: "
-                                  f"{type(error).__name__}: {error}")  # fmt: skip
+            return Outcome(
+                start, f"--fail-fast: a call of FUNC raised {type(error).__name__}: {error}"
+            )
         except JobMismatchError as exc:  # pragma: no cover - the CLI passes no engine job
             raise CliError(str(exc)) from None
 
