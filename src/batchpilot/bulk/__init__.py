@@ -50,6 +50,7 @@ from .checkpoint import (
 from .chunking import Chunk, make_controller, read_chunks
 from .executors import ChunkExecutor, ExecutorSpec, ProcessExecutor, ShippingError, resolve_executor
 from .runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
+from .serialize import SERIALIZERS, StoredError
 
 __all__ = [
     "BulkProgress",
@@ -60,6 +61,7 @@ __all__ = [
     "JobInUseError",
     "JobMismatchError",
     "ProcessExecutor",
+    "StoredError",
     "map_batches",
 ]
 
@@ -111,7 +113,8 @@ class BulkProgress:
 class _InFlight:
     """One chunk between planning and collection.
 
-    ``future`` is None for a chunk stored in the job file. When only some of a
+    ``future`` is None for a chunk stored in the job file (``items`` are its
+    input items, ``base`` its stored values once loaded). When only some of a
     chunk's items run (``offsets``), ``base`` holds the values of the others
     and the future's results are merged into it; ``resumed`` of them came from
     the job file.
@@ -124,6 +127,7 @@ class _InFlight:
     base: list[Any] | None = None
     offsets: list[int] | None = None
     resumed: int = 0
+    items: list[Any] | None = None
 
 
 @dataclass
@@ -156,6 +160,7 @@ class BulkRun(Iterator[Any]):
         workers: int | None,
         job: str | None,
         retry_failed: bool,
+        serializer: str,
         ordered: bool,
         progress: bool,
         fail_fast: bool,
@@ -175,7 +180,7 @@ class BulkRun(Iterator[Any]):
         self._executor = executor
         self._workers = workers
         self._job = job
-        self._store = JobStore(job) if job is not None else None
+        self._store = JobStore(job, serializer) if job is not None else None
         self._retry_failed = retry_failed
         self.ordered = ordered
         self._progress_bar = progress
@@ -440,9 +445,9 @@ class BulkRun(Iterator[Any]):
     def _launch_stored(self, executor: ChunkExecutor, chunk: Chunk) -> _InFlight:
         """A chunk from the job file; with ``retry_failed`` its stored failures run again."""
         if not self._retry_failed:
-            return _InFlight(chunk.start, None)
+            return _InFlight(chunk.start, None, items=chunk.items)
         assert self._store is not None
-        values = self._store.load(chunk.start)
+        values = self._store.load(chunk.start, chunk.items)
         offsets = [offset for offset, v in enumerate(values) if isinstance(v, ItemFailure)]
         if not offsets:
             return _InFlight(chunk.start, None, base=values)
@@ -556,7 +561,10 @@ class BulkRun(Iterator[Any]):
     def _collect(self, entry: _InFlight, bar: Any) -> list[Any]:
         if entry.future is None:
             assert self._store is not None
-            values = entry.base if entry.base is not None else self._store.load(entry.start)
+            values = entry.base
+            if values is None:
+                assert entry.items is not None
+                values = self._store.load(entry.start, entry.items)
             failures = [v for v in values if isinstance(v, ItemFailure)]
             self._failures.extend(failures)
             self._counters.errors.update(type(f.error).__name__ for f in failures)
@@ -607,6 +615,7 @@ def map_batches(
     workers: int | None = None,
     job: str | None = None,
     retry_failed: bool = False,
+    serializer: str = "json",
     ordered: bool = True,
     progress: bool = False,
     fail_fast: bool = False,
@@ -637,6 +646,10 @@ def map_batches(
         retry_failed: with ``job``, run again the items the job file recorded as
             failed (their new outcomes replace the stored ones); other stored
             results are reused as they are.
+        serializer: how ``job`` stores results: ``"json"`` (plain data and numpy
+            arrays; opening the file never runs code from it) or ``"pickle"`` (any
+            picklable result; only for job files you trust, and needed to resume
+            files written by batchpilot 0.1).
         ordered: yield results in input order (default) or as chunks complete.
         progress: show a tqdm progress bar.
         fail_fast: raise the first failure instead of isolating failing items.
@@ -656,7 +669,8 @@ def map_batches(
             pickled for a process/Dask/Ray executor, or ``fn``'s kind (sync/async)
             does not suit the executor.
         ValueError: an invalid option.
-        JobMismatchError: ``job`` belongs to another input or a newer format.
+        JobMismatchError: ``job`` belongs to another input, a newer format or
+            another serializer (a pickle file needs ``serializer="pickle"``).
         JobInUseError: another process (or open run) is using ``job``.
         JobFileError: ``job`` is damaged, or a directory.
     """
@@ -683,6 +697,8 @@ def map_batches(
         job = str(job)
     if not isinstance(retry_failed, bool):
         raise TypeError(f"retry_failed must be a bool, got {retry_failed!r}")
+    if serializer not in SERIALIZERS:
+        raise ValueError(f"serializer must be one of {SERIALIZERS}, got {serializer!r}")
     if retry_failed and job is None:
         raise ValueError("retry_failed=True needs a job file (job=...) to take failures from")
     return BulkRun(
@@ -694,6 +710,7 @@ def map_batches(
         workers=workers,
         job=job,
         retry_failed=retry_failed,
+        serializer=serializer,
         ordered=ordered,
         progress=progress,
         fail_fast=fail_fast,

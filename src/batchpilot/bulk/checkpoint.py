@@ -1,9 +1,11 @@
 """Checkpoint files of resumable bulk jobs: one SQLite database (WAL) per job.
 
-A job file holds its format version, a fingerprint of the head of the input,
-and one row per finished chunk: its index range, a digest of its input items
-and its pickled results. Each chunk is committed in its own transaction, so a
-crash or SIGKILL loses at most the chunks that were still running.
+A job file holds its format version, its serializer, a fingerprint of the head
+of the input, and one row per finished chunk: its index range, a digest of its
+input items and its encoded results (`batchpilot.bulk.serialize`: JSON by
+default, so opening a job file never runs code from it; pickle by opt-in).
+Each chunk is committed in its own transaction, so a crash or SIGKILL loses at
+most the chunks that were still running.
 
 One process at a time uses a job file: an OS lock (``flock``) on the sidecar
 file ``<job>.lock`` is held while it is open, and a second opener gets
@@ -22,7 +24,6 @@ is overwritten. A file written by a newer format version is refused the same way
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 import sqlite3
@@ -33,6 +34,7 @@ from typing import IO, Any
 
 from ..errors import BatchpilotError
 from .runner import ItemFailure
+from .serialize import SERIALIZERS, decode, encode
 
 __all__ = [
     "FORMAT_VERSION",
@@ -44,8 +46,11 @@ __all__ = [
     "digest",
 ]
 
-FORMAT_VERSION = 1
-"""Version of the job file layout this code writes and reads."""
+FORMAT_VERSION = 2
+"""Version of the job file layout this code writes; it reads every version up to it.
+
+1 (batchpilot 0.1): results pickled. 2: a ``serializer`` meta entry says how.
+"""
 
 HEAD_ITEMS = 16
 """How many leading input items form the job's fingerprint."""
@@ -59,18 +64,6 @@ CREATE TABLE IF NOT EXISTS chunks (
     payload BLOB NOT NULL
 );
 """
-
-
-# Classes stored in job files, by where they lived when the file was written.
-_MOVED_CLASSES = {("batchpilot._runner", "ItemFailure"): ("batchpilot.bulk", "ItemFailure")}
-
-
-class _JobUnpickler(pickle.Unpickler):
-    """Loads job payloads, finding classes stored under the flat layout of 0.1."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        module, name = _MOVED_CLASSES.get((module, name), (module, name))
-        return super().find_class(module, name)
 
 
 class JobFileError(BatchpilotError, ValueError):
@@ -104,30 +97,6 @@ def digest(items: Iterable[Any]) -> bytes:
     except Exception as error:
         raise TypeError(f"a resumable job (job=...) needs picklable items: {error}") from error
     return hashlib.blake2b(data, digest_size=16).digest()
-
-
-def _portable(values: list[Any], start: int) -> bytes:
-    """Pickle a chunk's results; unpicklable exceptions are stored as their repr.
-
-    Raises:
-        TypeError: a result itself cannot be pickled.
-    """
-    try:
-        return pickle.dumps(values, protocol=5)
-    except Exception:
-        cleaned = [
-            ItemFailure(v.index, v.item, RuntimeError(repr(v.error)))
-            if isinstance(v, ItemFailure)
-            else v
-            for v in values
-        ]
-    try:
-        return pickle.dumps(cleaned, protocol=5)
-    except Exception as error:
-        raise TypeError(
-            f"a resumable job (job=...) needs picklable results; the chunk starting at "
-            f"item {start} returned one that is not: {error}"
-        ) from error
 
 
 # What decoding a damaged payload or meta value can raise.
@@ -199,7 +168,19 @@ class _Lock:
 class JobStore:
     """One job file: open (creating it if new), verify, commit chunks, load them back."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], serializer: str = SERIALIZERS[0]) -> None:
+        """Open ``path``; ``serializer`` (``"json"`` or ``"pickle"``) must match the file's.
+
+        Raises:
+            FileNotFoundError: the folder does not exist.
+            JobMismatchError: not a job file, a newer format, or another serializer
+                (a pickle file is only read with ``serializer="pickle"``).
+            JobInUseError: another run holds the file.
+            JobFileError: the path is a directory, or the file is damaged.
+        """
+        if serializer not in SERIALIZERS:
+            raise ValueError(f"serializer must be one of {SERIALIZERS}, got {serializer!r}")
+        self.serializer = serializer
         self.path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
@@ -261,11 +242,27 @@ class JobStore:
         version = self._meta("format_version")
         if version is None:
             self._set_meta("format_version", str(FORMAT_VERSION))
-        elif int(version) > FORMAT_VERSION:
+            self._set_meta("serializer", self.serializer)
+            return
+        if int(version) > FORMAT_VERSION:
             raise JobMismatchError(
                 f"{self.path} was written by job format {version}; this batchpilot "
                 f"reads format {FORMAT_VERSION} at most. Upgrade batchpilot to resume it."
             )
+        stored = "pickle" if int(version) == 1 else self._meta("serializer")
+        if stored == self.serializer:
+            return
+        if stored == "pickle":
+            raise JobMismatchError(
+                f"job file {self.path} stores its results with pickle (written by "
+                "batchpilot 0.1, or with serializer='pickle'), and loading a pickle can run "
+                "code from the file. If you trust the file, resume with serializer='pickle'; "
+                "otherwise delete it to start over."
+            )
+        raise JobMismatchError(
+            f"job file {self.path} stores its results with serializer {stored!r}; resume "
+            f"with serializer={stored!r}, or use another job file"
+        )
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -297,7 +294,7 @@ class JobStore:
         Raises:
             TypeError: a result cannot be pickled.
         """
-        payload = _portable(values, start)
+        payload = encode(self.serializer, values, start)
         with self._reading(), self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
@@ -306,8 +303,11 @@ class JobStore:
             )
         self._stops[start] = (stop, items_digest)
 
-    def load(self, start: int) -> list[Any]:
-        """The stored results of the chunk starting at ``start``: one per item of its range.
+    def load(self, start: int, items: list[Any]) -> list[Any]:
+        """The stored results of the chunk of ``items`` starting at ``start``, one per item.
+
+        ``items`` are the chunk's input items (checked against its digest by the
+        caller); the JSON serializer takes failed items from them.
 
         Raises:
             KeyError: no chunk starts there.
@@ -321,7 +321,7 @@ class JobStore:
             ).fetchone()
             if row is None:
                 raise _damaged(self.path, KeyError(f"chunk {start}..{stop} vanished"))
-            values = _JobUnpickler(io.BytesIO(row[0])).load()
+            values = decode(self.serializer, bytes(row[0]), start, items)
         if not isinstance(values, list) or len(values) != stop - start:
             count = len(values) if isinstance(values, list) else type(values).__name__
             raise _damaged(self.path, ValueError(f"chunk {start}..{stop} holds {count} results"))

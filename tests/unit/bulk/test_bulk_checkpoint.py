@@ -167,7 +167,10 @@ def _score_all_but_three(rows: list[int]) -> list[int]:
 
 
 def test_a_job_file_written_by_version_0_1_still_resumes(tmp_path: Path) -> None:
-    """0.1 pickled ItemFailure as batchpilot._runner.ItemFailure (the flat layout)."""
+    """0.1 pickled ItemFailure as batchpilot._runner.ItemFailure (the flat layout).
+
+    0.1 files are pickle files, so they resume with the explicit serializer="pickle".
+    """
     job = tmp_path / "job.sqlite"
     shutil.copy(Path(__file__).parent / "data" / "job-v0.1.0.sqlite", job)
     assert b"batchpilot._runner" in job.read_bytes()
@@ -177,10 +180,20 @@ def test_a_job_file_written_by_version_0_1_still_resumes(tmp_path: Path) -> None
         calls.append(rows)
         return _score_all_but_three(rows)
 
-    results = list(map_batches(counting, range(8), job=str(job), batch_size=4))
+    results = list(map_batches(counting, range(8), job=str(job), batch_size=4, serializer="pickle"))
 
     assert calls == []  # every chunk came from the file
     assert results[:3] == [0, 10, 20] and results[4:] == [40, 50, 60, 70]
     failure = results[3]
     assert isinstance(failure, ItemFailure)
     assert (failure.index, failure.item, str(failure.error)) == (3, 3, "3 is bad")
+
+
+def test_a_job_file_of_version_0_1_is_not_unpickled_without_the_opt_in(tmp_path: Path) -> None:
+    job = tmp_path / "job.sqlite"
+    shutil.copy(Path(__file__).parent / "data" / "job-v0.1.0.sqlite", job)
+    before = job.read_bytes()
+    with pytest.raises(JobMismatchError, match="serializer='pickle'") as error:
+        map_batches(_score_all_but_three, range(8), job=str(job), batch_size=4)
+    assert str(job) in str(error.value) and "can run code" in str(error.value)
+    assert job.read_bytes() == before

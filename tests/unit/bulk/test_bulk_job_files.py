@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import sqlite3
 from pathlib import Path
@@ -20,16 +21,19 @@ def double(xs: list[int]) -> list[int]:
     return [x * 2 for x in xs]
 
 
-def finished_job(tmp_path: Path) -> Path:
+def finished_job(tmp_path: Path, serializer: str = "json") -> Path:
     path = tmp_path / "job.sqlite"
-    assert list(map_batches(double, range(ITEMS), batch_size=100, job=str(path))) == [
-        x * 2 for x in range(ITEMS)
-    ]
+    run = map_batches(double, range(ITEMS), batch_size=100, job=str(path), serializer=serializer)
+    assert list(run) == [x * 2 for x in range(ITEMS)]
     return path
 
 
-def rerun(path: Path) -> list[int]:
-    return list(map_batches(double, range(ITEMS), batch_size=100, job=str(path)))
+def rerun(path: Path, serializer: str = "json") -> list[int]:
+    run = map_batches(double, range(ITEMS), batch_size=100, job=str(path), serializer=serializer)
+    return list(run)
+
+
+ENCODE = {"json": lambda value: json.dumps(value).encode(), "pickle": pickle.dumps}
 
 
 def set_payload(path: Path, start: int, payload: bytes) -> None:
@@ -43,29 +47,42 @@ def assert_clear(error: pytest.ExceptionInfo[JobFileError], path: Path) -> None:
     assert str(path) in str(error.value)
 
 
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
 def test_a_payload_shorter_than_its_range_is_corruption_not_fewer_results(
-    tmp_path: Path,
+    tmp_path: Path, serializer: str
 ) -> None:
-    path = finished_job(tmp_path)
-    set_payload(path, 1200, pickle.dumps([x * 2 for x in range(1200, 1203)]))
+    path = finished_job(tmp_path, serializer)
+    set_payload(path, 1200, ENCODE[serializer]([x * 2 for x in range(1200, 1203)]))
     with pytest.raises(JobFileError, match="damaged") as error:
-        rerun(path)
+        rerun(path, serializer)
     assert_clear(error, path)
     assert "1200..1300 holds 3 results" in str(error.value)
 
 
-def test_a_payload_that_does_not_decode_is_a_job_file_error(tmp_path: Path) -> None:
-    path = finished_job(tmp_path)
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_a_payload_that_does_not_decode_is_a_job_file_error(
+    tmp_path: Path, serializer: str
+) -> None:
+    path = finished_job(tmp_path, serializer)
     set_payload(path, 300, b"\x80\x05not a pickle at all")
     with pytest.raises(JobFileError, match="Delete it") as error:
-        rerun(path)
+        rerun(path, serializer)
     assert_clear(error, path)
 
 
-def test_a_payload_that_is_not_a_list_is_a_job_file_error(tmp_path: Path) -> None:
-    path = finished_job(tmp_path)
-    set_payload(path, 0, pickle.dumps({"a": 1}))
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_a_payload_that_is_not_a_list_is_a_job_file_error(tmp_path: Path, serializer: str) -> None:
+    path = finished_job(tmp_path, serializer)
+    set_payload(path, 0, ENCODE[serializer]({"a": 1}))
     with pytest.raises(JobFileError, match="holds dict results"):
+        rerun(path, serializer)
+
+
+def test_a_stored_failure_outside_its_chunk_is_a_job_file_error(tmp_path: Path) -> None:
+    path = finished_job(tmp_path)
+    failure = {"__bp__": "failure", "index": 7, "type": "builtins.ValueError", "message": "x"}
+    set_payload(path, 100, json.dumps([failure] + [0] * 99).encode())
+    with pytest.raises(JobFileError, match="outside its chunk"):
         rerun(path)
 
 
@@ -113,7 +130,14 @@ def local_results(xs: list[int]) -> list[object]:
     return [result for _ in xs]
 
 
-def test_an_unpicklable_result_in_a_job_is_the_documented_type_error(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="needs picklable results") as error:
-        list(map_batches(local_results, range(5), job=str(tmp_path / "job.sqlite")))
+@pytest.mark.parametrize(
+    ("serializer", "message"), [("pickle", "needs picklable results"), ("json", "plain data")]
+)
+def test_an_unstorable_result_in_a_job_is_the_documented_type_error(
+    tmp_path: Path, serializer: str, message: str
+) -> None:
+    job = str(tmp_path / "job.sqlite")
+    with pytest.raises(TypeError, match=message) as error:
+        list(map_batches(local_results, range(5), job=job, serializer=serializer))
     assert not isinstance(error.value, AttributeError)
+    assert "item 0" in str(error.value)
