@@ -5,15 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from ..errors import BatchFailedError
+from ..errors import BatchFailedError, ConfigError
+from .validate import check_int, check_number
 
 __all__ = [
     "NO_RETRY",
     "RetryPolicy",
     "RetryPredicate",
+    "is_permanent_error",
     "retry_any_exception",
     "retry_unless_batch_failed",
+    "retry_unless_permanent",
 ]
+
+#: PEP 249 (DB-API 2) error classes that the same statement would raise again:
+#: a broken constraint, bad data, bad SQL, an unsupported feature. Matched by class
+#: name, so sqlite3, psycopg and SQLAlchemy errors qualify without importing them.
+_PERMANENT_DB_ERRORS = frozenset(
+    {"IntegrityError", "DataError", "ProgrammingError", "NotSupportedError"}
+)
 
 RetryPredicate = Callable[[BaseException], bool]
 """Given the exception a failed attempt raised: whether another attempt is worth it."""
@@ -31,6 +41,28 @@ def retry_unless_batch_failed(error: BaseException) -> bool:
     was caused by no single item, and the same batch would raise it again.
     """
     return retry_any_exception(error) and not isinstance(error, BatchFailedError)
+
+
+def is_permanent_error(error: BaseException) -> bool:
+    """Whether ``error`` would recur on a retry of the same data, whatever the delay.
+
+    True for the PEP 249 database errors that name the data or the statement
+    (``IntegrityError``, ``DataError``, ``ProgrammingError``,
+    ``NotSupportedError``, of any driver or of SQLAlchemy) and for a
+    `BatchFailedError` whose ``cause`` is one of them.
+    """
+    if isinstance(error, BatchFailedError) and error.cause is not None:
+        return is_permanent_error(error.cause)
+    return any(kind.__name__ in _PERMANENT_DB_ERRORS for kind in type(error).__mro__)
+
+
+def retry_unless_permanent(error: BaseException) -> bool:
+    """Retry every `Exception` except a permanent one (`is_permanent_error`).
+
+    The flush buffer's default: a flush callback is a sink (an API, a database),
+    where a lost connection is worth another try and a broken unique key is not.
+    """
+    return retry_any_exception(error) and not is_permanent_error(error)
 
 
 @dataclass(frozen=True)
@@ -59,16 +91,18 @@ class RetryPolicy:
     retry_on: RetryPredicate = field(default=retry_unless_batch_failed, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        if self.retry_delay < 0:
-            raise ValueError(f"retry_delay must be >= 0, got {self.retry_delay}")
-        if self.backoff < 1:
-            raise ValueError(f"backoff must be >= 1, got {self.backoff}")
-        if self.max_delay is not None and self.max_delay < 0:
-            raise ValueError(f"max_delay must be >= 0, got {self.max_delay}")
+        """Check every field (`batchpilot.errors.ConfigError` names the bad one).
+
+        ``max_retries`` is an int (not a bool), the delays and ``backoff`` finite
+        numbers: an infinite wait would never end, and overflows the sleep.
+        """
+        check_int("max_retries", self.max_retries, minimum=0)
+        check_number("retry_delay", self.retry_delay, minimum=0)
+        check_number("backoff", self.backoff, minimum=1)
+        if self.max_delay is not None:
+            check_number("max_delay", self.max_delay, minimum=0)
         if not callable(self.retry_on):
-            raise TypeError(f"retry_on must be callable, got {self.retry_on!r}")
+            raise ConfigError(f"retry_on must be callable, got {self.retry_on!r}")
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""

@@ -9,7 +9,14 @@ import pytest
 
 from batchpilot import BatchFailedError, RetryPolicy
 from batchpilot._core.isolation import Outcome, arun_isolated, run_isolated
-from batchpilot._core.retry import NO_RETRY, retry_any_exception, retry_unless_batch_failed
+from batchpilot._core.retry import (
+    NO_RETRY,
+    is_permanent_error,
+    retry_any_exception,
+    retry_unless_batch_failed,
+    retry_unless_permanent,
+)
+from batchpilot.errors import ConfigError
 from batchpilot.testing import FakeClock
 
 
@@ -122,3 +129,68 @@ def test_the_async_driver_asks_the_same_predicate() -> None:
     assert async_calls == sync_calls == [(0, 3), (0, 1), (1, 3), (1, 2), (2, 3)]
     assert slept == []
     assert got[0] == Outcome(True, 0)
+
+
+# ----------------------------------------------------------------- field checks (issue 15)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_retries", 2.5),
+        ("max_retries", True),
+        ("max_retries", "3"),
+        ("max_retries", -1),
+        ("retry_delay", float("nan")),
+        ("retry_delay", float("inf")),
+        ("retry_delay", "1"),
+        ("retry_delay", -0.5),
+        ("backoff", float("nan")),
+        ("backoff", float("inf")),
+        ("backoff", 0.5),
+        ("backoff", False),
+        ("max_delay", float("nan")),
+        ("max_delay", -1.0),
+    ],
+)
+def test_a_bad_field_is_a_config_error_naming_it(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field):
+        RetryPolicy(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_config_error_is_also_a_type_and_a_value_error() -> None:
+    with pytest.raises(TypeError, match="max_retries"):
+        RetryPolicy(max_retries="3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="retry_delay"):
+        RetryPolicy(retry_delay=float("inf"))
+
+
+def test_integral_and_real_numbers_are_accepted() -> None:
+    policy = RetryPolicy(max_retries=2, retry_delay=1, backoff=1, max_delay=3)
+    assert list(policy.delays()) == [1, 1]
+
+
+# ------------------------------------------------------------ permanent errors (issue 13)
+
+
+class IntegrityError(Exception):
+    """Named like the DB-API 2 class: drivers and SQLAlchemy each define their own."""
+
+
+def test_database_errors_about_the_data_are_permanent() -> None:
+    import sqlite3
+
+    assert is_permanent_error(sqlite3.IntegrityError("UNIQUE constraint failed"))
+    assert is_permanent_error(sqlite3.ProgrammingError("bad SQL"))
+    assert is_permanent_error(IntegrityError("duplicate key"))
+    assert is_permanent_error(BatchFailedError("wrapped", cause=sqlite3.DataError("x")))
+    assert not is_permanent_error(sqlite3.OperationalError("database is locked"))
+    assert not is_permanent_error(ConnectionError("reset"))
+    assert not is_permanent_error(BatchFailedError("the API rejected the batch"))
+
+
+def test_retry_unless_permanent() -> None:
+    assert retry_unless_permanent(ConnectionError("reset"))
+    assert retry_unless_permanent(BatchFailedError("the API rejected the batch"))
+    assert not retry_unless_permanent(IntegrityError("duplicate key"))
+    assert not retry_unless_permanent(SystemExit(1))
