@@ -27,7 +27,8 @@ from .._core.health import SampledReading, process_rss_mb, system_memory_percent
 from .._core.retry import RetryPolicy, retry_any_exception
 from .._core.sizing import Fixed, TargetLatency
 from .._core.stats import BatchStats
-from ..errors import ClosedError, QueueFullError
+from .._core.validate import check_int
+from ..errors import ClosedError, ConfigError, QueueFullError
 from .config import BatchProcessingConfig
 from .journal import Durability, EntryJournal
 from .report import register, unregister
@@ -237,16 +238,18 @@ class BatchStateManager:
         Raises:
             QueueFullError: the buffer stayed full (``"block"``) or was full (``"raise"``).
             ClosedError: the manager is closed.
-            ValueError, TypeError: bad priority, source, uuid or unpicklable entry.
+            ConfigError: bad priority, source or uuid (a `TypeError` and a
+                `ValueError`); checked before anything is journaled.
+            TypeError: the journal's serializer cannot store the entry; nothing
+                was journaled or queued.
         """
         started = time.perf_counter()
-        if priority not in PRIORITIES or isinstance(priority, bool):
-            raise ValueError(f"priority must be 0, 1 or 2, got {priority!r}")
+        priority = _check_priority(priority)
         key = uuid if type(uuid) is str else _uuid_key(uuid)
         if not key:
-            raise ValueError("uuid must be a non-empty string")
+            raise ConfigError("uuid must be a non-empty string")
         if not isinstance(source, str):
-            raise TypeError(f"source must be a str, got {source!r}")
+            raise ConfigError(f"source must be a str, got {source!r}")
         now = self._clock.now()
         wall = time.time()
         with self._lock:
@@ -796,10 +799,17 @@ def _takes_entries(func: object) -> bool:
     return True
 
 
+def _check_priority(value: object) -> int:
+    priority = check_int("priority", value)
+    if priority not in PRIORITIES:
+        raise ConfigError(f"priority must be 0, 1 or 2, got {value!r}")
+    return priority
+
+
 def _uuid_key(value: object) -> str:
     if isinstance(value, (str, uuid_module.UUID)):
         return str(value)
-    raise TypeError(f"uuid must be a str or uuid.UUID, got {type(value).__name__}: {value!r}")
+    raise ConfigError(f"uuid must be a str or uuid.UUID, got {type(value).__name__}: {value!r}")
 
 
 def _size_event(

@@ -406,7 +406,9 @@ def test_listeners_get_one_buffer_record_per_flush(make: Any, clock: FakeClock) 
     ("args", "error", "message"),
     [
         (("x", "src", "u", 3), ValueError, "priority must be 0, 1 or 2"),
-        (("x", "src", "u", True), ValueError, "priority must be 0, 1 or 2"),
+        (("x", "src", "u", True), ValueError, "priority must be an int"),
+        (("x", "src", "u", 1.0), TypeError, "priority must be an int"),
+        (("x", "src", "u", "1"), TypeError, "priority must be an int"),
         (("x", "src", 42), TypeError, "uuid must be a str or uuid.UUID"),
         (("x", "src", ""), ValueError, "uuid must be a non-empty string"),
         (("x", None, "u"), TypeError, "source must be a str"),

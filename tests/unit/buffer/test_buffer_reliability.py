@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from batchpilot.buffer import BatchStateManager, BufferedEntry, live_managers
-from batchpilot.errors import BatchFailedError, ClosedError, QueueFullError
+from batchpilot.errors import BatchFailedError, ClosedError, ConfigError, QueueFullError
 from batchpilot.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(20)
@@ -424,6 +424,19 @@ def test_unpicklable_entry_is_refused_and_not_queued(tmp_path: Path) -> None:
             manager.queue_entry(threading.Lock(), "src", "lock")
         assert manager.queue_entry("fine", "src", "lock")  # the uuid was not remembered
         assert manager.get_detailed_stats()["counters"]["entries_queued"] == 1
+
+
+@pytest.mark.parametrize("priority", [1.0, "1", True, 3, None])
+def test_a_bad_priority_is_refused_before_the_journal_sees_the_entry(
+    tmp_path: Path, priority: object
+) -> None:
+    path = tmp_path / "j.db"
+    with BatchStateManager(journal_path=path, memory_reader=lambda: 10.0) as manager:
+        with pytest.raises(ConfigError, match="priority"):
+            manager.queue_entry({"n": 1}, "src", "u1", priority=priority)  # type: ignore[arg-type]
+        assert journal_rows(path) == []
+        assert manager.queue_entry({"n": 1}, "src", "u1", priority=1)  # uuid not remembered
+        assert journal_rows(path) == ["u1"]
 
 
 # ------------------------------------------------------------------------ registry
