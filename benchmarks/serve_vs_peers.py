@@ -5,7 +5,8 @@ trained on the bundled 8x8 digits, deterministic), one image (64 floats) per
 request as ``{"image": [...]}``, answered with ``{"digit": d}``.
 
 Contenders (each its own server process on 127.0.0.1, all started first and kept
-running, so every round sees the same machine):
+running; while one is measured the others are stopped with SIGSTOP, since idle
+LitServe and Ray Serve processes still poll and take CPU from the measured one):
 
 * ``batchpilot``: ``batchpilot serve`` (``--max-batch-size 64 --max-wait 0.005``),
   with every feature on: Prometheus metrics, priorities, and a deadline per request
@@ -36,6 +37,7 @@ the interpreter running this script.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -52,6 +54,8 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import psutil
 
 CONNECTIONS = (1, 16, 64, 256)
 CONTENDERS = ("batchpilot", "litserve", "rayserve", "fastapi", "floor")
@@ -313,7 +317,28 @@ class Contender:
             time.sleep(0.5)
         raise RuntimeError(f"{self.name} did not answer within {timeout} s")
 
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def pause(self) -> None:
+        """SIGSTOP the server and all its processes (idle servers still poll: LitServe's
+        queues, Ray's controller and proxy), so they take no CPU from the one measured."""
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.suspend()
+
+    def resume(self) -> None:
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.resume()
+        time.sleep(0.5)  # let timers and health checks catch up before the load starts
+
     def stop(self) -> None:
+        self.resume()
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -488,12 +513,17 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             server.wait_ready(body.read_bytes())
             measure(server, body, 64, 2.0)  # warm-up
+            server.pause()
         print(f"== {len(servers)} servers up; {args.rounds} rounds x {args.duration} s per cell")
         rounds: dict[tuple[str, int], list[Cell]] = {}
         for round_ in range(args.rounds):
             for connections in CONNECTIONS:
                 for name, server in servers.items():
-                    cell = measure(server, body, connections, args.duration)
+                    server.resume()
+                    try:
+                        cell = measure(server, body, connections, args.duration)
+                    finally:
+                        server.pause()
                     rounds.setdefault((name, connections), []).append(cell)
                     print(
                         f"round {round_ + 1} c={connections:<3} {name:<10} "
