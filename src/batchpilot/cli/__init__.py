@@ -6,8 +6,9 @@ The handler a subparser sets (``handler=``) runs the command and returns its exi
 
 Exit codes: 0 when every record succeeded; 1 when some records failed, or the
 run was interrupted or stopped by an unexpected error; 2 for bad usage or bad
-input; 3 for a run stopped early (`run.EXIT_STOPPED`). Errors are one line on stderr, never a traceback (set
-``BATCHPILOT_TRACEBACK=1`` to see one for an unexpected error).
+input; 3 for a run stopped early (`run.EXIT_STOPPED`). Errors are one line on
+stderr, never a traceback (set ``BATCHPILOT_TRACEBACK=1`` to see one for an
+unexpected error).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .._core.exports import publish
-from ..bulk.checkpoint import JobMismatchError
 from . import bench, demo, run, serve
 from .bench import benchmark_scripts
 from .common import EXIT_FAILED_ITEMS, EXIT_USAGE, INTERRUPTED, CliError, fail
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.console = argv is None
     try:
         return int(args.handler(args))
-    except (CliError, RecordsFormatError, JobMismatchError) as exc:
+    except (CliError, RecordsFormatError) as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
         return fail(INTERRUPTED, EXIT_FAILED_ITEMS)

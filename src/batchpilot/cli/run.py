@@ -526,7 +526,7 @@ def _execute(
     """Run the engine over the records after the plan's start and consume the results."""
     from tqdm import tqdm
 
-    from ..bulk import JobMismatchError, map_batches
+    from ..bulk import map_batches
 
     source, target, job_file, start = plan.source, plan.target, plan.job, plan.start
     positions: deque[tuple[int, int]] = deque()
@@ -583,8 +583,6 @@ def _execute(
             return Outcome(
                 start, f"--fail-fast: a call of FUNC raised {type(error).__name__}: {error}"
             )
-        except JobMismatchError as exc:  # pragma: no cover - the CLI passes no engine job
-            raise CliError(str(exc)) from None
 
 
 class _FailedFast(Exception):
