@@ -552,3 +552,26 @@ def test_a_checkpoint_of_the_earlier_format_is_named_and_kept(workdir, capsys) -
     code, err = run(capsys, f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl")
     assert code == 2 and "pass --job FILE to keep it and use another job file" in err
     assert job.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"garbage" * 100, "is not a job file of batchpilot run"),
+        (None, "holds no committed progress"),
+    ],
+)
+def test_a_broken_job_file_is_a_clear_error_naming_it(workdir, capsys, content, expected) -> None:
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", records(3))
+    job = job_path(tmp / "out.jsonl")
+    if content is None:  # created, killed before its first commit
+        with sqlite3.connect(job) as db:
+            db.execute("CREATE TABLE run (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            db.execute("CREATE TABLE segments (number INTEGER PRIMARY KEY, size INTEGER)")
+            db.execute("INSERT INTO run VALUES ('format', 'batchpilot-run/1')")
+    else:
+        job.write_bytes(content)
+    code, err = run(capsys, f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl", "--resume")
+    assert code == 2 and err.count("\n") == 1
+    assert str(job.name) in err and expected in err

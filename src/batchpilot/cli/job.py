@@ -89,9 +89,31 @@ class JobFile:
         """
         try:
             db = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise CliError(f"cannot open job file {self.path}: {exc}") from None
+        try:
+            rows, segments = self._read(db)
+            stored = json.loads(rows["settings"])
+            self._check(stored)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        self.settings = stored
+        progress = json.loads(rows["progress"])
+        return Checkpoint(
+            progress["items"],
+            progress["failed"],
+            Position(progress["line"], progress["offset"]),
+            {int(k): int(v) for k, v in segments.items()},
+            progress["errors"],
+        )
+
+    def _read(self, db: sqlite3.Connection) -> tuple[dict[str, str], dict[int, int]]:
+        """The ``run`` entries and committed segment sizes of an opened job file."""
+        try:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
             if {"meta", "chunks"} <= tables:
-                db.close()
                 raise CliError(
                     f"{self.path} is a checkpoint of an earlier batchpilot version, which this "
                     "one cannot resume; delete it to start over"
@@ -103,23 +125,16 @@ class JobFile:
                 f"{self.path} is not a job file of batchpilot run ({exc}); delete it to start over"
             ) from None
         if rows.get("format") != FORMAT:
-            db.close()
             raise CliError(
                 f"{self.path} was written by another version of batchpilot run "
                 f"(format {rows.get('format')!r}); delete it to start over"
             )
-        stored = json.loads(rows["settings"])
-        self._check(stored)
-        self._db = db
-        self.settings = stored
-        progress = json.loads(rows["progress"])
-        return Checkpoint(
-            progress["items"],
-            progress["failed"],
-            Position(progress["line"], progress["offset"]),
-            {int(k): int(v) for k, v in segments.items()},
-            progress["errors"],
-        )
+        if not {"settings", "progress"} <= set(rows):
+            raise CliError(
+                f"{self.path} holds no committed progress (the run stopped while creating it); "
+                "delete it to start over"
+            )
+        return rows, segments
 
     def _check(self, stored: dict[str, Any]) -> None:
         if stored.get("input") != self.settings.get("input"):

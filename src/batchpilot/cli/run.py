@@ -398,13 +398,13 @@ def _prepare(
                     f"nothing to resume: {target} is complete (no checkpoint {job_file})"
                 )
             raise CliError(f"nothing to resume: no checkpoint {job_file}")
-        start = run_job_file.load()
         target.check(if_exists)
+        start = run_job_file.load()
         source.types = dict(run_job_file.settings["types"])
         trim(target, run_job_file.parts, start.segments)
         total = run_job_file.settings["total"]
         return _Plan(source, target, run_job_file, start, total, True, False)
-    if job_file.exists():
+    if job_file.exists() and target.kind != "stdout":
         raise CliError(
             f"{job_file} holds an interrupted run of this job: pass --resume to continue it, "
             f"delete it to start over, or pass --job FILE to keep it and use another job file"
