@@ -11,6 +11,7 @@ LitServe and Ray Serve processes still poll and take CPU from the measured one):
 * ``batchpilot``: ``batchpilot serve`` (``--max-batch-size 64 --max-wait 0.005``),
   with every feature on: Prometheus metrics, priorities, and a deadline per request
   (``--timeout 10``);
+* ``batchpilot-2w``: the same with ``--workers 2`` (two processes, two batchers);
 * ``litserve``: LitServe, ``max_batch_size=64, batch_timeout=0.005``;
 * ``rayserve``: Ray Serve, ``@serve.batch(max_batch_size=64,
   batch_wait_timeout_s=0.005)`` behind its HTTP proxy;
@@ -58,7 +59,7 @@ from pathlib import Path
 import psutil
 
 CONNECTIONS = (1, 16, 64, 256)
-CONTENDERS = ("batchpilot", "litserve", "rayserve", "fastapi", "floor")
+CONTENDERS = ("batchpilot", "batchpilot-2w", "litserve", "rayserve", "fastapi", "floor")
 PEERS = ("litserve", "rayserve", "fastapi")
 PEER_PACKAGES = (
     "litserve",
@@ -222,7 +223,7 @@ import matplotlib.pyplot as plt
 
 cells = json.load(open(sys.argv[1]))["cells"]
 fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-for name in ["batchpilot", "litserve", "rayserve", "fastapi", "floor"]:
+for name in ["batchpilot", "batchpilot-2w", "litserve", "rayserve", "fastapi", "floor"]:
     rows = sorted((c["connections"], c["rps"]) for c in cells if c["contender"] == name)
     if rows:
         style = "--" if name == "floor" else "-"
@@ -475,11 +476,11 @@ def overload(workdir: Path, body: Path, capacity: float, env: dict[str, str]) ->
     }
 
 
-def batchpilot_command(max_queue: int = 10_000) -> list[str]:
+def batchpilot_command(max_queue: int = 10_000, workers: int = 1) -> list[str]:
     return [
         sys.executable, "-m", "batchpilot", "serve", "bench_model:Digits",
         "--max-batch-size", "64", "--max-wait", "0.005", "--timeout", "10",
-        "--max-queue", str(max_queue), "--port",
+        "--max-queue", str(max_queue), "--workers", str(workers), "--port",
     ]  # fmt: skip
 
 
@@ -528,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     commands = {
         "batchpilot": batchpilot_command(),
+        "batchpilot-2w": batchpilot_command(workers=2),
         "floor": [sys.executable, "floor_server.py"],
         **{name: [str(peer_python), f"{name}_server.py"] for name in PEERS},
     }
