@@ -40,7 +40,7 @@ global report). It holds weak references, managers leave it on `close`, and
 from .._core.exports import publish
 from .config import ENV_VARS, BatchProcessingConfig, OverflowPolicy
 from .journal import Durability
-from .manager import BatchStateManager, DeadLetterHandler, FlushCallback
+from .manager import BatchStateManager, DeadLetterHandler, FlushBatch, FlushCallback
 from .presets import (
     create_high_performance_batch_manager,
     create_memory_efficient_batch_manager,
@@ -56,6 +56,7 @@ __all__ = [
     "BufferedEntry",
     "DeadLetterHandler",
     "Durability",
+    "FlushBatch",
     "FlushCallback",
     "OverflowPolicy",
     "create_high_performance_batch_manager",

@@ -7,6 +7,7 @@ factories in `presets`.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import itertools
 import logging
@@ -24,7 +25,8 @@ from typing import Any, Literal, NamedTuple
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.events import BatchListener, BatchRecord, as_listener, notify
 from .._core.health import SampledReading, process_rss_mb, system_memory_percent
-from .._core.retry import RetryPolicy, retry_any_exception
+from .._core.isolation import Outcome, isolation_plan
+from .._core.retry import RetryPolicy, RetryPredicate, retry_unless_permanent
 from .._core.sizing import Fixed, TargetLatency
 from .._core.stats import BatchStats
 from .._core.validate import check_int
@@ -34,7 +36,7 @@ from .journal import Durability, EntryJournal
 from .report import register, unregister
 from .state import PRIORITIES, BufferedEntry, EntryBuffer, FlushRules, RecentKeys
 
-__all__ = ["BatchStateManager", "DeadLetterHandler", "FlushCallback"]
+__all__ = ["BatchStateManager", "DeadLetterHandler", "FlushBatch", "FlushCallback"]
 
 _log = logging.getLogger("batchpilot.buffer")
 
@@ -68,6 +70,51 @@ class _Flush(NamedTuple):
     takes_entries: bool = True
 
 
+class FlushBatch(list[BufferedEntry]):
+    """The entries of one flush call: a list, plus ids that are stable across replays.
+
+    Attributes:
+        entry_ids: the entries' uuids, in order (the idempotency keys of a sink).
+        batch_id: a digest of ``entry_ids``: the same entries flushed again after
+            a crash or a retry carry the same id.
+    """
+
+    @property
+    def entry_ids(self) -> list[str]:
+        return [item.uuid for item in self]
+
+    @property
+    def batch_id(self) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        for uuid in self.entry_ids:
+            digest.update(uuid.encode("utf-8", "surrogatepass") + b"\0")
+        return digest.hexdigest()
+
+
+class _Delivery:
+    """What happened to one flush's entries, filled in while it runs."""
+
+    def __init__(self, size: int) -> None:
+        self.settled = [False] * size  # delivered, or handed to the dead letter handler
+        self.delivered = 0
+        self.failures: list[tuple[int, BaseException]] = []
+        self.retries = 0
+        self.attempt_time = 0.0
+        self.last_error: BaseException | None = None
+
+    def unsettled(self, entries: list[BufferedEntry]) -> list[BufferedEntry]:
+        """The entries neither delivered nor dead-lettered, in order."""
+        return [item for item, done in zip(entries, self.settled, strict=True) if not done]
+
+    def fail_unsettled(
+        self, entries: list[BufferedEntry], error: BaseException | None, keep: bool
+    ) -> None:
+        """Every entry not delivered failed with ``error`` (kept as is if ``keep``)."""
+        if keep or error is None:
+            return
+        self.failures.extend((index, error) for index, done in enumerate(self.settled) if not done)
+
+
 class BatchStateManager:
     """Buffers entries and flushes them in batches to ``flush_callback``.
 
@@ -90,6 +137,25 @@ class BatchStateManager:
         clock: time source for every age trigger and retry wait.
         listeners: get one `BatchRecord` (engine ``"buffer"``) per flush.
         name: label in reports, logs and thread names.
+        retry_on: which callback errors are worth a retry (`RetryPolicy.retry_on`).
+            Default `retry_unless_permanent`: every `Exception` but the database
+            errors about the data (``IntegrityError``, ``DataError``, ...).
+
+    A flush whose callback raises is retried with back-off while ``retry_on``
+    accepts the error. An error it rejects (permanent) bisects the batch, as the
+    other engines do (`batchpilot._core.isolation`): the halves are tried again
+    until each failing entry is alone, so only the bad entries fail and the
+    rest are delivered. An accepted error that outlasts every retry fails the
+    whole batch (the sink is down; bisecting would only hammer it). Failed
+    entries go to ``on_dead_letter`` (one call per distinct error), else back to
+    the buffer.
+
+    User code (callback, dead letter handler, listeners, memory reader) that
+    raises something that is not an `Exception` (``SystemExit``,
+    ``KeyboardInterrupt``) stops the manager: its flush's entries are kept,
+    ``queue_entry`` and `flush` raise `ClosedError` naming the cause, and
+    `close` re-raises it after closing (the entries stay in the journal; a
+    second `close` returns them). Nothing is swallowed and nothing is lost.
 
     After a flush failed all its retries and its entries were kept, automatic
     triggers pause for one more back-off step (at least 1 s), so a broken
@@ -119,6 +185,7 @@ class BatchStateManager:
         clock: Clock = SYSTEM_CLOCK,
         listeners: Iterable[BatchListener | Callable[[BatchRecord], object]] = (),
         name: str | None = None,
+        retry_on: RetryPredicate = retry_unless_permanent,
     ) -> None:
         config = flush_config if flush_config is not None else BatchProcessingConfig()
         if not isinstance(config, BatchProcessingConfig):
@@ -145,7 +212,7 @@ class BatchStateManager:
 
         cfg = self.config
         self._rules = _flush_rules(cfg, self.max_buffer_age_seconds)
-        self._retry = RetryPolicy(cfg.max_retries, cfg.retry_delay, retry_on=retry_any_exception)
+        self._retry = RetryPolicy(cfg.max_retries, cfg.retry_delay, retry_on=retry_on)
         self._sizer: Fixed | TargetLatency = (
             TargetLatency(
                 cfg.performance_target_ms / 1000.0,
@@ -181,6 +248,9 @@ class BatchStateManager:
         self._hold_until = float("-inf")
         self._closed = False
         self._finished = False
+        self._abandoned = False  # close(timeout) gave up waiting: no new attempts
+        self._fatal: BaseException | None = None  # see _stop
+        self._held_back: list[BufferedEntry] = []  # returned by the close() after a fatal
 
         self._journal = EntryJournal(journal_path, durability) if journal_path else None
         if self._journal is not None:
@@ -254,7 +324,7 @@ class BatchStateManager:
         wall = time.time()
         with self._lock:
             if self._closed:
-                raise ClosedError(f"{self.name} is closed")
+                raise self._closed_error()
             if key in self._seen:
                 self._counts["duplicates_ignored"] += 1
                 return False
@@ -319,7 +389,7 @@ class BatchStateManager:
         self._refuse_flusher_thread("flush()")
         with self._lock:
             if self._closed:
-                raise ClosedError(f"{self.name} is closed")
+                raise self._closed_error()
             self._drain_reason = "manual"
             self._drain_failed = False
             self._pending = "manual"
@@ -344,12 +414,21 @@ class BatchStateManager:
         """Flush what is left, stop the flusher, and release the journal. Idempotent.
 
         Args:
-            timeout: longest wait for the flusher thread(s) to finish.
+            timeout: longest wait for the flusher thread(s), one deadline for all.
 
         Returns:
             Entries that could not be flushed (the callback kept failing, or none
-            was set); they stay in the journal, if any. Empty on success, while
-            the flusher is still busy after ``timeout``, and once returned.
+            was set); they stay in the journal, if any. Each undelivered entry is
+            returned once, and their count is logged. If a flush is still running
+            when ``timeout`` passes, the buffered entries are returned at once, the
+            running flush makes no further attempt, and the log (and the counter
+            ``in_flight_at_close``) says how many entries it holds: a later
+            `close` returns those it did not deliver.
+
+        Raises:
+            BaseException: what user code raised on the flusher thread when that
+                was not an `Exception` (see the class docstring), once the manager
+                is closed; a second `close` then returns the undelivered entries.
         """
         self._refuse_flusher_thread("close()")
         with self._lock:
@@ -360,21 +439,48 @@ class BatchStateManager:
                 self._pending = "close"
                 self._not_full.notify_all()
         self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
-        if any(thread.is_alive() for thread in self._threads):
-            return []
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        running = any(thread.is_alive() for thread in self._threads)
         with self._lock:
             if self._finished:
-                return []
-            self._finished = True
+                leftovers, self._held_back = self._held_back, []
+                return leftovers
             leftovers = self._buffer.drain()
+            in_flight = self._buffer.in_flight
             self._counts["unflushed_at_close"] += len(leftovers)
+            if running:
+                self._abandoned = True
+                self._counts["in_flight_at_close"] += in_flight
+            else:
+                self._finished = True
+            fatal = self._fatal
+        if running:
+            _log.warning(
+                "%s: close(timeout=%s) gave up waiting: %d undelivered entries returned, "
+                "%d still in a flush that makes no further attempt (a later close() "
+                "returns them if it fails)",
+                self.name, timeout, len(leftovers), in_flight,
+            )  # fmt: skip
+            return leftovers
         unregister(self)
         if leftovers:
-            _log.warning("%s closed with %d unflushed entries", self.name, len(leftovers))
+            where = "kept in the journal" if self._journal is not None else "not journaled"
+            _log.warning(
+                "%s closed with %d undelivered entries (%s)", self.name, len(leftovers), where
+            )
         if self._journal is not None:
             self._journal.close()
+        if fatal is not None:
+            with self._lock:
+                self._held_back = leftovers
+            _log.error(
+                "%s: re-raising %r from the flusher thread; close() again returns the %d "
+                "undelivered entries",
+                self.name, fatal, len(leftovers),
+            )  # fmt: skip
+            raise fatal
         return leftovers
 
     def __enter__(self) -> BatchStateManager:
@@ -465,6 +571,7 @@ class BatchStateManager:
                 "rejected_entries": counts.get("rejected_entries", 0),
                 "recovered_entries": counts.get("recovered_entries", 0),
                 "unflushed_at_close": counts.get("unflushed_at_close", 0),
+                "in_flight_at_close": counts.get("in_flight_at_close", 0),
             },
             "flush_triggers": triggers,
             "system_health": {
@@ -490,6 +597,13 @@ class BatchStateManager:
         )
 
     # ----------------------------------------------------------------- internals
+
+    def _closed_error(self) -> ClosedError:
+        if self._fatal is None:
+            return ClosedError(f"{self.name} is closed")
+        error = ClosedError(f"{self.name} stopped: user code raised {self._fatal!r}")
+        error.__cause__ = self._fatal
+        return error
 
     def _is_idle(self) -> bool:
         return (
@@ -589,7 +703,7 @@ class BatchStateManager:
             dropped, self._dropped = self._dropped, []
             return _Flush(dropped, "dropped", now)
         buffer = self._buffer
-        if self._callback is None or not buffer.buffered:
+        if self._callback is None or not buffer.buffered or self._abandoned or self._fatal:
             self._drain_reason = None
             return None
         size = self._sizer.next_size()
@@ -616,51 +730,55 @@ class BatchStateManager:
 
     def _run_flush(self, job: _Flush) -> None:
         entries = job.entries
-        error, attempt_time, retries = self._call_with_retries(job)
-        finished = self._clock.now()
         size = len(entries)
+        delivery = _Delivery(size)
+        try:
+            self._deliver(job, delivery)
+            self._dead_letter_failures(entries, delivery)
+        except BaseException as fatal:  # not an Exception: SystemExit, KeyboardInterrupt, ...
+            unsettled = delivery.unsettled(entries)
+            self._stop(fatal, unsettled, size - len(unsettled))
+            raise
+        finished = self._clock.now()
+        kept = delivery.unsettled(entries)
+        failed = size - delivery.delivered
+        dead_lettered = size - delivery.delivered - len(kept)
         queue_time = sum(job.started - item.queued_at for item in entries) / size
-        if error is None:
-            self._remove_from_journal(entries)
-            outcome = "flushed"
-        elif self._on_dead_letter is not None and self._hand_to_dead_letter(entries, error):
-            self._remove_from_journal(entries)
-            outcome = "dead_lettered"
-        else:
-            outcome = "kept"
         with self._lock:
             old_size = self._sizer.next_size()
-            self._sizer.observe(size, attempt_time, ok=error is None)
+            self._sizer.observe(size, delivery.attempt_time, ok=failed == 0)
             new_size = self._sizer.next_size()
-            self._counts["retries"] += retries
-            if outcome == "kept":
-                self._buffer.put_back(entries)
+            self._counts["retries"] += delivery.retries
+            self._counts["entries_flushed"] += delivery.delivered
+            self._buffer.settle(size - len(kept))
+            self._not_full.notify(size - len(kept))
+            if kept:
+                self._buffer.put_back(kept)
                 self._hold_until = finished + self._cooldown()
-                self._counts["kept_after_failure"] += size
-            else:
-                self._buffer.settle(size)
-                self._not_full.notify(size)
-            if error is None:
+                self._counts["kept_after_failure"] += len(kept)
+            if failed == 0:
                 self._counts["flushes"] += 1
-                self._counts["entries_flushed"] += size
             else:
                 self._counts["failed_flushes"] += 1
+                self._counts["dead_lettered_entries"] += dead_lettered
                 self._drain_failed = True
-                if outcome == "dead_lettered":
-                    self._counts["dead_lettered_entries"] += size
-                else:
+                if kept:
                     self._drain_reason = None  # a drain stops at entries it cannot move
             if new_size != old_size:
                 self._events.append(
-                    _size_event(old_size, new_size, attempt_time, error, self.config)
-                )
+                    _size_event(old_size, new_size, delivery.attempt_time, delivery.last_error,
+                                self.config)
+                )  # fmt: skip
             depth = self._buffer.buffered
         if self.config.enable_performance_monitoring:
-            if error is None:
-                self._stats.update(attempt_time, size, queue_time, queue_length=depth)
+            if failed == 0:
+                self._stats.update(delivery.attempt_time, size, queue_time, queue_length=depth)
             else:
                 self._stats.record_error(size)
-        _log.debug("%s: flush of %d (%s) %s", self.name, size, job.reason, outcome)
+        _log.debug(
+            "%s: flush of %d (%s): %d delivered, %d dead-lettered, %d kept",
+            self.name, size, job.reason, delivery.delivered, dead_lettered, len(kept),
+        )  # fmt: skip
         notify(
             self._listeners,
             BatchRecord(
@@ -668,43 +786,121 @@ class BatchStateManager:
                 size=size,
                 duration=finished - job.started,
                 queue_time=queue_time,
-                succeeded=size if error is None else 0,
-                failed=0 if error is None else size,
-                error_types={} if error is None else {type(error).__name__: size},
+                succeeded=delivery.delivered,
+                failed=failed,
+                error_types=dict(Counter(type(error).__name__ for _, error in delivery.failures)),
                 queue_depth=depth,
                 name=self.name,
             ),
         )
 
-    def _call_with_retries(self, job: _Flush) -> tuple[Exception | None, float, int]:
-        """Call the callback, retrying per policy. Returns (error, last attempt s, retries)."""
-        entries, callback = job.entries, job.callback
-        assert callback is not None
+    def _deliver(self, job: _Flush, delivery: _Delivery) -> None:
+        """Call the callback per the retry policy, bisecting a batch that holds bad entries.
+
+        Drives the shared `isolation_plan`: the whole batch is retried while
+        ``retry_on`` accepts the error; a rejected (permanent) error splits the
+        batch until each failing entry is alone, so the others are delivered.
+        An error that is still accepted after the last retry means the sink is
+        down, not the data bad: the batch fails whole, without bisecting.
+        """
+        entries = job.entries
+        size = len(entries)
         policy = self._retry
-        error: Exception | None = None
-        attempt_time = 0.0
-        retry = 0
-        for retry, delay in enumerate(itertools.chain((0.0,), policy.delays())):
-            if retry:
-                self._clock.sleep(delay)
-            begun = self._clock.now()
+        plan = isolation_plan(size, policy)
+        attempt = next(plan)
+        whole_error: Exception | None = None
+        while True:
+            bisecting = (attempt.start, attempt.stop) != (0, size)
+            if self._abandoned or (
+                bisecting and whole_error is not None and policy.retry_on(whole_error)
+            ):
+                plan.close()
+                delivery.fail_unsettled(entries, whole_error, keep=self._abandoned)
+                return
+            if not bisecting and whole_error is not None:
+                delivery.retries += 1
+            if attempt.delay > 0:
+                self._clock.sleep(attempt.delay)
+            reply = self._attempt(job, attempt.start, attempt.stop, delivery)
+            if not bisecting:
+                whole_error = reply if isinstance(reply, Exception) else None
             try:
-                if job.takes_entries:
-                    callback(list(entries))  # type: ignore[call-arg]
-                else:
-                    callback()  # type: ignore[call-arg]
-            except Exception as exc:
-                error = exc
-                attempt_time = self._clock.now() - begun
-                _log.warning(
-                    "%s: flush of %d entries failed (attempt %d of %d): %r",
-                    self.name, len(entries), retry + 1, policy.max_retries + 1, exc,
-                )  # fmt: skip
-                if not policy.retry_on(exc):
-                    break
+                attempt = plan.send(reply)
+            except StopIteration as done:
+                outcomes: list[Outcome] = done.value
+                break
+        for index, outcome in enumerate(outcomes):
+            if not outcome.ok:
+                delivery.failures.append((index, outcome.value))
+
+    def _attempt(
+        self, job: _Flush, start: int, stop: int, delivery: _Delivery
+    ) -> list[None] | Exception:
+        """One callback call on ``entries[start:stop]``; delivered entries leave the journal."""
+        callback = job.callback
+        assert callback is not None
+        part = job.entries[start:stop]
+        begun = self._clock.now()
+        try:
+            if job.takes_entries:
+                callback(FlushBatch(part))  # type: ignore[call-arg]
+            else:
+                callback()  # type: ignore[call-arg]
+        except Exception as exc:
+            delivery.attempt_time = self._clock.now() - begun
+            delivery.last_error = exc
+            _log.warning(
+                "%s: flush of %d entries failed (%s): %r",
+                self.name, len(part), "permanent" if not self._retry.retry_on(exc) else
+                "transient", exc,
+            )  # fmt: skip
+            return exc
+        delivery.attempt_time = self._clock.now() - begun
+        delivery.delivered += len(part)
+        delivery.settled[start:stop] = [True] * len(part)
+        self._remove_from_journal(part)
+        return [None] * len(part)
+
+    def _dead_letter_failures(self, entries: list[BufferedEntry], delivery: _Delivery) -> None:
+        """Hand failed entries to ``on_dead_letter``, one call per distinct error."""
+        if self._on_dead_letter is None or not delivery.failures:
+            return
+        groups: dict[int, tuple[BaseException, list[int]]] = {}
+        for index, error in delivery.failures:
+            groups.setdefault(id(error), (error, []))[1].append(index)
+        for error, indexes in groups.values():
+            if delivery.settled[indexes[0]]:
                 continue
-            return None, self._clock.now() - begun, retry
-        return error, attempt_time, retry
+            group = [entries[index] for index in indexes]
+            if self._hand_to_dead_letter(group, error):
+                self._remove_from_journal(group)
+                for index in indexes:
+                    delivery.settled[index] = True
+
+    def _stop(self, fatal: BaseException, unsettled: list[BufferedEntry], settled: int = 0) -> None:
+        """User code raised ``fatal`` (not an `Exception`): keep everything and stop.
+
+        ``unsettled`` are the in-flight entries of the flush it interrupted (and
+        ``settled`` how many of its entries had left already); they go back to
+        the buffer, and `close` re-raises ``fatal`` after closing.
+        """
+        with self._lock:
+            self._buffer.settle(settled)
+            self._buffer.put_back(unsettled)
+            if self._fatal is None:
+                self._fatal = fatal
+            self._closed = True
+            self._pending = self._drain_reason = None
+            self._drain_failed = True
+            held = self._buffer.buffered
+            self._not_full.notify_all()
+            self._idle.notify_all()
+        self._wake.set()
+        _log.error(
+            "%s stopped: user code raised %r on the flusher thread; %d undelivered entries "
+            "kept (close() re-raises it)",
+            self.name, fatal, held,
+        )  # fmt: skip
 
     def _cooldown(self) -> float:
         return max(_MIN_COOLDOWN, self._retry.delay(self._retry.max_retries + 1))
@@ -749,6 +945,10 @@ def _flusher_main(
         except Exception:
             _log.exception("%s: flusher step failed", manager.name)
             wait = _MAX_IDLE_WAIT
+        except BaseException as fatal:  # recorded by _stop (or now): close() re-raises it
+            if manager._fatal is None:
+                manager._stop(fatal, [])
+            return
         del manager
         if wait is None:
             return

@@ -457,3 +457,171 @@ def test_registry_holds_managers_weakly() -> None:
     for thread in threads:
         thread.join(5)
         assert not thread.is_alive()
+
+
+# ------------------------------------------- user code raising a BaseException (issue 15)
+
+
+def test_system_exit_from_the_callback_stops_the_manager_and_close_reraises_it(
+    make: Any,
+) -> None:
+    calls: list[int] = []
+
+    def exits(entries: list[BufferedEntry]) -> None:
+        calls.append(len(entries))
+        raise SystemExit(3)
+
+    manager = make(exits, enable_adaptive_sizing=False, size_threshold=25)
+    queue(manager, 30)
+    wait_until(lambda: manager.closed)
+    for thread in manager.flusher_threads:
+        thread.join(5)
+        assert not thread.is_alive()
+    assert calls == [25]  # not retried
+    with pytest.raises(ClosedError, match="SystemExit") as closed:
+        manager.queue_entry("late", "src", "late")
+    assert isinstance(closed.value.__cause__, SystemExit)
+    with pytest.raises(ClosedError, match="stopped"):
+        manager.flush(5)
+    with pytest.raises(SystemExit) as raised:
+        manager.close()
+    assert raised.value.code == 3
+    assert [item.uuid for item in manager.close()] == names("e", 30)  # none lost, in order
+    assert manager.close() == []
+
+
+def test_keyboard_interrupt_mid_bisection_keeps_only_the_undelivered_entries(
+    make: Any, tmp_path: Path
+) -> None:
+    delivered: list[str] = []
+
+    def rejects_e5(entries: list[BufferedEntry]) -> None:
+        if any(item.uuid == "e5" for item in entries):
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: rows.uuid")
+        delivered.extend(item.uuid for item in entries)
+
+    def interrupted(entries: list[BufferedEntry], error: BaseException) -> None:
+        raise KeyboardInterrupt
+
+    path = tmp_path / "j.db"
+    manager = make(
+        rejects_e5, on_dead_letter=interrupted, journal_path=path,
+        enable_adaptive_sizing=False, size_threshold=8,
+    )  # fmt: skip
+    queue(manager, 8)
+    wait_until(lambda: manager.closed)
+    assert sorted(delivered) == sorted(set(names("e", 8)) - {"e5"})
+    with pytest.raises(KeyboardInterrupt):
+        manager.close()
+    assert [item.uuid for item in manager.close()] == ["e5"]
+    assert journal_rows(path) == ["e5"]
+
+
+def test_a_listener_raising_system_exit_stops_the_flusher_without_losing_entries(
+    make: Any,
+) -> None:
+    flushed: list[str] = []
+
+    def listener(record: Any) -> None:
+        raise SystemExit(1)
+
+    manager = make(
+        lambda entries: flushed.extend(item.uuid for item in entries),
+        listeners=[listener], enable_adaptive_sizing=False, size_threshold=5,
+    )  # fmt: skip
+    queue(manager, 7)
+    wait_until(lambda: manager.closed)
+    with pytest.raises(SystemExit):
+        manager.close()
+    assert flushed == names("e", 5)
+    assert [item.uuid for item in manager.close()] == ["e5", "e6"]
+
+
+# ------------------------------------------- close(timeout) and permanent errors (issue 13)
+
+
+def test_close_with_a_timeout_returns_the_buffered_and_reports_the_in_flight(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def down(entries: list[BufferedEntry]) -> None:
+        calls.append(len(entries))
+        entered.set()
+        assert release.wait(5)
+        raise ConnectionError("API down")
+
+    manager = make(down, enable_adaptive_sizing=False, size_threshold=25)
+    queue(manager, 60)
+    assert entered.wait(5)
+    with caplog.at_level("WARNING", logger="batchpilot.buffer"):
+        left = manager.close(timeout=0.05)
+    assert [item.uuid for item in left] == names("e", 60)[25:]
+    stats = counters(manager)
+    assert (stats["unflushed_at_close"], stats["in_flight_at_close"]) == (35, 25)
+    assert "35 undelivered entries returned, 25 still in a flush" in caplog.text
+    release.set()
+    rest = manager.close()
+    assert [item.uuid for item in rest] == names("e", 25)
+    assert calls == [25]  # no retry after close gave up
+    assert counters(manager)["unflushed_at_close"] == 60
+    assert manager.close() == []
+
+
+def test_a_permanent_error_is_not_retried_and_only_bad_entries_are_dead_lettered(
+    make: Any, clock: FakeClock, tmp_path: Path
+) -> None:
+    sink = sqlite3.connect(tmp_path / "sink.db", check_same_thread=False, isolation_level=None)
+    sink.execute("CREATE TABLE rows (uuid TEXT PRIMARY KEY, n INTEGER)")
+    sink.executemany("INSERT INTO rows VALUES (?, ?)", [("e3", 3), ("e17", 17)])  # a replay
+
+    def insert(entries: list[BufferedEntry]) -> None:
+        with sink:
+            sink.execute("BEGIN")
+            sink.executemany(
+                "INSERT INTO rows VALUES (?, ?)", [(e.uuid, e.entry["n"]) for e in entries]
+            )
+
+    dead = DeadLetters()
+    manager = make(insert, on_dead_letter=dead, enable_adaptive_sizing=False, size_threshold=25)
+    queue(manager, 25)
+    assert manager.wait_idle(5)
+    assert clock.sleeps == []  # no back-off for a broken unique key
+    assert sorted(uuids for uuids, _ in dead.received) == [["e17"], ["e3"]]
+    assert all(isinstance(error, sqlite3.IntegrityError) for _, error in dead.received)
+    (count,) = sink.execute("SELECT COUNT(*) FROM rows").fetchone()
+    assert count == 25
+    stats = counters(manager)
+    assert (stats["entries_flushed"], stats["dead_lettered_entries"], stats["retries"]) == (
+        23,
+        2,
+        0,
+    )
+    sink.close()
+
+
+def test_without_a_dead_letter_handler_only_the_bad_entry_is_kept(make: Any) -> None:
+    delivered: list[str] = []
+
+    def rejects_e2(entries: list[BufferedEntry]) -> None:
+        if any(item.uuid == "e2" for item in entries):
+            raise sqlite3.IntegrityError("UNIQUE constraint failed")
+        delivered.extend(item.uuid for item in entries)
+
+    manager = make(rejects_e2, enable_adaptive_sizing=False, size_threshold=6)
+    queue(manager, 6)
+    assert manager.wait_idle(5)
+    assert sorted(delivered) == ["e0", "e1", "e3", "e4", "e5"]
+    assert [item.uuid for item in manager.close()] == ["e2"]
+
+
+def test_the_retry_predicate_is_configurable(make: Any, clock: FakeClock) -> None:
+    flaky = Flaky(failures=1)
+    dead = DeadLetters()
+    manager = make(flaky, on_dead_letter=dead, retry_on=lambda error: False)
+    queue(manager, 25)
+    assert manager.wait_idle(5)
+    assert clock.sleeps == []
+    assert flaky.calls > 1 and flaky.batches  # bisected: the halves were delivered
+    assert dead.received == []
