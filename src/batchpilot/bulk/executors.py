@@ -362,7 +362,8 @@ class ExecutorSpec:
     Attributes:
         kind: one of `EXECUTOR_NAMES`, or ``"custom"`` for a `ChunkExecutor` instance.
         remote: whether tasks run in other processes (functions and items are pickled).
-        target: the dask ``Client`` or `ChunkExecutor` passed in, None for a name.
+        target: the dask ``Client``, `ProcessExecutor` or other `ChunkExecutor`
+            passed in; None for a name.
     """
 
     kind: str
