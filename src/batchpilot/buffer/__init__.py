@@ -15,7 +15,13 @@ Guarantees beyond the seed:
   later flush (after a cool-down, see `BatchStateManager`).
 * With ``journal_path`` every entry is in a SQLite WAL journal before
   ``queue_entry`` returns; a new manager on the same file flushes whatever a
-  killed process had not flushed.
+  killed process had not flushed. Entries are stored as JSON (plain data) by
+  default; ``serializer="pickle"`` is an opt-in for trusted files. A row that
+  does not decode is quarantined in the file, logged, and the rest recovered.
+* Each callback call gets a `FlushBatch` (a list) whose ``entry_ids`` and
+  ``batch_id`` are stable across replays: a sink that inserts idempotently on
+  them (`batchpilot.db.Database.sink`) gets each entry exactly once, even
+  after ``kill -9``.
 * A full buffer blocks (with a timeout), raises `QueueFullError`, or, only when
   asked, drops its oldest entry to ``on_dead_letter``.
 * A uuid seen within the last ``dedup_window`` entries is ignored and counted.
@@ -38,8 +44,9 @@ global report). It holds weak references, managers leave it on `close`, and
 """
 
 from .._core.exports import publish
+from .codec import Serializer
 from .config import ENV_VARS, BatchProcessingConfig, OverflowPolicy
-from .journal import Durability
+from .journal import Durability, JournalError
 from .manager import BatchStateManager, DeadLetterHandler, FlushBatch, FlushCallback
 from .presets import (
     create_high_performance_batch_manager,
@@ -58,7 +65,9 @@ __all__ = [
     "Durability",
     "FlushBatch",
     "FlushCallback",
+    "JournalError",
     "OverflowPolicy",
+    "Serializer",
     "create_high_performance_batch_manager",
     "create_memory_efficient_batch_manager",
     "create_optimized_batch_manager",

@@ -8,34 +8,72 @@ the WAL file when ``append`` returns, so it survives the process being killed
 every commit is fsynced, which also survives power loss, at the price of one
 fsync per entry.
 
-Entries are stored with `pickle`; a journal is a private file of the process
-that writes it and must not be loaded from an untrusted source.
+Entries are stored with a safe, versioned codec (`batchpilot.buffer.codec`):
+JSON for plain data by default, pickle only with ``serializer="pickle"`` (for
+journals you trust). Opening a journal never runs code from it unless the
+reader opted in to pickle. A row that does not decode is moved to the
+``quarantined_entries`` table of the same file (with the reason), the count is
+logged, and the other rows are recovered. A file that is not a journal, of a
+newer format, a directory or in a missing folder gives an error naming the path.
+
+File format 2 (this version) adds the ``journal_info`` table (``format``) and
+the quarantine; a format 1 journal (batchpilot 0.1: untagged pickles) is
+upgraded in place when opened and its plain-data rows still load.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
-import pickle
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
 
-__all__ = ["Durability", "EntryJournal", "JournalRow"]
+from ..errors import BatchpilotError
+from .codec import SERIALIZERS, Serializer, UndecodableEntry, decode, encode
+
+__all__ = ["Durability", "EntryJournal", "JournalError", "JournalRow"]
+
+_log = logging.getLogger("batchpilot.buffer")
 
 Durability = Literal["normal", "fsync"]
 _SYNCHRONOUS = {"normal": "NORMAL", "fsync": "FULL"}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS buffered_entries (
+FORMAT = 2
+"""The journal file format this version writes (see the module docstring)."""
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS buffered_entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     uuid TEXT NOT NULL,
     source TEXT NOT NULL,
     priority INTEGER NOT NULL,
     queued_at_wall REAL NOT NULL,
     payload BLOB NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS quarantined_entries (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL,
+    source TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    queued_at_wall REAL NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    quarantined_at REAL NOT NULL
+)""",
+    "CREATE TABLE IF NOT EXISTS journal_info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
-"""
+_OUR_TABLES = frozenset({"buffered_entries", "quarantined_entries", "journal_info"})
+
+
+class JournalError(BatchpilotError, ValueError):
+    """The journal file cannot be used: not a journal, damaged, newer, or a directory.
+
+    The message names the file and what to do.
+    """
 
 
 class JournalRow(NamedTuple):
@@ -55,21 +93,36 @@ class EntryJournal:
     Thread-safe: one connection guarded by a lock. One live journal per file.
 
     Args:
-        path: the SQLite file (created if missing).
+        path: the SQLite file (created if missing; its folder must exist).
         durability: ``"normal"`` (survives a killed process) or ``"fsync"``
             (also survives power loss; one fsync per appended entry).
+        serializer: ``"json"`` (plain data, safe) or ``"pickle"`` (any
+            picklable entry; only for journals you trust).
+
+    Raises:
+        FileNotFoundError: the folder of ``path`` does not exist.
+        JournalError: ``path`` is a directory, not a journal, or of a newer format.
+
+    Attributes:
+        quarantined: rows moved to quarantine by this journal's `pending` calls.
     """
 
-    def __init__(self, path: str | os.PathLike[str], durability: Durability = "normal") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        durability: Durability = "normal",
+        serializer: Serializer = "json",
+    ) -> None:
         if durability not in _SYNCHRONOUS:
             raise ValueError(f"durability must be 'normal' or 'fsync', got {durability!r}")
+        if serializer not in SERIALIZERS:
+            raise ValueError(f"serializer must be one of {SERIALIZERS}, got {serializer!r}")
         self.path = os.fspath(path)
         self.durability = durability
+        self.serializer: Serializer = serializer
+        self.quarantined = 0
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
-        self._conn.execute(_SCHEMA)
+        self._conn = _open(self.path, durability)
         self._closed = False
 
     def append(
@@ -78,14 +131,12 @@ class EntryJournal:
         """Store one entry durably (per ``durability``) and return its row id.
 
         Raises:
-            TypeError: the entry cannot be pickled; nothing was stored.
+            TypeError: the serializer cannot store the entry; nothing was stored.
         """
         try:
-            payload = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            raise TypeError(
-                f"entry {uuid!r} cannot be written to the journal (pickle failed: {exc})"
-            ) from exc
+            payload = encode(self.serializer, entry)
+        except TypeError as exc:
+            raise TypeError(f"entry {uuid!r} cannot be written to the journal ({exc})") from None
         with self._lock:
             cursor = self._conn.execute(
                 "INSERT INTO buffered_entries (uuid, source, priority, queued_at_wall, payload)"
@@ -111,16 +162,61 @@ class EntryJournal:
             self._conn.execute("COMMIT")
 
     def pending(self) -> list[JournalRow]:
-        """Every stored entry, oldest first."""
+        """Every stored entry that decodes, oldest first; the others go to quarantine.
+
+        A row that does not decode (damaged bytes, a pickle without the
+        ``serializer="pickle"`` opt-in, an unknown codec) is moved to the
+        ``quarantined_entries`` table with the reason, in one transaction, and
+        the count is logged as a warning.
+        """
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, uuid, source, priority, queued_at_wall, payload"
                 " FROM buffered_entries ORDER BY id"
             ).fetchall()
-        return [
-            JournalRow(row_id, uuid, source, priority, wall, pickle.loads(payload))
-            for row_id, uuid, source, priority, wall, payload in rows
-        ]
+        good: list[JournalRow] = []
+        bad: list[tuple[Any, ...]] = []
+        for row_id, uuid, source, priority, wall, payload in rows:
+            try:
+                entry = decode(self.serializer, payload)
+            except UndecodableEntry as exc:
+                bad.append((row_id, uuid, source, priority, wall, payload, str(exc)))
+                continue
+            good.append(JournalRow(row_id, uuid, source, priority, wall, entry))
+        if bad:
+            self._quarantine(bad)
+        return good
+
+    def quarantine_count(self) -> int:
+        """How many rows the file's quarantine holds (from any run)."""
+        with self._lock:
+            (count,) = self._conn.execute("SELECT COUNT(*) FROM quarantined_entries").fetchone()
+        return int(count)
+
+    def _quarantine(self, bad: list[tuple[Any, ...]]) -> None:
+        now = time.time()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO quarantined_entries (id, uuid, source, priority,"
+                    " queued_at_wall, payload, reason, quarantined_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*row, now) for row in bad],
+                )
+                self._conn.executemany(
+                    "DELETE FROM buffered_entries WHERE id = ?", [(row[0],) for row in bad]
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        self.quarantined += len(bad)
+        _log.warning(
+            "journal %s: %d entries could not be decoded and were moved to its "
+            "quarantined_entries table (first: uuid %r, %s)",
+            self.path, len(bad), bad[0][1], bad[0][6],
+        )  # fmt: skip
 
     def __len__(self) -> int:
         with self._lock:
@@ -136,4 +232,57 @@ class EntryJournal:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"EntryJournal(path={self.path!r}, durability={self.durability!r}, {state})"
+        return (
+            f"EntryJournal(path={self.path!r}, durability={self.durability!r}, "
+            f"serializer={self.serializer!r}, {state})"
+        )
+
+
+def _open(path: str, durability: Durability) -> sqlite3.Connection:
+    """Connect, check that ``path`` is (or becomes) a journal of a known format."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            errno.ENOENT, f"the folder of journal {path!r} does not exist; create it first", folder
+        )
+    if os.path.isdir(path):
+        raise JournalError(f"journal {path!r} is a directory; pass the path of a file")
+    try:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {path!r} cannot be opened: {exc}") from exc
+    try:
+        _prepare(connection, path, durability)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _prepare(connection: sqlite3.Connection, path: str, durability: Durability) -> None:
+    try:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")} - {
+            "sqlite_sequence"
+        }
+        if tables and "buffered_entries" not in tables:
+            raise JournalError(
+                f"{path!r} is an SQLite file but not a batchpilot journal (it has tables "
+                f"{sorted(tables)}); pass another journal_path"
+            )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
+        for statement in _SCHEMA:
+            connection.execute(statement)
+        row = connection.execute("SELECT value FROM journal_info WHERE key = 'format'").fetchone()
+        if row is None:  # new, or format 1: same entries table, untagged pickles
+            connection.execute("INSERT INTO journal_info VALUES ('format', ?)", (str(FORMAT),))
+        elif not row[0].isdigit() or int(row[0]) > FORMAT:
+            raise JournalError(
+                f"journal {path!r} has format {row[0]!r}, newer than this batchpilot reads "
+                f"({FORMAT}); upgrade batchpilot, or move the file away"
+            )
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(
+            f"{path!r} is not a usable batchpilot journal ({exc}); move it away (its "
+            "entries cannot be recovered by batchpilot) or pass another journal_path"
+        ) from exc

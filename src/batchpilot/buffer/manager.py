@@ -31,6 +31,7 @@ from .._core.sizing import Fixed, TargetLatency
 from .._core.stats import BatchStats
 from .._core.validate import check_int
 from ..errors import ClosedError, ConfigError, QueueFullError
+from .codec import Serializer
 from .config import BatchProcessingConfig
 from .journal import Durability, EntryJournal
 from .report import register, unregister
@@ -133,6 +134,11 @@ class BatchStateManager:
             in it at start are flushed first (reason ``"recovered"``).
         durability: ``"normal"`` (survives a killed process) or ``"fsync"``
             (also survives power loss, slower); only with ``journal_path``.
+        serializer: how the journal stores entries: ``"json"`` (plain data:
+            None, bool, int, float, str, bytes, list, tuple, set, dict, numpy
+            arrays; opening the file never runs code from it) or ``"pickle"``
+            (any picklable entry; only for journals you trust, since loading
+            a pickle can run code). Only with ``journal_path``.
         memory_reader: returns system memory use in percent; default psutil.
         clock: time source for every age trigger and retry wait.
         listeners: get one `BatchRecord` (engine ``"buffer"``) per flush.
@@ -181,6 +187,7 @@ class BatchStateManager:
         on_dead_letter: DeadLetterHandler | None = None,
         journal_path: str | os.PathLike[str] | None = None,
         durability: Durability = "normal",
+        serializer: Serializer = "json",
         memory_reader: Callable[[], float] | None = None,
         clock: Clock = SYSTEM_CLOCK,
         listeners: Iterable[BatchListener | Callable[[BatchRecord], object]] = (),
@@ -202,6 +209,8 @@ class BatchStateManager:
             raise TypeError(f"on_dead_letter must be callable, got {on_dead_letter!r}")
         if durability != "normal" and journal_path is None:
             raise ValueError("durability applies to the journal: give journal_path too")
+        if serializer != "json" and journal_path is None:
+            raise ValueError("serializer applies to the journal: give journal_path too")
         self.max_buffer_age_seconds = float(max_buffer_age_seconds)
         self.name = name if name is not None else f"buffer-{next(_NAMES)}"
         self._clock = clock
@@ -252,7 +261,7 @@ class BatchStateManager:
         self._fatal: BaseException | None = None  # see _stop
         self._held_back: list[BufferedEntry] = []  # returned by the close() after a fatal
 
-        self._journal = EntryJournal(journal_path, durability) if journal_path else None
+        self._journal = EntryJournal(journal_path, durability, serializer) if journal_path else None
         if self._journal is not None:
             self._recover(self._journal)
 
@@ -294,7 +303,7 @@ class BatchStateManager:
         """Buffer one entry; a flush it triggers runs on the flusher thread.
 
         Args:
-            entry: any object (picklable when a journal is used).
+            entry: any object; with a journal, one its serializer can store.
             source: where it came from.
             uuid: its identity (str or `uuid.UUID`); a repeat within the
                 de-duplication window is ignored.
@@ -570,6 +579,7 @@ class BatchStateManager:
                 "overflow_events": overflows,
                 "rejected_entries": counts.get("rejected_entries", 0),
                 "recovered_entries": counts.get("recovered_entries", 0),
+                "quarantined_entries": counts.get("quarantined_entries", 0),
                 "unflushed_at_close": counts.get("unflushed_at_close", 0),
                 "in_flight_at_close": counts.get("in_flight_at_close", 0),
             },
@@ -631,6 +641,7 @@ class BatchStateManager:
 
     def _recover(self, journal: EntryJournal) -> None:
         rows = journal.pending()
+        self._counts["quarantined_entries"] += journal.quarantined
         now, wall = self._clock.now(), time.time()
         for row in rows:
             waited = max(0.0, wall - row.queued_at_wall)
