@@ -13,6 +13,12 @@ Choices a user should know:
 * **Ids come back in record order**: the primary key value per record (a tuple for a
   composite key, ``None`` for a table without a primary key). An empty ``records``
   list inserts nothing and returns ``[]`` (the table must still exist).
+* **Exactly once.** `Database.insert_idempotent` inserts with ``ON CONFLICT (key)
+  DO NOTHING`` (SQLite, PostgreSQL) and returns the keys it inserted, so a replayed
+  batch stores nothing twice. `Database.sink` wraps it as a flush callback for
+  `batchpilot.buffer.BatchStateManager`, keyed on each entry's uuid: with the
+  buffer's journal, every acknowledged entry lands once, even after ``kill -9``.
+  The sink is generic (``id_of``, ``to_record``), so other batch producers can use it.
 * **Atomicity.** ``with db.transaction() as tx:`` yields a transaction id; every
   ``batch_insert(..., transaction_id=tx)`` joins that transaction, which commits when
   the block exits normally and rolls back when it raises, so a failed batch leaves
@@ -34,7 +40,14 @@ Choices a user should know:
 * **SQLite** needs a file URL (``sqlite:///path/to/file.db``): an in-memory database
   is private to one connection and cannot be pooled. Transactions start with
   ``BEGIN IMMEDIATE``, so the write lock is taken (and retried while another writer
-  holds it) when the transaction begins, not half-way through it.
+  holds it) when the transaction begins, not half-way through it. Each attempt
+  waits up to ``sqlite_busy_timeout`` (5 s) for the lock inside the driver before
+  the retry back-off (0.1, 0.2, 0.4 s) starts: with the defaults a database
+  locked for good fails after about 4 x 5 s + 0.7 s = 20.7 s. Lower
+  ``sqlite_busy_timeout`` to fail sooner.
+* **Generated ids on SQLite** come back in record order even once a row holds
+  the largest rowid (``2**63 - 1``), after which SQLite assigns random rowids:
+  then each record is inserted on its own to read its id.
 """
 
 from __future__ import annotations
@@ -47,7 +60,15 @@ import sqlite3
 import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, final, overload
 
@@ -61,6 +82,7 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
 
 from ._core.clock import SYSTEM_CLOCK, Clock
 from ._core.retry import RetryPolicy
+from ._core.validate import check_int, check_number
 from .errors import ClosedError
 
 __all__ = [
@@ -201,6 +223,13 @@ class Database:
         sleep: waits between retries (default: ``clock.sleep``).
         is_transient: decides which errors are retried (default `is_transient_error`);
             it becomes ``retry_policy.retry_on``.
+        sqlite_busy_timeout: SQLite only: seconds one attempt waits for another
+            connection's write lock before it fails with "database is locked"
+            (the driver's busy timeout; ``connect_args={"timeout": ...}`` in
+            ``engine_options`` wins). A locked database is then retried after
+            the back-off, so the longest wait is ``(max_retries + 1) *
+            sqlite_busy_timeout`` plus the back-off: 4 x 5 s + 0.1 + 0.2 + 0.4 s
+            = 20.7 s with the defaults.
         engine_options: extra keyword arguments for `sqlalchemy.create_engine`,
             e.g. ``{"connect_args": {"timeout": 1}}``.
 
@@ -224,25 +253,35 @@ class Database:
         clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], None] | None = None,
         is_transient: Callable[[BaseException], bool] = is_transient_error,
+        sqlite_busy_timeout: float = 5.0,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if pool_size < 1:
-            raise ValueError(f"pool_size must be >= 1, got {pool_size}")
-        if max_overflow < 0:
-            raise ValueError(f"max_overflow must be >= 0, got {max_overflow}")
+        check_int("pool_size", pool_size, minimum=1)
+        check_int("max_overflow", max_overflow, minimum=0)
+        check_number("pool_timeout", pool_timeout, minimum=0)
+        self.sqlite_busy_timeout = float(
+            check_number("sqlite_busy_timeout", sqlite_busy_timeout, minimum=0)
+        )
         self.retry_policy = RetryPolicy(
             max_retries=max_retries, retry_delay=retry_delay, retry_on=is_transient
         )
         self._clock = clock
         self._sleep = sleep if sleep is not None else clock.sleep
         parsed = _parse_url(url)
+        options = dict(engine_options or {})
+        if parsed.get_backend_name() == "sqlite":
+            # The driver's own wait for a lock, made explicit (the caller's
+            # connect_args win): each attempt waits up to this long.
+            connect_args = dict(options.get("connect_args", {}))
+            connect_args.setdefault("timeout", self.sqlite_busy_timeout)
+            options["connect_args"] = connect_args
         self._engine = sa.create_engine(
             parsed,
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
             pool_pre_ping=pool_pre_ping,
-            **dict(engine_options or {}),
+            **options,
         )
         if self._engine.dialect.name == "sqlite":
             _begin_sqlite_transactions_immediately(self._engine)
@@ -333,6 +372,96 @@ class Database:
             return self.abatch_insert(table, records, transaction_id)
         return self._batch_insert(table, records, transaction_id)
 
+    def insert_idempotent(
+        self,
+        table: str,
+        records: Iterable[Mapping[str, Any]],
+        key: str | Sequence[str],
+        transaction_id: TransactionId | None = None,
+    ) -> list[Any]:
+        """Insert the records whose ``key`` is not in ``table`` yet; skip the others.
+
+        ``INSERT ... ON CONFLICT (key) DO NOTHING`` on SQLite and PostgreSQL, so
+        running the same batch twice (a replay after a crash, a retry after a
+        lost acknowledgement) stores each record once. ``key`` must be the
+        primary key or have a unique constraint; every record must give it.
+
+        Args:
+            table: an existing table (``schema.table`` allowed).
+            records: one dict per row; keys are column names.
+            key: the column (or columns) identifying a record.
+            transaction_id: join this open transaction (`transaction`) instead of
+                running as a transaction of its own (retried on transient errors).
+
+        Returns:
+            The keys of the records inserted now, in record order (a tuple per
+            record for a composite key); a full replay returns ``[]``.
+
+        Raises:
+            TypeError: ``records`` is not a list of dicts.
+            ValueError: the table is missing, a column is unknown, a record lacks
+                the key, or the database is neither SQLite nor PostgreSQL.
+            ClosedError: the database was closed.
+        """
+        rows = _as_rows(records)
+        columns = [key] if isinstance(key, str) else list(key)
+        for index, record in enumerate(rows):
+            if any(record.get(column) is None for column in columns):
+                raise ValueError(f"record {index} has no value for the key {columns}")
+        self._check_open()
+        with self._measured("insert_idempotent") as call:
+            if transaction_id is None:
+                keys = self._retrying(
+                    call, lambda: self._own_transaction(self._insert_new, table, rows, columns)
+                )
+            else:
+                tx = self._transaction(transaction_id)
+                with tx.lock:
+                    keys = self._insert_new(tx.connection, table, rows, columns)
+                tx.call.rows += len(keys)
+            call.rows = len(keys)
+            return keys
+
+    def sink(
+        self,
+        table: str,
+        *,
+        key: str = "entry_id",
+        to_record: Callable[[Any], Mapping[str, Any]] | None = None,
+        id_of: Callable[[Any], Any] | None = None,
+    ) -> Callable[[Sequence[Any]], list[Any]]:
+        """A flush callback that stores every entry exactly once, however often it runs.
+
+        Made for `batchpilot.buffer.BatchStateManager` (``flush_callback=``):
+        each flushed entry becomes one row, ``to_record(item)`` plus ``key`` set
+        to the entry's id (its ``uuid``), inserted with `insert_idempotent` in
+        one transaction. The buffer journals each entry before acknowledging it
+        and deletes it only after the callback returned, so with this sink every
+        acknowledged entry is in ``table`` once, even after ``kill -9`` between
+        the commit and the journal's delete (the replay inserts nothing).
+        Generic: any batch of items works, given ``id_of`` and ``to_record``.
+
+        Args:
+            table: an existing table whose ``key`` column is unique.
+            key: the column receiving each entry's id.
+            to_record: an item's column values; default: ``item.entry`` when it
+                is a dict, else ``{"entry": item.entry}``.
+            id_of: an item's stable id; default ``item.uuid``.
+
+        Returns:
+            A callable taking a batch and returning the ids inserted by this
+            call (entries already stored are skipped).
+        """
+        record_of = to_record if to_record is not None else _entry_record
+        identity = id_of if id_of is not None else _entry_id
+
+        def write_batch(batch: Sequence[Any]) -> list[Any]:
+            records = [{**record_of(item), key: identity(item)} for item in batch]
+            return self.insert_idempotent(table, records, key)
+
+        write_batch.__qualname__ = write_batch.__name__ = f"Database.sink({table!r}, key={key!r})"
+        return write_batch
+
     async def abatch_insert(
         self,
         table: str,
@@ -380,9 +509,10 @@ class Database:
         """A snapshot of metrics per operation.
 
         Returns:
-            ``{operation: metrics}`` for ``batch_insert``, ``transaction`` and
-            ``create_table`` (once used), each with ``calls``, ``rows`` (inserted by
-            successful calls; for transactions, committed), ``errors``, ``retries``,
+            ``{operation: metrics}`` for ``batch_insert``, ``insert_idempotent``,
+            ``transaction`` and ``create_table`` (once used), each with ``calls``,
+            ``rows`` (inserted by successful calls; for transactions, committed),
+            ``errors``, ``retries``,
             ``rollbacks`` (of transactions), ``total_duration``, ``avg_duration``,
             ``max_duration`` (seconds) and ``error_types`` (failed calls by
             exception class name).
@@ -444,14 +574,59 @@ class Database:
             return ids
 
     def _insert_own_transaction(self, table: str, rows: list[Mapping[str, Any]]) -> list[Any]:
+        return self._own_transaction(self._insert, table, rows)
+
+    def _own_transaction(self, work: Callable[..., _T], *args: Any) -> _T:
         with self._connect_and_begin() as connection:
-            ids = self._insert(connection, table, rows)
+            result = work(connection, *args)
             connection.commit()
-            return ids
+            return result
 
     def _insert(
         self, connection: sa.Connection, table: str, rows: list[Mapping[str, Any]]
     ) -> list[Any]:
+        target = self._checked_table(connection, table, rows)
+        ids: list[Any] = []
+        # Runs of records with the same keys go in one executemany each, so that a
+        # column a record leaves out gets its default, not NULL.
+        for _, run in itertools.groupby(rows, key=frozenset):
+            ids.extend(_insert_run(connection, target, list(run)))
+        return ids
+
+    def _insert_new(
+        self,
+        connection: sa.Connection,
+        table: str,
+        rows: list[Mapping[str, Any]],
+        key: list[str],
+    ) -> list[Any]:
+        target = self._checked_table(connection, table, rows)
+        if not _is_unique(target, key):
+            raise ValueError(
+                f"the key {key} of table {table!r} is neither its primary key nor unique; "
+                "insert_idempotent needs one (e.g. create_table(..., primary_key=...))"
+            )
+        dialect = connection.dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        else:
+            raise ValueError(f"insert_idempotent supports SQLite and PostgreSQL, not {dialect}")
+        key_columns = [target.columns[column] for column in key]
+        statement = (
+            insert(target)
+            .on_conflict_do_nothing(index_elements=key_columns)
+            .returning(*key_columns, sort_by_parameter_order=True)
+        )
+        inserted: list[Any] = []
+        for _, run in itertools.groupby(rows, key=frozenset):
+            inserted.extend(_key_value(row) for row in connection.execute(statement, list(run)))
+        return inserted
+
+    def _checked_table(
+        self, connection: sa.Connection, table: str, rows: list[Mapping[str, Any]]
+    ) -> sa.Table:
         target = self._table(connection, table)
         unknown = set().union(*rows) - set(target.columns.keys())
         if unknown:
@@ -459,12 +634,7 @@ class Database:
                 f"table {table!r} has no column(s) {sorted(map(str, unknown))}; "
                 f"its columns are {list(target.columns.keys())}"
             )
-        ids: list[Any] = []
-        # Runs of records with the same keys go in one executemany each, so that a
-        # column a record leaves out gets its default, not NULL.
-        for _, run in itertools.groupby(rows, key=frozenset):
-            ids.extend(_insert_run(connection, target, list(run)))
-        return ids
+        return target
 
     def _table(self, connection: sa.Connection, table: str) -> sa.Table:
         with self._lock:
@@ -609,6 +779,7 @@ def _insert_run(
         and len(key) == 1
         and not any(supplied)
         and dialect.insert_executemany_returning
+        and not _sqlite_rowids_may_be_random(connection, generated, len(group))
     ):
         # Generated integer keys (SQLite rowid, sequences, identity columns) grow in
         # the order the rows are inserted, and the rows of a multi-row INSERT are
@@ -624,6 +795,22 @@ def _insert_run(
         _key_value(connection.execute(sa.insert(target), record).inserted_primary_key)
         for record in group
     ]
+
+
+_MAX_SQLITE_ROWID = 2**63 - 1
+
+
+def _sqlite_rowids_may_be_random(connection: sa.Connection, column: Any, rows: int) -> bool:
+    """Whether SQLite may give these rows random rowids, so sorting loses their order.
+
+    SQLite gives a new row ``max(rowid) + 1`` until that would pass ``2**63 - 1``;
+    from then on (in a table without ``AUTOINCREMENT``) it picks unused rowids at
+    random. One indexed ``max()`` per batch tells which case applies.
+    """
+    if connection.dialect.name != "sqlite":
+        return False
+    top = connection.execute(sa.select(sa.func.max(column))).scalar()
+    return top is not None and int(top) > _MAX_SQLITE_ROWID - rows
 
 
 def _parse_url(url: str) -> sa.URL:
@@ -693,6 +880,29 @@ def _column_type(column: str, kind: Any) -> Any:
         f"column {column!r}: unsupported type {kind!r}; use one of "
         f"{[t.__name__ for t in _COLUMN_TYPES]} or a SQLAlchemy type"
     )
+
+
+def _is_unique(target: sa.Table, key: list[str]) -> bool:
+    wanted = set(key)
+    candidates = [{column.name for column in target.primary_key.columns}]
+    candidates += [
+        {column.name for column in constraint.columns}
+        for constraint in target.constraints
+        if isinstance(constraint, sa.UniqueConstraint)
+    ]
+    candidates += [
+        {column.name for column in index.columns} for index in target.indexes if index.unique
+    ]
+    return wanted in candidates
+
+
+def _entry_record(item: Any) -> Mapping[str, Any]:
+    entry = item.entry
+    return entry if isinstance(entry, Mapping) else {"entry": entry}
+
+
+def _entry_id(item: Any) -> Any:
+    return item.uuid
 
 
 def _key_value(row: Any) -> Any:
