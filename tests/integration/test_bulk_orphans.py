@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     from batchpilot.bulk import ProcessExecutor, map_batches
 
     def stall(xs):
-        print("worker", os.getpid(), flush=True)
+        os.write(1, f"worker {os.getpid()}\\n".encode())  # one write: lines never mix
         threading.Event().wait()
         return xs
 
@@ -46,6 +46,7 @@ def test_pool_workers_exit_when_the_job_process_is_killed(
     assert child.stdout is not None
     workers: set[int] = set()
     for line in child.stdout:
+        assert line.startswith("worker "), repr(line)
         workers.add(int(line.split()[1]))
         if len(workers) == 2:
             break
