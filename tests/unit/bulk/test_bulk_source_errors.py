@@ -35,12 +35,17 @@ def consume(run: Iterator[int]) -> tuple[list[int], BaseException | None]:
     return out, None
 
 
-@pytest.mark.parametrize("executor", ["serial", "threads"])
+async def adouble(xs: list[int]) -> list[int]:
+    return double(xs)
+
+
+@pytest.mark.parametrize("executor", ["serial", "threads", "asyncio"])
 @pytest.mark.parametrize("batch_size", ["auto", 64])
 def test_every_item_read_before_the_error_is_yielded_then_the_error(
     executor: str, batch_size: int | str
 ) -> None:
-    run = map_batches(double, source(1000), executor=executor, batch_size=batch_size)
+    fn = adouble if executor == "asyncio" else double
+    run = map_batches(fn, source(1000), executor=executor, batch_size=batch_size)
     out, error = consume(run)
     assert out == [x * 2 for x in range(1000)]
     assert str(error) == "after 1000"
