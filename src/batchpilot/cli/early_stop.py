@@ -42,7 +42,7 @@ class _Breaker:
         """Raise `SystematicFailure` if the function failed systematically here."""
         if not self.succeeded and self.same_kind and self.failures >= self.threshold:
             raise SystematicFailure(
-                f"the first {self.failures} records all failed with {self.first}"
+                f"the first {self.threshold} records all failed with {self.first}"
             )
 
     def record_failure(self, size: int, error: BaseException) -> None:
