@@ -617,12 +617,15 @@ class Database:
         statement = (
             insert(target)
             .on_conflict_do_nothing(index_elements=key_columns)
-            .returning(*key_columns, sort_by_parameter_order=True)
+            .returning(*key_columns)
         )
-        inserted: list[Any] = []
+        inserted: set[Any] = set()
         for _, run in itertools.groupby(rows, key=frozenset):
-            inserted.extend(_key_value(row) for row in connection.execute(statement, list(run)))
-        return inserted
+            inserted.update(_key_value(row) for row in connection.execute(statement, list(run)))
+        # The keys come from the records, so record order is restored without asking
+        # SQLAlchemy for ordered RETURNING (which would run one statement per row).
+        ordered = [_key_value([record[column] for column in key]) for record in rows]
+        return [value for value in dict.fromkeys(ordered) if value in inserted]
 
     def _checked_table(
         self, connection: sa.Connection, table: str, rows: list[Mapping[str, Any]]

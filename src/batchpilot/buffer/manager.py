@@ -812,7 +812,8 @@ class BatchStateManager:
         ``retry_on`` accepts the error; a rejected (permanent) error splits the
         batch until each failing entry is alone, so the others are delivered.
         An error that is still accepted after the last retry means the sink is
-        down, not the data bad: the batch fails whole, without bisecting.
+        down, not the data bad: the batch fails whole, without bisecting. A
+        callback that takes no entries is never bisected either.
         """
         entries = job.entries
         size = len(entries)
@@ -823,7 +824,9 @@ class BatchStateManager:
         while True:
             bisecting = (attempt.start, attempt.stop) != (0, size)
             if self._abandoned or (
-                bisecting and whole_error is not None and policy.retry_on(whole_error)
+                bisecting
+                and whole_error is not None
+                and (policy.retry_on(whole_error) or not job.takes_entries)
             ):
                 plan.close()
                 delivery.fail_unsettled(entries, whole_error, keep=self._abandoned)

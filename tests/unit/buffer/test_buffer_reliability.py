@@ -625,3 +625,18 @@ def test_the_retry_predicate_is_configurable(make: Any, clock: FakeClock) -> Non
     assert clock.sleeps == []
     assert flaky.calls > 1 and flaky.batches  # bisected: the halves were delivered
     assert dead.received == []
+
+
+def test_a_callback_without_arguments_is_not_bisected(make: Any) -> None:
+    calls: list[int] = []
+
+    def process_batch() -> None:
+        calls.append(1)
+        raise sqlite3.IntegrityError("UNIQUE constraint failed")
+
+    dead = DeadLetters()
+    manager = make(process_batch, on_dead_letter=dead)
+    queue(manager, 25)
+    assert manager.wait_idle(5)
+    assert len(calls) == 1  # halves of a batch it never sees would call it 49 times
+    assert [len(uuids) for uuids, _ in dead.received] == [25]
