@@ -6,8 +6,9 @@ queued items are finished, and the process exits 0. A second Ctrl-C exits at onc
 
 With ``workers > 1`` the supervisor binds the socket and starts that many worker
 processes (``python -m batchpilot.serve.worker``) that share it, each with its own
-batcher and its own ``setup()``. SIGTERM to the supervisor drains every worker; its
-exit code is 0 when they all exit 0. A worker that dies stops the others (exit 1).
+batcher and its own ``setup()``. SIGTERM or Ctrl-C to the supervisor drains every
+worker (a second Ctrl-C kills them); its exit code is 0 when they all exit 0. A
+worker that dies stops the others (exit 1).
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ class _DrainingServer(uvicorn.Server):
     process with -SIGTERM; a drained server has done its job, so it returns.
     """
 
-    def __init__(self, config: uvicorn.Config, app: ServeApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: ServeApp, interrupt_forces: bool) -> None:
         super().__init__(config)
         self.app = app
         self.exit_code = 0
+        self.interrupt_forces = interrupt_forces
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit and sig == signal.SIGINT:
+        if self.interrupt_forces and self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
             return
         self.app.begin_drain()
@@ -65,11 +67,15 @@ def serve_app(
     port: int = 8000,
     sock: socket.socket | None = None,
     log_level: str = "warning",
+    second_interrupt_exits: bool = True,
 ) -> int:
     """Serve ``app`` in this process until SIGTERM/SIGINT; return the exit code.
 
     ``sock``: an already bound listening socket (the supervisor's) instead of
-    ``host``/``port``. The exit code is 1 when the model's ``setup()`` failed.
+    ``host``/``port``. ``second_interrupt_exits``: a second SIGINT while draining
+    exits at once (a worker process leaves that to its supervisor, since Ctrl-C in
+    a terminal reaches it as well). The exit code is 1 when the model's
+    ``setup()`` failed.
     """
     config = uvicorn.Config(
         app,
@@ -81,7 +87,7 @@ def serve_app(
         backlog=4096,
         proxy_headers=False,  # 2-3 % of a request; the app reads no X-Forwarded-* header
     )
-    server = _DrainingServer(config, app)
+    server = _DrainingServer(config, app, interrupt_forces=second_interrupt_exits)
     server.run(sockets=[sock] if sock is not None else None)
     if app.setup_error is not None:
         print(f"batchpilot serve: error: {app.setup_error}", file=sys.stderr)
@@ -131,11 +137,13 @@ def _supervise(
     stopping = False
 
     def forward(sig: int, frame: FrameType | None) -> None:
+        """First signal: drain every worker (SIGTERM); a second SIGINT: kill them."""
         nonlocal stopping
+        kill = stopping and sig == signal.SIGINT
         stopping = True
         for child in children:
             if child.poll() is None:
-                child.send_signal(sig)
+                child.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -158,4 +166,4 @@ def _worker_main(argv: list[str]) -> int:
     sock = socket.socket(fileno=fd)
     os.environ.setdefault("BATCHPILOT_SERVE_WORKER", str(os.getpid()))
     app = ServeApp(spec["target"], **spec["options"])
-    return serve_app(app, sock=sock, log_level=spec["log_level"])
+    return serve_app(app, sock=sock, log_level=spec["log_level"], second_interrupt_exits=False)

@@ -122,6 +122,7 @@ def start_server(
     *args: str,
     env: dict[str, str] | None = None,
     wait_for: str | None = "/ready",
+    new_session: bool = False,
 ) -> Server:
     port = free_port()
     log = tmp_path / "model.log"
@@ -132,7 +133,13 @@ def start_server(
         **(env or {}),
     }
     command = [sys.executable, "-m", "batchpilot", "serve", target, "--port", str(port), *args]
-    process = subprocess.Popen(command, env=environment, cwd=tmp_path, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        env=environment,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        start_new_session=new_session,  # its own process group, as under a terminal
+    )
     server = Server(process, port, log)
     deadline = time.monotonic() + 30
     while wait_for is not None:
@@ -153,7 +160,10 @@ def start_server(
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Any]:
-    """``serve(target, *cli_args, env=..., wait_for="/ready") -> Server``; stopped at teardown."""
+    """``serve(target, *cli_args, env=, wait_for="/ready", new_session=False) -> Server``.
+
+    Every server still running at teardown is killed.
+    """
     servers: list[Server] = []
 
     def start(target: str, *args: str, **kw: Any) -> Server:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import signal
 import socket
 import time
@@ -64,3 +65,22 @@ def test_workers_are_processes_with_their_own_setup(serve):
             answered |= {r.json() for r in pool.map(server.predict, range(32))}
     assert answered == setup_pids  # both workers serve, each its own model instance
     assert server.terminate() == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_drains_every_worker_and_exits_0(serve):
+    """Ctrl-C in a terminal signals the whole process group: supervisor and workers."""
+    server = serve(
+        "serve_models:slow", "--workers", "2", "--max-batch-size", "64",
+        env={"SERVE_TEST_DELAY": "1.0"}, new_session=True,
+    )  # fmt: skip
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        replies = [pool.submit(server.predict, i, timeout=30) for i in range(40)]
+        server.wait_until(
+            lambda: sum(line.startswith("run ") for line in server.log_lines()) >= 2,
+            what="requests to reach the workers",
+        )
+        os.killpg(server.process.pid, signal.SIGINT)
+        results = [r.result(30) for r in replies]
+    assert [r.status for r in results] == [200] * 40
+    assert server.process.wait(20) == 0
