@@ -10,9 +10,14 @@ Guarantees beyond the seed:
 
 * Flushes run on the manager's flusher thread, never in the caller's; one at a
   time unless ``max_concurrent_flushes`` asks for more.
-* A failing callback loses nothing: the flush is retried with back-off, then
-  its entries go to ``on_dead_letter`` if given, else back to the buffer for a
-  later flush (after a cool-down, see `BatchStateManager`).
+* A failing callback loses nothing: a transient error is retried with
+  back-off; a permanent one (``retry_on``, default `retry_unless_permanent`)
+  bisects the batch so only the bad entries fail. Failed entries go to
+  ``on_dead_letter`` if given, else back to the buffer for a later flush
+  (after a cool-down, see `BatchStateManager`).
+* The flusher survives any `Exception` from user code; a ``SystemExit`` or
+  ``KeyboardInterrupt`` stops the manager, keeps its entries, and `close`
+  re-raises it.
 * With ``journal_path`` every entry is in a SQLite WAL journal before
   ``queue_entry`` returns; a new manager on the same file flushes whatever a
   killed process had not flushed. Entries are stored as JSON (plain data) by

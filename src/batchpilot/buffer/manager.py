@@ -863,11 +863,8 @@ class BatchStateManager:
         except Exception as exc:
             delivery.attempt_time = self._clock.now() - begun
             delivery.last_error = exc
-            _log.warning(
-                "%s: flush of %d entries failed (%s): %r",
-                self.name, len(part), "permanent" if not self._retry.retry_on(exc) else
-                "transient", exc,
-            )  # fmt: skip
+            kind = "transient" if self._retry.retry_on(exc) else "permanent"
+            _log.warning("%s: flush of %d entries failed (%s): %r", self.name, len(part), kind, exc)
             return exc
         delivery.attempt_time = self._clock.now() - begun
         delivery.delivered += len(part)
@@ -883,8 +880,6 @@ class BatchStateManager:
         for index, error in delivery.failures:
             groups.setdefault(id(error), (error, []))[1].append(index)
         for error, indexes in groups.values():
-            if delivery.settled[indexes[0]]:
-                continue
             group = [entries[index] for index in indexes]
             if self._hand_to_dead_letter(group, error):
                 self._remove_from_journal(group)
