@@ -43,7 +43,7 @@ PRIORITY_HEADER = b"x-priority"
 TIMEOUT_HEADER = b"x-request-timeout"
 """``X-Request-Timeout: SECONDS``: this request's deadline (overrides ``timeout``)."""
 
-_PRIORITIES = {b"high": 1, b"normal": 0, b"low": 0}
+_PRIORITIES = {b"high": 1, b"normal": 0}
 _JSON = b"application/json"
 _RETRY_AFTER = (b"retry-after", b"1")
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -220,7 +220,10 @@ class ServeApp:
                 else:
                     await _send(send, 405, _error("use POST /predict"), _JSON)
                 return
-            await self._get(path, send)
+            if scope["method"] in ("GET", "HEAD"):
+                await self._get(path, send)
+            else:
+                await _send(send, 405, _error(f"use GET {path}"), _JSON)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 

@@ -61,6 +61,7 @@ def test_health_ready_metrics_and_stats(serve):
     assert stats["batcher"]["succeeded"] == 5
     assert server.get("/nowhere").status == 404
     assert server.get("/predict").status == 405
+    assert server.post("/health", b"").status == 405
 
 
 def test_ready_is_false_until_setup_is_done(serve):
