@@ -8,7 +8,8 @@ With ``workers > 1`` the supervisor binds the socket and starts that many worker
 processes (``python -m batchpilot.serve.worker``) that share it, each with its own
 batcher and its own ``setup()``. SIGTERM or Ctrl-C to the supervisor drains every
 worker (a second Ctrl-C kills them); its exit code is 0 when they all exit 0. A
-worker that dies stops the others (exit 1).
+worker that exits on its own (killed, or drained by a signal sent to it alone)
+stops the others, and the supervisor exits non-zero.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def _supervise(
     spec = json.dumps({"target": target, "log_level": log_level, "options": options})
     command = [sys.executable, "-m", "batchpilot.serve.worker", str(listener.fileno()), spec]
     children = [subprocess.Popen(command, pass_fds=[listener.fileno()]) for _ in range(workers)]
-    stopping = False
+    stopping = lost_a_worker = False
 
     def forward(sig: int, frame: FrameType | None) -> None:
         """First signal: drain every worker (SIGTERM); a second SIGINT: kill them."""
@@ -148,8 +149,10 @@ def _supervise(
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while any(child.poll() is None for child in children):
-            if not stopping and any(child.returncode not in (None, 0) for child in children):
-                _log.error("a worker exited with %s; stopping the others", children)
+            if not stopping and any(child.returncode is not None for child in children):
+                codes = [child.returncode for child in children]
+                _log.error("a worker exited (exit codes %s); stopping the others", codes)
+                lost_a_worker = True
                 forward(signal.SIGTERM, None)
             time.sleep(0.05)
     finally:
@@ -157,7 +160,9 @@ def _supervise(
             signal.signal(sig, handler)
         listener.close()
     codes = [child.returncode for child in children]
-    return 0 if stopping and all(code == 0 for code in codes) else max(1, *map(abs, codes))
+    if not lost_a_worker and all(code == 0 for code in codes):
+        return 0
+    return max(1, *(abs(code) for code in codes))
 
 
 def _worker_main(argv: list[str]) -> int:

@@ -84,3 +84,15 @@ def test_ctrl_c_drains_every_worker_and_exits_0(serve):
         results = [r.result(30) for r in replies]
     assert [r.status for r in results] == [200] * 40
     assert server.process.wait(20) == 0
+
+
+@pytest.mark.slow
+def test_a_worker_that_exits_stops_the_supervisor_with_an_error(serve):
+    server = serve("serve_models:WhoAmI", "--workers", "2")
+    server.wait_until(
+        lambda: len([x for x in server.log_lines() if x.startswith("setup")]) == 2,
+        what="both workers' setup()",
+    )
+    worker = int(next(x for x in server.log_lines() if x.startswith("setup")).split()[1])
+    os.kill(worker, signal.SIGKILL)
+    assert server.process.wait(20) != 0
