@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -103,12 +104,20 @@ class RetryPolicy:
             check_number("max_delay", self.max_delay, minimum=0)
         if not callable(self.retry_on):
             raise ConfigError(f"retry_on must be callable, got {self.retry_on!r}")
+        if self.max_retries and not math.isfinite(self.delay(self.max_retries)):
+            raise ConfigError(
+                f"max_retries={self.max_retries} with backoff={self.backoff} makes the last "
+                "wait infinite; lower max_retries or set max_delay"
+            )
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""
         if retry < 1:
             raise ValueError(f"retry numbers start at 1, got {retry}")
-        wait = self.retry_delay * self.backoff ** (retry - 1)
+        try:
+            wait = self.retry_delay * self.backoff ** (retry - 1)
+        except OverflowError:
+            wait = math.inf
         return wait if self.max_delay is None else min(wait, self.max_delay)
 
     def delays(self) -> Iterator[float]:

@@ -194,3 +194,10 @@ def test_retry_unless_permanent() -> None:
     assert retry_unless_permanent(BatchFailedError("the API rejected the batch"))
     assert not retry_unless_permanent(IntegrityError("duplicate key"))
     assert not retry_unless_permanent(SystemExit(1))
+
+
+def test_a_back_off_that_overflows_needs_a_cap() -> None:
+    with pytest.raises(ConfigError, match=r"max_retries=1100 with backoff=2\.0"):
+        RetryPolicy(max_retries=1100, retry_delay=1.0, backoff=2.0)
+    capped = RetryPolicy(max_retries=1100, retry_delay=1.0, backoff=2.0, max_delay=60.0)
+    assert capped.delay(1100) == 60.0  # was OverflowError
