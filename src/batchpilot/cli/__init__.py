@@ -5,10 +5,11 @@ Each command lives in its own module (`run`, `demo`, `bench`), which exposes
 The handler a subparser sets (``handler=``) runs the command and returns its exit code.
 
 Exit codes: 0 when every record succeeded; 1 when some records failed, or the
-run was interrupted or stopped by an unexpected error; 2 for bad usage or bad
-input; 3 for a run stopped early (`run.EXIT_STOPPED`). Errors are one line on
-stderr, never a traceback (set ``BATCHPILOT_TRACEBACK=1`` to see one for an
-unexpected error).
+run was interrupted or stopped by an unexpected error (also a ``sys.exit`` or a
+``KeyboardInterrupt`` raised by user code, which never ends a command with
+success); 2 for bad usage or bad input; 3 for a run stopped early
+(`run.EXIT_STOPPED`). Errors are one line on stderr, never a traceback (set
+``BATCHPILOT_TRACEBACK=1`` to see one for an unexpected error).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from typing import NoReturn
 from .._core.exports import publish
 from . import bench, demo, run, serve
 from .bench import benchmark_scripts
-from .common import EXIT_FAILED_ITEMS, EXIT_USAGE, INTERRUPTED, CliError, fail
+from .common import (
+    EXIT_FAILED_ITEMS,
+    EXIT_USAGE,
+    INTERRUPTED,
+    CliError,
+    StoppedByFunction,
+    fail,
+)
 from .records_io import RecordsFormatError
 from .run import RunSummary, errors_path, job_path, load_function, run_job
 
@@ -64,8 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except (CliError, RecordsFormatError) as exc:
         return fail(str(exc))
+    except StoppedByFunction as exc:
+        return fail(str(exc), EXIT_FAILED_ITEMS)
     except KeyboardInterrupt:
         return fail(INTERRUPTED, EXIT_FAILED_ITEMS)
+    except SystemExit as exc:  # from code a command ran (the commands themselves return codes)
+        return fail(
+            f"stopped by SystemExit({exc.code!r}) raised by the code run", EXIT_FAILED_ITEMS
+        )
     except Exception as exc:
         if os.environ.get("BATCHPILOT_TRACEBACK"):
             raise

@@ -12,6 +12,7 @@ __all__ = [
     "EXIT_USAGE",
     "INTERRUPTED",
     "CliError",
+    "StoppedByFunction",
     "auto_or_positive_int",
     "fail",
     "port_number",
@@ -27,6 +28,13 @@ INTERRUPTED = "interrupted (rerun a job with --resume to continue it)"
 
 class CliError(Exception):
     """A problem the user can fix; printed as one line, exit code 2."""
+
+
+class StoppedByFunction(Exception):
+    """FUNC raised SystemExit or KeyboardInterrupt itself: the run stopped; exit code 1.
+
+    User code never ends the command with success: ``sys.exit(0)`` in FUNC is an error.
+    """
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:

@@ -118,6 +118,8 @@ def infer_types(stream: IO[bytes], delimiter: str) -> ColumnTypes:
     try:
         table = pacsv.read_csv(
             pa.BufferReader(head),
+            # one block for the whole head, so a row of any size up to it is read
+            read_options=pacsv.ReadOptions(block_size=max(len(head), 1)),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True),
         )

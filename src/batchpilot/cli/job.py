@@ -8,6 +8,10 @@ segment back to its committed size and continues in a new segment, so it costs
 only what is left. The job file is created at the first commit: a run that
 stops before it leaves nothing behind.
 
+One run at a time uses a job: it holds an exclusive ``flock`` on the sidecar
+``JOB.lock`` (`JobLock`) from its checks to its end, so a second run of the job
+is refused with the pid of the first, before it touches the job or the output.
+
 The job also keeps the settings that shape the output (function, options,
 column types) and the input's size and head digest, so that a resume with
 another input or other options is refused before anything is touched.
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,7 @@ from typing import Any
 from .common import CliError
 from .records_io import Position
 
-__all__ = ["FORMAT", "Checkpoint", "JobFile", "input_identity", "parts_dir"]
+__all__ = ["FORMAT", "Checkpoint", "JobFile", "JobLock", "input_identity", "parts_dir"]
 
 #: The value of the job file's ``format`` entry; other values are refused.
 FORMAT = "batchpilot-run/1"
@@ -47,6 +53,67 @@ def input_identity(path: Path) -> dict[str, Any]:
     with path.open("rb") as file:
         head = file.read(_HEAD_BYTES)
     return {"size": path.stat().st_size, "head": hashlib.blake2b(head, digest_size=16).hexdigest()}
+
+
+class JobLock:
+    """An exclusive, non-blocking ``flock`` on ``JOB.lock``, which holds the holder's pid.
+
+    The lock file is removed on `release` (while still locked); `acquire`
+    retries when the file it locked is no longer the one at the path. Where
+    ``fcntl`` does not exist (Windows), no lock is taken.
+    """
+
+    def __init__(self, job: Path) -> None:
+        self.job = job
+        self.path = job.with_name(job.name + ".lock")
+        self._fd: int | None = None
+
+    def __repr__(self) -> str:
+        return f"JobLock({str(self.path)!r}, held={self._fd is not None})"
+
+    def acquire(self) -> None:
+        """Take the lock.
+
+        Raises:
+            CliError: Another process holds it (the message names its pid), or the
+                lock file cannot be created.
+        """
+        if sys.platform == "win32" or self._fd is not None:
+            return
+        import fcntl
+
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise CliError(f"cannot create the lock file {self.path}: {exc}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise CliError(
+                    f"job {self.job} in use by pid {pid} (another batchpilot run of it holds "
+                    f"{self.path.name}); wait for that run to end, or pass --job FILE to use "
+                    "another job file"
+                ) from None
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)  # its holder removed it as we opened it: lock the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        self._fd = fd
+
+    def release(self) -> None:
+        """Remove the lock file and unlock; idempotent."""
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
 
 
 @dataclass
@@ -71,6 +138,7 @@ class JobFile:
     def __init__(self, path: Path, settings: dict[str, Any]) -> None:
         self.path = path
         self.settings = settings
+        self.lock = JobLock(path)
         self._db: sqlite3.Connection | None = None
 
     def __repr__(self) -> str:
@@ -193,14 +261,18 @@ class JobFile:
         return self._db is not None
 
     def close(self) -> None:
-        """Close the job file, keeping it; idempotent."""
+        """Close the job file, keeping it, and release its lock; idempotent."""
         if self._db is not None:
             self._db.close()
             self._db = None
+        self.lock.release()
 
     def discard(self) -> None:
-        """Delete the job file and its segments."""
-        self.close()
+        """Delete the job file and its segments, then release its lock."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         for suffix in ("", "-wal", "-shm"):
             self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
         shutil.rmtree(self.parts, ignore_errors=True)
+        self.lock.release()

@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 import sqlite3
+import string
 import sys
 import time
 import uuid
@@ -39,7 +40,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .compression import compress, open_decompressed
-from .records_io import STDIO, RecordsFormatError, format_of, import_parquet, to_row
+from .records_io import (
+    CSV_FIELD_LIMIT,
+    STDIO,
+    RecordsFormatError,
+    format_of,
+    import_parquet,
+    to_row,
+)
 
 __all__ = [
     "IF_EXISTS",
@@ -328,6 +336,7 @@ def _finish_text(
 def _check_header(target: Target, columns: list[str] | None) -> None:
     with open_decompressed(target.path, target.codec) as file:
         first = io.TextIOWrapper(file, encoding="utf-8-sig", newline="").readline()
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     existing = next(csv.reader([first], delimiter=_DELIMITERS[target.kind]), [])
     if columns is not None and existing != columns:
         raise RecordsFormatError(
@@ -367,6 +376,27 @@ class _StdoutSegment:
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _fold(name: str) -> str:
+    """``name`` as SQLite compares column names: ASCII letters without case."""
+    return name.translate(_ASCII_LOWER)
+
+
+def _check_case_clashes(names: Sequence[str]) -> None:
+    """Refuse result keys that are one SQLite column (``Name`` and ``name``)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(_fold(name), name)
+        if other != name:
+            raise RecordsFormatError(
+                f"results have the keys {other!r} and {name!r}, which are one column in "
+                "SQLite (column names ignore case); rename one of them in FUNC, or write "
+                "JSON Lines or Parquet instead"
+            )
 
 
 def _sql_value(value: Any) -> Any:
@@ -446,6 +476,7 @@ class _SqliteSegment:
                     new[key] = _sql_type(value)
         if not new:
             return
+        _check_case_clashes([*self._known, *new])
         with self._db:
             if not self._known:
                 columns = ", ".join(f"{_quote(name)} {kind}".strip() for name, kind in new.items())
@@ -484,9 +515,9 @@ def _finish_sqlite(target: Target, staged: Path, if_exists: str) -> None:
                 spec = ", ".join(f"{_quote(name)} {kind}".strip() for name, kind in new)
                 db.execute(f"CREATE TABLE main.{table} ({spec})")
             else:
-                present = {name for name, _ in _columns(db, "main", target.table)}
+                present = {_fold(name) for name, _ in _columns(db, "main", target.table)}
                 for name, kind in new:
-                    if name not in present:
+                    if _fold(name) not in present:
                         db.execute(f"ALTER TABLE main.{table} ADD COLUMN {_quote(name)} {kind}")
             if has_rows:
                 names = ", ".join(_quote(name) for name, _ in new)

@@ -33,6 +33,7 @@ from .compression import codec_of, open_decompressed, strip_codec
 from .csv_types import ColumnTypes, converter, widen
 
 __all__ = [
+    "CSV_FIELD_LIMIT",
     "INPUT_FORMATS",
     "STDIO",
     "Position",
@@ -58,6 +59,9 @@ STDIO = "-"
 #: Text formats, which may be compressed.
 TEXT_FORMATS = frozenset({"jsonl", "csv", "tsv"})
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
+#: The largest CSV/TSV field read (the csv module's default, 128 KiB, refuses valid files);
+#: the largest value ``csv.field_size_limit`` accepts on every platform (a C long).
+CSV_FIELD_LIMIT = 2**31 - 1
 
 #: How many malformed lines an error message lists before it says "and N more".
 _LINES_SHOWN = 10
@@ -284,6 +288,7 @@ class RecordSource:
                 ends[0], ends[1] = number, end
                 yield text
 
+        csv.field_size_limit(CSV_FIELD_LIMIT)  # process-wide; idempotent
         reader = csv.reader(feed(), delimiter=self.delimiter)
         try:
             for row in reader:

@@ -35,6 +35,7 @@ from .common import (
     EXIT_OK,
     INTERRUPTED,
     CliError,
+    StoppedByFunction,
     auto_or_positive_int,
     fail,
     port_number,
@@ -45,7 +46,7 @@ from .csv_types import SchemaError, infer_types, parse_schema, resolve_types
 from .early_stop import StopRules, guard
 from .job import Checkpoint, JobFile, input_identity
 from .outputs import IF_EXISTS, OUTPUT_FORMATS, Target, finish, open_segment, output_target, trim
-from .records_io import INPUT_FORMATS, STDIO, RecordsFormatError, RecordSource
+from .records_io import INPUT_FORMATS, STDIO, Position, RecordsFormatError, RecordSource
 
 __all__ = [
     "EXIT_STOPPED",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 EXECUTORS = ("threads", "processes", "asyncio", "dask", "ray")
+#: The executors that --address can attach to an existing cluster.
+CLUSTER_EXECUTORS = ("dask", "ray")
 #: Exit code of a run stopped early (systematic failure, --max-failures, --fail-fast).
 EXIT_STOPPED = 3
 #: Stop when the first this many records all fail with one exception type.
@@ -133,6 +136,13 @@ def add_command(commands: Any) -> None:
         help="continue an interrupted run from its job file",
     )
     run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run FUNC again over the records listed in OUTPUT.errors.jsonl by a previous "
+        "run of the same input, append their results to OUTPUT and list only those that "
+        "fail again",
+    )
+    run.add_argument(
         "--job",
         type=Path,
         default=None,
@@ -171,6 +181,13 @@ def add_command(commands: Any) -> None:
         choices=EXECUTORS,
         default=None,
         help="where chunks run (asyncio for an async def FUNC, else threads)",
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDRESS",
+        help="run on an existing cluster: with --executor dask the scheduler "
+        "(tcp://HOST:PORT), with --executor ray auto, HOST:PORT or ray://HOST:PORT",
     )
     run.add_argument(
         "--batch-size",
@@ -218,7 +235,7 @@ def load_function(spec: str) -> Callable[..., Any]:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise CliError(f"cannot import module {module_name!r}: {exc}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise CliError(
             f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
         ) from None
@@ -283,6 +300,7 @@ class RunSummary:
     seconds: float = 0.0
     first_failure: tuple[int, str] | None = None
     stopped: str | None = None
+    retried: bool = False
 
     @property
     def rate(self) -> float:
@@ -297,10 +315,12 @@ def _run_command(args: argparse.Namespace) -> int:
         args.output,
         per_item=args.per_item,
         resume=args.resume,
+        retry_failed=args.retry_failed,
         job=args.job,
         if_exists=args.if_exists,
         workers=args.workers,
         executor=args.executor,
+        address=args.address,
         batch_size=args.batch_size,
         table=args.table,
         schema=args.schema,
@@ -332,6 +352,8 @@ def _describe(summary: RunSummary) -> str:
     extra = [f"{summary.failed} failed"] if summary.failed else []
     if summary.resumed:
         extra.append(f"{summary.resumed} resumed from the checkpoint")
+    if summary.retried:
+        extra.append("retried from the failures list")
     counts = f"{summary.items} items" + (f" ({', '.join(extra)})" if extra else "")
     return f"{counts} in {summary.seconds:.2f} s, {summary.rate:,.0f} items/s"
 
@@ -347,6 +369,8 @@ class _Plan:
     total: int | None
     resumable: bool
     fresh: bool
+    #: With --retry-failed, the input lines of the records to run again (else all).
+    retry: frozenset[int] | None = None
 
 
 def _prepare(
@@ -356,13 +380,18 @@ def _prepare(
     *,
     job: Path | None,
     resume: bool,
+    retry_failed: bool,
     if_exists: str,
     table: str,
     per_item: bool,
     schema: str | None,
     line_column: str | None,
 ) -> _Plan:
-    """Check input, output, options and job state before any work; resume or scan."""
+    """Check input, output, options and job state before any work; resume or scan.
+
+    The job's lock is held from here to the end of the run (released by the
+    job file's ``close`` or ``discard``, or here if a check fails).
+    """
     source = RecordSource(input_path)
     target = output_target(output_path, table)
     stdio = source.is_stdin or target.kind == "stdout"
@@ -370,6 +399,10 @@ def _prepare(
         raise CliError(f"--output must differ from --input ({source.path})")
     if stdio and (resume or job is not None):
         raise CliError(f"--resume and --job need a file for --input and --output, not {STDIO}")
+    if stdio and retry_failed:
+        raise CliError(f"--retry-failed needs a file for --input and --output, not {STDIO}")
+    if resume and retry_failed:
+        raise CliError("--retry-failed cannot be combined with --resume: resume the run first")
     if schema is not None and source.format not in ("csv", "tsv"):
         raise CliError("--schema applies to CSV and TSV inputs only")
     try:
@@ -391,6 +424,31 @@ def _prepare(
         "input": None if source.is_stdin else input_identity(source.path),
     }
     run_job_file = JobFile(job_file, settings)
+    if not stdio:
+        run_job_file.lock.acquire()
+    try:
+        return _plan(
+            source, target, run_job_file, resume=resume, retry_failed=retry_failed,
+            if_exists=if_exists, types=types, stdio=stdio,
+        )  # fmt: skip
+    except BaseException:
+        run_job_file.lock.release()
+        raise
+
+
+def _plan(
+    source: RecordSource,
+    target: Target,
+    run_job_file: JobFile,
+    *,
+    resume: bool,
+    retry_failed: bool,
+    if_exists: str,
+    types: dict[str, Any],
+    stdio: bool,
+) -> _Plan:
+    """The plan of a checked run: resumed from its job file, or a scanned input."""
+    job_file = run_job_file.path
     if resume:
         if not job_file.exists():
             if target.exists():
@@ -409,7 +467,8 @@ def _prepare(
             f"{job_file} holds an interrupted run of this job: pass --resume to continue it, "
             f"delete it to start over, or pass --job FILE to keep it and use another job file"
         )
-    target.check(if_exists)
+    retry = _failed_lines(target) if retry_failed else None
+    target.check("append" if retry is not None else if_exists)
     shutil.rmtree(run_job_file.parts, ignore_errors=True)  # left by a run never committed
     if source.format in ("csv", "tsv"):
         header = source.header()
@@ -423,8 +482,45 @@ def _prepare(
             raise CliError(str(exc)) from None
         source.fixed = frozenset(types) if "*" not in types else frozenset(header)
     total = None if source.is_stdin else source.scan()
+    if retry is not None:
+        _check_retry_lines(source, retry, errors_path(target.path))
+        total = len(retry)
     run_job_file.update_settings(types=source.types, total=total)
-    return _Plan(source, target, run_job_file, Checkpoint(), total, not stdio, True)
+    resumable = not stdio and retry is None
+    return _Plan(source, target, run_job_file, Checkpoint(), total, resumable, True, retry)
+
+
+def _failed_lines(target: Target) -> frozenset[int]:
+    """The input lines listed in the failures list of ``target``'s last run."""
+    listed = errors_path(target.path)
+    if not target.exists():
+        raise CliError(f"nothing to retry: no output {target}")
+    if not listed.is_file():
+        raise CliError(f"nothing to retry: no failures listed for {target} ({listed.name})")
+    lines = set()
+    with listed.open(encoding="utf-8") as file:
+        for number, text in enumerate(file, start=1):
+            try:
+                line = json.loads(text)["line"]
+            except (ValueError, KeyError, TypeError):
+                line = None
+            if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+                raise CliError(f"{listed}: line {number}: not an entry of a failures list")
+            lines.add(line)
+    if not lines:
+        raise CliError(f"nothing to retry: {listed} lists no failures")
+    return frozenset(lines)
+
+
+def _check_retry_lines(source: RecordSource, lines: frozenset[int], listed: Path) -> None:
+    """Refuse a failures list naming lines that hold no record of this input."""
+    found = {line for line, _, _ in source.located(Position()) if line in lines}
+    missing = sorted(lines - found)
+    if missing:
+        raise CliError(
+            f"{listed} lists lines that hold no record of {source.path} (first: line "
+            f"{missing[0]}); was it written by a run over another input?"
+        )
 
 
 def run_job(
@@ -434,10 +530,12 @@ def run_job(
     *,
     per_item: bool = False,
     resume: bool = False,
+    retry_failed: bool = False,
     job: Path | None = None,
     if_exists: str = "fail",
     workers: int | None = None,
     executor: str | None = None,
+    address: str | None = None,
     batch_size: int | Literal["auto"] = "auto",
     table: str = "results",
     schema: str | None = None,
@@ -464,35 +562,47 @@ def run_job(
         CliError, RecordsFormatError: Bad function, input, output or job state.
     """
     started = time.perf_counter()
+    if address is not None and executor not in CLUSTER_EXECUTORS:
+        raise CliError(f"--address needs --executor {' or '.join(CLUSTER_EXECUTORS)}")
     fn = load_function(function)
     plan = _prepare(
-        function, input_path, output_path, job=job, resume=resume, if_exists=if_exists,
-        table=table, per_item=per_item, schema=schema, line_column=line_column,
+        function, input_path, output_path, job=job, resume=resume, retry_failed=retry_failed,
+        if_exists=if_exists, table=table, per_item=per_item, schema=schema, line_column=line_column,
     )  # fmt: skip
     if executor is None:
         executor = "asyncio" if inspect.iscoroutinefunction(fn) else "threads"
     job_file, target = plan.job, plan.target
+    signalled = threading.Event()
     try:
-        outcome = _execute(
-            plan, guard(_as_batch_function(fn, per_item), systematic_failures),
-            function=function, workers=workers, executor=executor, batch_size=batch_size,
-            line_column=line_column, fail_fast=fail_fast,
-            rules=StopRules(systematic_failures, max_failures), progress=progress,
-            metrics_port=metrics_port, abandon_on_interrupt=abandon_on_interrupt,
-        )  # fmt: skip
+        with _noting_sigint(signalled):
+            outcome = _execute(
+                plan, guard(_as_batch_function(fn, per_item), systematic_failures),
+                function=function, workers=workers, executor=executor, address=address,
+                batch_size=batch_size,
+                line_column=line_column, fail_fast=fail_fast,
+                rules=StopRules(systematic_failures, max_failures), progress=progress,
+                metrics_port=metrics_port, abandon_on_interrupt=abandon_on_interrupt,
+            )  # fmt: skip
     except (CliError, RecordsFormatError):
         (job_file.discard if plan.fresh else job_file.close)()
         raise
+    except (SystemExit, KeyboardInterrupt) as exc:
+        (job_file.close if job_file.committed else job_file.discard)()
+        if isinstance(exc, KeyboardInterrupt) and signalled.is_set():
+            raise  # a real Ctrl-C
+        raise StoppedByFunction(_stopped_by(function, exc, job_file)) from exc
     except BaseException:
         (job_file.close if job_file.committed else job_file.discard)()
         raise
-    summary = RunSummary(resumed=plan.start.items)
+    summary = RunSummary(resumed=plan.start.items, retried=plan.retry is not None)
     if outcome.stopped is not None:
         (job_file.close if job_file.committed else job_file.discard)()
         summary.stopped = outcome.stopped
         if job_file.path.exists():
             summary.stopped += f"; --resume continues from the checkpoint {job_file.path}"
         return summary
+    if plan.retry is not None:
+        if_exists = "append"
     try:
         finish(target, job_file.parts, outcome.checkpoint.segments,
                job_file.settings.get("columns"), if_exists)  # fmt: skip
@@ -508,6 +618,43 @@ def run_job(
     return summary
 
 
+def _stopped_by(function: str, error: BaseException, job_file: JobFile) -> str:
+    """The error for a SystemExit or KeyboardInterrupt raised by FUNC itself."""
+    if isinstance(error, SystemExit):
+        what = f"SystemExit({error.code!r}) (it called sys.exit)"
+    else:
+        what = "KeyboardInterrupt itself (not a Ctrl-C)"
+    kept = (
+        f"; --resume continues from the checkpoint {job_file.path}"
+        if job_file.path.exists()
+        else "; nothing was kept"
+    )
+    return f"{function} raised {what}: the run was interrupted{kept}"
+
+
+@contextlib.contextmanager
+def _noting_sigint(signalled: threading.Event) -> Iterator[None]:
+    """While active, a real Ctrl-C sets ``signalled`` before raising KeyboardInterrupt.
+
+    That tells it from a KeyboardInterrupt raised by FUNC. Off the main thread
+    no handler is installed: signals reach only the main thread, so there every
+    KeyboardInterrupt comes from FUNC.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum: int, frame: object) -> None:
+        signalled.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _execute(
     plan: _Plan,
     batch_fn: Callable[..., Any],
@@ -515,6 +662,7 @@ def _execute(
     function: str,
     workers: int | None,
     executor: str,
+    address: str | None,
     batch_size: int | Literal["auto"],
     line_column: str | None,
     fail_fast: bool,
@@ -532,10 +680,11 @@ def _execute(
     positions: deque[tuple[int, int]] = deque()
 
     def records() -> Iterator[dict[str, Any]]:
-        remember = positions.append
+        remember, wanted = positions.append, plan.retry
         for line, offset, record in source.located(start.position):
-            remember((line, offset))
-            yield record
+            if wanted is None or line in wanted:
+                remember((line, offset))
+                yield record
 
     def commit(checkpoint: Checkpoint) -> None:
         if plan.resumable:
@@ -554,13 +703,16 @@ def _execute(
     with _metrics_exporter(metrics_port) as listeners, contextlib.ExitStack() as stack:
         stack.callback(errors.close)
         stack.callback(segment.close)
+        runs_on: Any = executor if address is None else _connect(executor, address, workers)
         try:
             run = map_batches(
-                batch_fn, records(), batch_size=batch_size, executor=executor,
+                batch_fn, records(), batch_size=batch_size, executor=runs_on,
                 workers=workers, ordered=True, fail_fast=fail_fast, listeners=listeners,
                 name=name,
             )  # fmt: skip
         except (TypeError, ValueError) as exc:  # options the engine rejects before any work
+            if address is not None:
+                runs_on.shutdown()
             raise CliError(f"{function}: {exc}") from None
         stack.enter_context(run)
         # delay: no bar for the first half second, so an early error stays a single line.
@@ -583,6 +735,27 @@ def _execute(
             return Outcome(
                 start, f"--fail-fast: a call of FUNC raised {type(error).__name__}: {error}"
             )
+
+
+def _connect(executor: str, address: str, workers: int | None) -> Any:
+    """The executor of a run on the existing ``executor`` cluster at ``address``.
+
+    Raises:
+        CliError: The cluster cannot be reached.
+    """
+    from ..bulk.executors import DaskExecutor, RayExecutor
+
+    try:
+        if executor == "dask":
+            return DaskExecutor(address=address)
+        return RayExecutor(workers, address=address)
+    except ImportError as exc:
+        raise CliError(f"--executor {executor} needs {exc.name}: pip install {exc.name}") from None
+    except Exception as exc:  # each client raises its own types for an unreachable cluster
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CliError(
+            f"cannot connect to the {executor} cluster at {address}: {message}"
+        ) from None
 
 
 class _FailedFast(Exception):
