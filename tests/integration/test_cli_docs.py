@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -19,7 +20,8 @@ def examples() -> list[str]:
 
 def test_the_docs_have_examples_for_each_part_of_run() -> None:
     text = "\n".join(examples())
-    for option in ("--if-exists", "--schema", "--line-column", "--resume", "-i -", ".zst"):
+    options = ("--if-exists", "--schema", "--line-column", "--resume", "--retry-failed", "-i -")
+    for option in (*options, ".zst"):
         assert option in text, option
 
 
@@ -42,5 +44,10 @@ def test_every_example_of_the_cli_docs_runs_as_written(tmp_path: Path) -> None:
     assert '{"id": 1, "total": 5.0}' in out
     assert "stopped early: the first 10 records all failed with KeyError" in out
     assert "resumed from the checkpoint" in out
+    assert "3 items (retried from the failures list)" in out
+    assert sorted(json.loads(line)["id"] for line in (tmp_path / "prices.jsonl").open()) == [
+        1, 2, 3, 4, 5,
+    ]  # fmt: skip
+    assert not (tmp_path / "prices.jsonl.errors.jsonl").exists()
     for name in ("scores.sqlite", "scores.tsv.zst", "totals.jsonl", "resumed.jsonl"):
         assert (tmp_path / name).exists(), name

@@ -20,10 +20,13 @@ from pathlib import Path
 import pytest
 
 from batchpilot.cli import errors_path, job_path, main
+from batchpilot.cli.common import INTERRUPTED
 
 FUNCTIONS = textwrap.dedent(
     """
+    import os
     import pathlib
+    import signal
     import sys
     import time
 
@@ -32,6 +35,12 @@ FUNCTIONS = textwrap.dedent(
 
     def interrupts(records):
         raise KeyboardInterrupt
+
+    def signals_itself(records):
+        # A real SIGINT, as a Ctrl-C sends it (it reaches the main thread).
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        return list(records)
 
     def lengths(records):
         return [{"id": r["id"], "n": len(r["text"])} for r in records]
@@ -136,6 +145,18 @@ def test_a_keyboard_interrupt_raised_by_the_function_is_not_taken_for_ctrl_c(
     assert code == 1
     assert f"{module}:interrupts raised KeyboardInterrupt itself (not a Ctrl-C)" in err
     assert not (tmp / "out.jsonl").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_real_sigint_is_still_the_interrupt_of_a_ctrl_c(workdir, capsys) -> None:
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", [{"id": i} for i in range(10)])
+    code, err = run(
+        capsys, f"{module}:signals_itself", "-i", "in.jsonl", "-o", "out.jsonl", "--workers",
+        "1", "--no-progress",
+    )  # fmt: skip
+    assert code == 1
+    assert err.strip() == f"batchpilot: error: {INTERRUPTED}"
 
 
 # ------------------------------------------------------------ large CSV/TSV fields
