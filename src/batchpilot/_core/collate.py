@@ -51,17 +51,27 @@ def _wrong_length(expected: int, got: int) -> BatchFailedError:
     return BatchFailedError(f"batch function returned {got} results, expected {expected}")
 
 
-def _length(result: Any) -> int:
+def _length(result: Any, expected: int) -> int:
     if isinstance(result, Mapping):
-        lengths = {len(value) for value in result.values()}
+        try:
+            lengths = {len(value) for value in result.values()}
+        except TypeError:
+            raise BatchFailedError(
+                f"batch function returned a dict of {type(next(iter(result.values()))).__name__}"
+                f" values; expected {expected} results: a sequence, or a dict of columns"
+                " with one entry per item"
+            ) from None
         if len(lengths) != 1:
-            raise BatchFailedError(f"dict result has values of different lengths: {lengths}")
+            raise BatchFailedError(
+                f"dict result has values of different lengths: {lengths}; expected {expected}"
+            )
         return lengths.pop()
     try:
         return len(result)
     except TypeError:
         raise BatchFailedError(
-            f"batch function must return a sequence, got {type(result).__name__}"
+            f"batch function must return a sequence, got {type(result).__name__};"
+            f" expected {expected} results, one per item"
         ) from None
 
 
@@ -72,7 +82,7 @@ def split_rows(result: Any, count: int) -> Sequence[Any]:
     each row view is then made only when its caller's result is delivered (on the
     caller's event loop, not on the worker that ran the batch).
     """
-    got = _length(result)
+    got = _length(result, count)
     if got != count:
         raise _wrong_length(count, got)
     if type(result) is np.ndarray:
@@ -134,7 +144,7 @@ class ConcatCollator:
     def split(self, result: Any, layout: Any, count: int) -> list[Any]:
         counts: list[int] = layout
         total = sum(counts)
-        got = _length(result)
+        got = _length(result, total)
         if got != total:
             raise _wrong_length(total, got)
         bounds = np.cumsum(counts)[:-1].tolist()

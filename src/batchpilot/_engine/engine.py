@@ -42,10 +42,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,10 +56,11 @@ from typing import Any
 from .._core.callables import is_async_callable
 from .._core.collate import get_collator
 from .._core.events import as_listener
-from .._core.sizing import Fixed, SizeController
+from .._core.sizing import BoundedController, Fixed, SizeController
+from .._core.validate import check_number, positive_int
 from ..errors import ClosedError, ItemTimeoutError, QueueFullError
 from .execute import BatchRunner
-from .options import EngineOptions, non_negative, positive_int
+from .options import EngineOptions
 from .policy import PlacementProbe, wait_budget
 from .queue import BoundedPriorityQueue
 from .requests import AFUTURE, CFUTURE, WAITER, Request, Waiter, deliver, item_nbytes
@@ -70,6 +74,19 @@ _WAIT_SLICE = 0.0005  # a deliberate wait re-checks its budget at least this oft
 _INLINE_ROUND = 0.005  # seconds of inline batches per loop callback before yielding the loop
 _LOOP_STOP_TIMEOUT = 1.0  # seconds close() waits for the private loop thread to stop
 _FUTURE_DONE = asyncio.Future.done
+_REAP_SLICE = 0.05  # seconds the deadline thread waits at most before looking again
+
+#: Every engine of this process, reset in a forked child (`Engine._reset_after_fork`).
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _reset_engines_after_fork() -> None:
+    for engine in list(_ENGINES):
+        engine._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_engines_after_fork)
 
 
 class _Inbox:
@@ -121,14 +138,21 @@ class _LoopThread:
 
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        """Run the loop until `stop`; whatever a callback or task raises, run it again."""
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        while not self._stopping:
+            try:
+                self.loop.run_forever()
+            except BaseException:
+                _log.exception("the private event loop of an async batch function stopped; rerun")
 
     def stop(self, timeout: float | None) -> None:
+        self._stopping = True
         try:
             self.loop.call_soon_threadsafe(self.loop.stop)
         except RuntimeError:
@@ -177,28 +201,27 @@ class Engine:
         self._batch_size_fn = options.batch_size_fn
         self._max_batch_bytes = options.max_batch_bytes
         self._budgeted = options.batch_size_fn is not None or options.max_batch_bytes is not None
-        self._item_timeout = options.item_timeout
+        # An infinite timeout is no deadline at all.
+        self._item_timeout = None if options.item_timeout == math.inf else options.item_timeout
         self._min_interval = float(options.min_batch_interval)
         self._placement = options.placement
         self._inline_allowed = all(delay == 0 for delay in options.retry.delays())
         self._probe = PlacementProbe()
         listeners = tuple(as_listener(hook) for hook in options.listeners)
         self._clock = options.clock
-        self._bare_requests = options.item_timeout is None and not listeners and not self._budgeted
+        self._bare_requests = self._item_timeout is None and not listeners and not self._budgeted
         self._queue: BoundedPriorityQueue[Request] = BoundedPriorityQueue(
             options.max_queue_size,
             options.priority_levels,
             options.clock,
-            expiring=options.item_timeout is not None,
+            expiring=self._item_timeout is not None,
         )
         self._tally = BatchTally()
         self._runner = BatchRunner(
             fn, options, self._collator, listeners, self._probe, self._record, self._queue.__len__
         )
 
-        self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)  # workers wait here for items
-        self._drained = threading.Condition(self._lock)  # close() waits here
+        self._new_locks()
         self._active = 0
         self._paused = False
         self._closing = False
@@ -218,6 +241,24 @@ class Engine:
         # Closed-loop callers expected back for the next batch: the last batch's items
         # (released, about to resubmit) plus those already waiting when it finished.
         self._expected = 0
+        # Why the engine closed itself (an internal failure), or None.
+        self._cause: BaseException | None = None
+        # Loops inside a dispatch round now (close() from an inline batch must refuse).
+        self._dispatching: set[asyncio.AbstractEventLoop] = set()
+        # The one loop that submitted so far; once a second one (or a thread caller
+        # of an async function) shows up, async batches run on the private loop only,
+        # which outlives every caller's loop.
+        self._home_loop: asyncio.AbstractEventLoop | None = None
+        self._shared = False
+        # Fails items at their deadline while every slot is busy (item_timeout only).
+        self._reaper: threading.Thread | None = None
+        _ENGINES.add(self)
+
+    def _new_locks(self) -> None:
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # workers wait here for items
+        self._drained = threading.Condition(self._lock)  # close() waits here
+        self._stop_reaping = threading.Event()
 
     # -- submitting -----------------------------------------------------------------
 
@@ -276,8 +317,10 @@ class Engine:
         """
         future = loop.create_future()
         if self._closing:
-            raise ClosedError(f"{self!r} is closed")
+            raise self._closed_error()
         if priority or not self._bare_requests:
+            if loop is not self._home_loop and self._is_async:
+                self._note_loop(loop)
             self._queue.put(self._request(item, future, AFUTURE, loop), priority, 0)
             if loop not in self._pending_loops:
                 self._schedule(loop, threadsafe=False)
@@ -286,6 +329,8 @@ class Engine:
         # touches it); the dispatch callback moves the whole inbox into the queue.
         inbox = self._inboxes.get(loop)
         if inbox is None:
+            if loop is not self._home_loop and self._is_async:
+                self._note_loop(loop)
             inbox = self._inboxes[loop] = _Inbox(self._queue.maxsize - len(self._queue))
             if loop not in self._pending_loops:
                 self._schedule(loop, threadsafe=False)
@@ -302,12 +347,33 @@ class Engine:
         """
         return await self.afuture(item, priority=priority)
 
+    def _note_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Remember the first submitting loop; a second one makes the engine shared."""
+        with self._lock:
+            if self._home_loop is None:
+                self._home_loop = loop
+            elif loop is not self._home_loop:
+                self._shared = True
+
+    def _closed_error(self) -> ClosedError:
+        if self._cause is not None:
+            return ClosedError(
+                f"{self._label()} closed itself after an internal error: {self._cause!r}"
+            )
+        return ClosedError(f"{self!r} is closed")
+
+    def _label(self) -> str:
+        """The engine's name for messages that must not call user code (unlike ``repr``)."""
+        return f"Engine({self.name or getattr(self._fn, '__name__', 'fn')!s})"
+
     def _request(
         self, item: Any, sink: Any, kind: int, loop: asyncio.AbstractEventLoop | None
     ) -> Request:
         timeout = self._item_timeout
         if self._bare_requests:  # no deadline, timestamp or budget needed
             return Request(item, sink, kind, loop, None, 0.0)
+        if timeout is not None and self._reaper is None:
+            self._start_reaper()
         now = self._clock.now()
         request = Request(item, sink, kind, loop, None if timeout is None else now + timeout, now)
         if self._budgeted:
@@ -327,7 +393,7 @@ class Engine:
         32 callers do one after another while the others wait for the GIL.
         """
         if self._closing:
-            raise ClosedError(f"{self!r} is closed")
+            raise self._closed_error()
         self._queue.put(self._request(item, sink, kind, None), priority, timeout)
         if self._is_async:
             loop = self._loop_thread().loop
@@ -366,7 +432,45 @@ class Engine:
             with self._lock:
                 if self._private_loop is None:
                     self._private_loop = _LoopThread(f"batchpilot-{self.name or 'engine'}-loop")
+                    # Thread callers of an async function: asyncio callers' batches may
+                    # hold their items, so those run on this loop too.
+                    self._shared = True
         return self._private_loop
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is not None or self._closed:
+                return
+            self._reaper = threading.Thread(
+                target=self._reap, name=f"batchpilot-{self.name or 'engine'}-deadlines", daemon=True
+            )
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        """The deadline thread: fail queued items at their deadline, even while every
+        slot is busy (a batch being formed fails them too, see `_claim`)."""
+        queue = self._queue
+        while not self._closing:
+            deadline = queue.earliest_deadline()
+            if deadline is None and not len(queue):
+                queue.wait()  # until an item is queued or the queue is closed
+                continue
+            remaining = math.inf if deadline is None else deadline - self._clock.now()
+            if remaining > 0:
+                self._stop_reaping.wait(min(remaining, _REAP_SLICE))
+                continue
+            expired = queue.expire()
+            if expired:
+                self._expire(expired, None)
+
+    def _expire(self, expired: list[Request], here: asyncio.AbstractEventLoop | None) -> None:
+        with self._lock:
+            self._tally.expired += len(expired)
+        errors = [
+            ItemTimeoutError(f"item expired after {self._item_timeout} s in the queue")
+            for _ in expired
+        ]
+        deliver(expired, errors, [False] * len(expired), here)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop, *, threadsafe: bool) -> None:
         """Arrange one `_dispatch_on` callback on ``loop`` (at most one pending per loop)."""
@@ -413,8 +517,26 @@ class Engine:
             deliver(rest, [error] * len(rest), [False] * len(rest), loop)
 
     def _dispatch_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        """One dispatch round on ``loop`` (runs as a loop callback)."""
+        """One dispatch round on ``loop`` (runs as a loop callback).
+
+        A `KeyboardInterrupt` or `SystemExit` from an inline batch (its items already
+        have it) goes on into the loop, and the round's other items wait for the next
+        one; anything else escaping is an internal failure that closes the engine.
+        """
         self._pending_loops.discard(loop)
+        self._dispatching.add(loop)
+        try:
+            self._dispatch_round(loop)
+        except (KeyboardInterrupt, SystemExit):
+            if len(self._queue) and not loop.is_closed():
+                self._schedule(loop, threadsafe=False)
+            raise
+        except BaseException as exc:
+            self._fail_engine(exc)
+        finally:
+            self._dispatching.discard(loop)
+
+    def _dispatch_round(self, loop: asyncio.AbstractEventLoop) -> None:
         inline = not self._is_async and self._staged is None and self._runs_inline(probing=True)
         until = self._clock.now() + _INLINE_ROUND
         ran = False
@@ -422,7 +544,11 @@ class Engine:
         if inbox:
             taken = 0
             if inline and not len(self._queue) and self._min_interval <= 0:
-                taken = self._run_inbox(inbox, loop, until)
+                try:
+                    taken = self._run_inbox(inbox, loop, until)
+                except BaseException:  # the untaken items wait in the queue
+                    self._requeue_pending(inbox, loop)
+                    raise
                 ran = taken > 0
             if taken < len(inbox):
                 self._queue_inbox(inbox, loop, taken)
@@ -432,9 +558,18 @@ class Engine:
             loop.call_later(delay, self._dispatch_on, loop)
             return
         if self._is_async:
+            private = self._private_loop
+            if self._shared and (private is None or loop is not private.loop):
+                self._schedule(self._loop_thread().loop, threadsafe=True)
+                return
             while self._acquire_slot():
                 batch = self._claim()
-                if batch:
+                if not batch:
+                    continue
+                if self._shared and loop is not self._loop_thread().loop:
+                    # Another loop's items may be in it (it became shared meanwhile).
+                    self._loop_thread().loop.call_soon_threadsafe(self._start_task, batch)
+                else:
                     loop.create_task(self._run_async(batch, loop))
             return
         if not inline:
@@ -452,6 +587,19 @@ class Engine:
         # callback armed now runs right after them, in that same iteration.
         if (ran or len(self._queue)) and loop not in self._pending_loops:
             self._schedule(loop, threadsafe=False)
+
+    def _requeue_pending(self, inbox: _Inbox, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue the items of ``inbox`` that have no outcome yet (a batch raised past them)."""
+        pending = [i for i, future in enumerate(inbox.futures) if not future.done()]
+        rest = _Inbox(inbox.room)
+        rest.items = [inbox.items[i] for i in pending]
+        rest.futures = [inbox.futures[i] for i in pending]
+        self._queue_inbox(rest, loop, 0)
+
+    def _start_task(self, batch: list[Request]) -> None:
+        """Run ``batch`` as a task on the private loop (this callback runs there)."""
+        loop = self._loop_thread().loop
+        loop.create_task(self._run_async(batch, loop))
 
     def _run_inbox(self, inbox: _Inbox, loop: asyncio.AbstractEventLoop, until: float) -> int:
         """Run batches straight from ``loop``'s inbox while a slot is free and time is
@@ -571,7 +719,6 @@ class Engine:
             # (no loop) never cancels, so its Waiter is not asked (a call per item)
             batch = [r for r in taken if r.loop is None or not r.sink.done()]
         with self._lock:
-            self._tally.expired += len(expired)
             self._tally.cancelled += len(taken) - len(batch)
             if batch:
                 self._in_flight[id(batch)] = batch
@@ -579,11 +726,7 @@ class Engine:
             elif slot:
                 self._release_slot_locked()
         if expired:
-            errors = [
-                ItemTimeoutError(f"item expired after {self._item_timeout} s in the queue")
-                for _ in expired
-            ]
-            deliver(expired, errors, [False] * len(expired), _running_loop())
+            self._expire(expired, _running_loop())
         return batch
 
     def _take_budgeted(self, size: int) -> tuple[list[Request], list[Request]]:
@@ -610,53 +753,91 @@ class Engine:
     # -- running batches ----------------------------------------------------------------
 
     def _worker(self) -> None:
-        """A worker thread: run batches while there are items, wait while there are none."""
-        while True:
-            # Callers the last batch released are expected back; when the cost model
-            # says they are worth waiting for, sleep until all are back (one wake-up,
-            # not one per arrival) or the wait stops paying.
-            expected = min(self._expected, self.current_batch_size)
-            patience = 0.0
-            if expected > 1 and len(self._queue) < expected:
-                patience = self.planned_wait(1, expected)
-            since = time.monotonic()
-            deliberate = False
-            with self._lock:
-                self._idle_workers += 1
-                while (
-                    self._paused
-                    or self._active >= self._max_concurrent
-                    or (not len(self._queue) and self._staged is None)
-                ):
-                    if self._closed:
-                        self._idle_workers -= 1
-                        return
-                    if patience > 0:
-                        self._wake_at = expected
-                        self._work.wait(patience)
-                        patience, deliberate = 0.0, True
-                    else:
-                        self._wake_at = 1
-                        self._work.wait()
-                self._wake_at = 1
-                self._idle_workers -= 1
-                self._active += 1
-                staged, self._staged = self._staged, None
-                spare = self._active < self._max_concurrent and len(self._queue) > 1
-            if spare:  # more items than this batch may take: let another worker start one
-                self._wake_worker()
-            if staged is not None:
-                self._runner.run_sync(staged.batch, None, staged.prepared)
-                continue
-            delay = self._interval_remaining()
-            if delay > 0:
-                self._clock.sleep(delay)
-            if self._wait_for_stragglers(expected, since) or deliberate:
+        """A worker thread: run batches while there are items, wait while there are none.
+
+        Nothing from user code ends it (`BatchRunner` gives a batch's items whatever its
+        function raised); an error of the engine's own logic here closes the engine,
+        failing every pending item with `ClosedError` naming the cause.
+        """
+        holding = False  # a slot taken and not yet handed to a batch (or released)
+        batch: list[Request] | None = None
+        try:
+            while True:
+                # Callers the last batch released are expected back; when the cost model
+                # says they are worth waiting for, sleep until all are back (one wake-up,
+                # not one per arrival) or the wait stops paying.
+                batch = None
+                expected = min(self._expected, self.current_batch_size)
+                patience = 0.0
+                if expected > 1 and len(self._queue) < expected:
+                    patience = self.planned_wait(1, expected)
+                since = time.monotonic()
+                deliberate = False
                 with self._lock:
-                    self._tally.waits += 1
-            batch = self._claim()
-            if batch:
-                self._runner.run_sync(batch, None)
+                    self._idle_workers += 1
+                    while (
+                        self._paused
+                        or self._active >= self._max_concurrent
+                        or (not len(self._queue) and self._staged is None)
+                    ):
+                        if self._closed:
+                            self._idle_workers -= 1
+                            return
+                        if patience > 0:
+                            self._wake_at = expected
+                            self._work.wait(patience)
+                            patience, deliberate = 0.0, True
+                        else:
+                            self._wake_at = 1
+                            self._work.wait()
+                    self._wake_at = 1
+                    self._idle_workers -= 1
+                    self._active += 1
+                    holding = True
+                    staged, self._staged = self._staged, None
+                    spare = self._active < self._max_concurrent and len(self._queue) > 1
+                if staged is not None:  # in flight since it was staged: the slot is its
+                    batch, holding = staged.batch, False
+                if spare:  # more items than this batch may take: let another worker start one
+                    self._wake_worker()
+                if staged is not None:
+                    self._runner.run_sync(staged.batch, None, staged.prepared)
+                    continue
+                delay = self._interval_remaining()
+                if delay > 0:
+                    self._clock.sleep(delay)
+                if self._wait_for_stragglers(expected, since) or deliberate:
+                    with self._lock:
+                        self._tally.waits += 1
+                batch = self._claim()
+                holding = False  # the batch holds the slot now, or it was released
+                if batch:
+                    self._runner.run_sync(batch, None)
+        except BaseException as exc:
+            self._fail_engine(exc, holding=holding, batch=batch)
+
+    def _fail_engine(
+        self, exc: BaseException, *, holding: bool = False, batch: list[Request] | None = None
+    ) -> None:
+        """Close the engine after an internal error: every pending item gets `ClosedError`.
+
+        ``holding``: the failing thread holds a slot no batch owns; ``batch``: the batch
+        it was running (still in flight if its outcomes were not delivered).
+        """
+        _log.error("%s failed internally and closes itself", self._label(), exc_info=exc)
+        with self._lock:
+            if self._cause is None:
+                self._cause = exc
+            self._closing = True
+            orphan = batch is not None and self._in_flight.pop(id(batch), None) is not None
+            if holding or orphan:
+                self._release_slot_locked()
+            thread = threading.current_thread()
+            if thread in self._workers:
+                self._workers.remove(thread)
+        if orphan and batch:
+            self._fail_closed([], batch)
+        self._shut_down()
 
     def _wait_for_stragglers(self, expected: int, since: float) -> bool:
         """Holding a slot, wait for released callers to resubmit while it pays (`wait_budget`).
@@ -699,9 +880,14 @@ class Engine:
 
     async def _run_async(self, batch: list[Request], loop: asyncio.AbstractEventLoop) -> None:
         """Run ``batch`` as a task on ``loop``, then dispatch again if items are waiting."""
-        await self._runner.run_async(batch, loop)
-        if len(self._queue) and loop not in self._pending_loops:
-            self._schedule(loop, threadsafe=False)
+        private = self._private_loop
+        try:
+            await self._runner.run_async(
+                batch, loop, callers_loop=private is None or loop is not private.loop
+            )
+        finally:
+            if len(self._queue) and loop not in self._pending_loops and not self._closed:
+                self._schedule(loop, threadsafe=False)
 
     def _record(
         self, size: int, duration: float, failed: int, ok: bool, batch_id: int | None
@@ -741,15 +927,15 @@ class Engine:
         """Change the hard cap on batch size; takes effect for the next batch."""
         positive_int("max_batch_size", n)
         self._max_batch_size = n
-        controller: Any = self._controller
+        controller = self._controller
         if isinstance(controller, Fixed):
             controller.set_bounds(n, n)
-        elif hasattr(controller, "set_bounds") and hasattr(controller, "min_size"):
+        elif isinstance(controller, BoundedController):
             controller.set_bounds(min(controller.min_size, n), n)
 
     def set_max_wait(self, seconds: float) -> None:
         """Change the upper bound of deliberate waits; takes effect for the next batch."""
-        non_negative("max_wait", seconds)
+        check_number("max_wait", seconds, minimum=0)
         self._max_wait = float(seconds)
 
     def close(self, timeout: float | None = None) -> None:
@@ -762,15 +948,20 @@ class Engine:
         running event loop with an ``async def`` function use `aclose`, since the
         loop cannot run batches while blocked here.
         """
-        non_negative("timeout", timeout, allow_none=True)
+        if timeout is not None:
+            check_number("timeout", timeout, minimum=0, allow_inf=True)
+            if timeout == math.inf:
+                timeout = None
+        here = _running_loop()
+        self._refuse_inside_batch(here)
         with self._lock:
             self._closing = True
             drain = not self._paused
-        here = _running_loop()
         if here is not None:
             self._flush_inbox(here)  # this loop's last items join the queue (or fail)
             if self._is_async:
                 timeout = 0.0
+        self._fail_dead_inboxes()
         if drain and (len(self._queue) or self._staged is not None):
             self._kick_all()
         with self._lock:
@@ -781,6 +972,12 @@ class Engine:
                 ),
                 timeout,
             )
+        self._shut_down()
+
+    def _shut_down(self) -> None:
+        """Refuse items, fail every one still queued or running, stop the engine's threads."""
+        with self._lock:
+            self._closing = True
         leftovers = self._queue.close()
         with self._lock:
             abandoned = [request for batch in self._in_flight.values() for request in batch]
@@ -788,9 +985,57 @@ class Engine:
             self._staged = None
             self._closed = True
             self._work.notify_all()
+            self._drained.notify_all()
+        self._stop_reaping.set()
         self._fail_closed(leftovers, abandoned)
         if self._private_loop is not None:
             self._private_loop.stop(_LOOP_STOP_TIMEOUT)
+
+    def _refuse_inside_batch(self, here: asyncio.AbstractEventLoop | None) -> None:
+        """`close` waits for running batches, so it must not run inside one."""
+        thread = threading.current_thread()
+        if thread in self._workers or (here is not None and here in self._dispatching):
+            raise RuntimeError(
+                "close() cannot be called from inside the batch function or a listener: "
+                "it waits for the running batch; call it from another thread"
+            )
+
+    def _fail_dead_inboxes(self) -> None:
+        """Fail the inbox items of closed event loops: no dispatch round will run there."""
+        for loop in [loop for loop in list(self._inboxes) if loop.is_closed()]:
+            inbox = self._inboxes.pop(loop, None)
+            self._pending_loops.discard(loop)
+            if not inbox:
+                continue
+            for future in inbox.futures:
+                if not future.done():
+                    with contextlib.suppress(RuntimeError):  # no callbacks can run there
+                        future.set_exception(ClosedError("the event loop of this item closed"))
+            with self._lock:
+                self._tally.cancelled += len(inbox)
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: start over empty, with new locks and no threads.
+
+        Only the forking thread exists in the child; the parent's workers, loop
+        threads and callers do not, and a lock one of them held would stay held.
+        Items pending at the fork belong to the parent: the child drops its copies.
+        Counters are kept.
+        """
+        self._new_locks()
+        self._queue.reset_after_fork()
+        self._active = self._idle_workers = self._expected = 0
+        self._wake_at = 1
+        self._workers = []
+        self._in_flight = {}
+        self._staged = None
+        self._pending_loops = set()
+        self._inboxes = {}
+        self._dispatching = set()
+        self._private_loop = None
+        self._home_loop = None
+        self._shared = False
+        self._reaper = None
 
     async def aclose(self, timeout: float | None = None) -> None:
         """`close` from a coroutine: waits in a thread so this loop keeps running batches."""
@@ -800,7 +1045,7 @@ class Engine:
         here = _running_loop()
         rest = []
         for request in leftovers:
-            if request.kind == CFUTURE:
+            if request.kind == CFUTURE and self._cause is None:  # else they get the cause
                 request.sink.cancel()
                 request.sink.set_running_or_notify_cancel()
             else:
@@ -809,15 +1054,20 @@ class Engine:
             self._tally.cancelled += len(leftovers) - len(rest)
         rest += abandoned
         if rest:
-            errors = [ClosedError("the engine was closed before this item finished") for _ in rest]
+            reason = "the engine was closed before this item finished"
+            if self._cause is not None:
+                reason += f" (it closed itself after an internal error: {self._cause!r})"
+            errors = [ClosedError(reason) for _ in rest]
             deliver(rest, errors, [False] * len(rest), here)
 
     # -- live state ---------------------------------------------------------------------------
 
     @property
     def queue_size(self) -> int:
-        """Items waiting now (including those not yet moved from an asyncio inbox)."""
-        return len(self._queue) + sum(map(len, list(self._inboxes.values())))
+        """Items waiting now (including those not yet moved from an asyncio inbox of a
+        loop that is still open)."""
+        inboxes = list(self._inboxes.items())
+        return len(self._queue) + sum(len(inbox) for loop, inbox in inboxes if not loop.is_closed())
 
     @property
     def active_batches(self) -> int:

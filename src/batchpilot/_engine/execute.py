@@ -7,13 +7,17 @@ per item. Only when it raises does the batch go through the isolation plan
 (retry, then bisect, `run_isolated`), whose first attempt replays that failure
 instead of calling again (`replay_first`); with ``on_error="raise"`` the plan only
 retries the whole batch. Then the engine counts the batch and frees its slot (the
-``record`` callback), the outcomes are delivered once, and listeners get a
-`BatchRecord`.
+``record`` callback), listeners get a `BatchRecord`, and the outcomes are delivered
+once (in that order, so a caller holding a result finds its batch in the metrics).
+Anything the plan does not handle (`KeyboardInterrupt`, `SystemExit`, any other
+`BaseException`, an error of the plan itself) fails the whole batch with it; the
+thread running the batch goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +32,8 @@ from .policy import PlacementProbe
 from .requests import Request, deliver
 
 __all__ = ["BatchRunner", "Recorder"]
+
+_log = logging.getLogger("batchpilot")
 
 #: ``record(size, duration, failed, ok, batch_id)``: the engine counts a finished
 #: batch, frees its slot and returns whether its outcomes are still to be delivered.
@@ -136,14 +142,21 @@ class BatchRunner:
                 call = self._plan_call(exc, lambda a, b: self.call_slice(items, a, b), size)
                 outcomes = run_isolated(call, size, self._retry, self._clock.sleep)
                 values = []
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail the batch, re-raise
-            self._finish(batch, [exc] * size, [False] * size, started, False, here)
-            raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, or isolation failed
+            self._fail_batch(batch, exc, started, here, reraise=here is not None)
+            return
         self._probe.end_sample(sample)
         self._finish_outcomes(batch, values, outcomes, started, here)
 
-    async def run_async(self, batch: list[Request], loop: asyncio.AbstractEventLoop) -> None:
-        """Run ``batch`` with the ``async def`` batch function, on ``loop`` (the running one)."""
+    async def run_async(
+        self, batch: list[Request], loop: asyncio.AbstractEventLoop, *, callers_loop: bool
+    ) -> None:
+        """Run ``batch`` with the ``async def`` batch function, on ``loop`` (the running one).
+
+        ``callers_loop``: ``loop`` belongs to the callers (not the engine's private loop),
+        so a `KeyboardInterrupt` or `SystemExit` is raised on into it after the batch
+        failed with it, as the callers' own code would.
+        """
         items = [request.item for request in batch]
         size = len(items)
         started = self._clock.now()
@@ -155,15 +168,41 @@ class BatchRunner:
                 call = self._plan_call(exc, lambda a, b: self._acall_slice(items, a, b), size)
                 outcomes = await arun_isolated(call, size, self._retry, self._asleep)
                 values = []
-        except BaseException as exc:  # cancelled (the loop is shutting down) or fatal
-            error = (
-                ClosedError("the batch was cancelled")
-                if isinstance(exc, asyncio.CancelledError)
-                else exc
-            )
+        except asyncio.CancelledError:  # the loop is shutting down, or close() gave up
+            error = ClosedError("the batch was cancelled")
             self._finish(batch, [error] * size, [False] * size, started, False, loop)
             raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, or isolation failed
+            self._fail_batch(batch, exc, started, loop, reraise=callers_loop)
+            return
         self._finish_outcomes(batch, values, outcomes, started, loop)
+
+    def _fail_batch(
+        self,
+        batch: list[Request],
+        exc: BaseException,
+        started: float,
+        here: asyncio.AbstractEventLoop | None,
+        *,
+        reraise: bool,
+    ) -> None:
+        """Give every item of ``batch`` ``exc``, which the isolation plan did not handle.
+
+        The thread or loop running the batch goes on serving (an engine thread must
+        never die of user code); ``reraise``: it is the callers' own thread or loop,
+        and a `KeyboardInterrupt` or `SystemExit` is raised on into it.
+        """
+        _log.error(
+            "%s: a batch of %d failed with %r, which isolation does not handle; "
+            "each of its items gets it",
+            self._name or "engine",
+            len(batch),
+            exc,
+        )
+        size = len(batch)
+        self._finish(batch, [exc] * size, [False] * size, started, False, here)
+        if reraise and isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise exc
 
     async def _asleep(self, seconds: float) -> None:
         if self._clock is SYSTEM_CLOCK:
@@ -203,10 +242,14 @@ class BatchRunner:
         """Record a finished batch, free its slot and deliver its outcomes (once)."""
         duration = self._clock.now() - started
         failed = 0 if oks is None else oks.count(False)
-        if self._record(len(batch), duration, failed, ok, id(batch)):
-            deliver(batch, values, oks, here)
-        if self._listeners:
-            self._emit(batch, values, oks, started, duration)
+        owned = self._record(len(batch), duration, failed, ok, id(batch))
+        # Listeners (metrics) first: whoever has a result then also sees its batch counted.
+        try:
+            if self._listeners:
+                self._emit(batch, values, oks, started, duration)
+        finally:
+            if owned:
+                deliver(batch, values, oks, here)
 
     def _emit(
         self,

@@ -20,15 +20,15 @@ from .._core.collate import Collator, get_collator
 from .._core.events import BatchListener, BatchRecord
 from .._core.retry import NO_RETRY, RetryPolicy
 from .._core.sizing import SizeController
+from .._core.validate import check_number, positive_int
+from ..errors import ConfigError
 
 __all__ = [
     "PLACEMENTS",
     "EngineOptions",
     "Placement",
     "fn_and_options_as_keywords",
-    "non_negative",
     "options_as_keywords",
-    "positive_int",
 ]
 
 Placement = Literal["auto", "inline", "thread"]
@@ -36,30 +36,6 @@ PLACEMENTS = ("auto", "inline", "thread")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def positive_int(name: str, value: int) -> int:
-    """Return ``value`` if it is an int >= 1, else raise `TypeError`/`ValueError` naming it."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def non_negative(name: str, value: float | None, *, allow_none: bool = False) -> None:
-    """Check that ``value`` is a number of seconds >= 0 (or None, if ``allow_none``).
-
-    Raises:
-        TypeError: not a number (bool is not one).
-        ValueError: negative or NaN.
-    """
-    if value is None and allow_none:
-        return
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,8 +72,9 @@ class EngineOptions:
             ``fn.__name__``.
 
     Raises:
-        TypeError: a field has the wrong type.
-        ValueError: a field is out of range.
+        ConfigError: a field has the wrong type or is out of range (a `TypeError`
+            and a `ValueError`; the message names the field). NaN is never accepted;
+            infinity only for ``item_timeout`` and ``latency_target`` (no limit).
     """
 
     max_batch_size: int = 64
@@ -124,23 +101,28 @@ class EngineOptions:
         positive_int("max_concurrent_batches", self.max_concurrent_batches)
         positive_int("max_queue_size", self.max_queue_size)
         positive_int("priority_levels", self.priority_levels)
-        non_negative("max_wait", self.max_wait)
-        non_negative("min_batch_interval", self.min_batch_interval)
-        non_negative("item_timeout", self.item_timeout, allow_none=True)
-        if self.latency_target is not None and not self.latency_target > 0:
-            raise ValueError(f"latency_target must be > 0, got {self.latency_target}")
+        check_number("max_wait", self.max_wait, minimum=0)
+        check_number("min_batch_interval", self.min_batch_interval, minimum=0)
+        if self.item_timeout is not None:  # infinity: no deadline
+            check_number("item_timeout", self.item_timeout, minimum=0, allow_inf=True)
+        if self.latency_target is not None:
+            check_number(
+                "latency_target", self.latency_target, minimum=0, strict=True, allow_inf=True
+            )
         if self.max_batch_bytes is not None:
             positive_int("max_batch_bytes", self.max_batch_bytes)
         if self.batch_size_fn is not None and not callable(self.batch_size_fn):
-            raise TypeError(f"batch_size_fn must be callable, got {self.batch_size_fn!r}")
+            raise ConfigError(f"batch_size_fn must be callable, got {self.batch_size_fn!r}")
         if not isinstance(self.retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, got {self.retry!r}")
+            raise ConfigError(f"retry must be a RetryPolicy, got {self.retry!r}")
         if self.on_error not in ("isolate", "raise"):
-            raise ValueError(f"on_error must be 'isolate' or 'raise', got {self.on_error!r}")
+            raise ConfigError(f"on_error must be 'isolate' or 'raise', got {self.on_error!r}")
         if self.placement not in PLACEMENTS:
-            raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+            raise ConfigError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
         if self.controller is not None and not isinstance(self.controller, SizeController):
-            raise TypeError(f"controller needs observe() and next_size(), got {self.controller!r}")
+            raise ConfigError(
+                f"controller needs observe() and next_size(), got {self.controller!r}"
+            )
         get_collator(self.collate)  # raises for an unknown mode or a non-collator
 
 

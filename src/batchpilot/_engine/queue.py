@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -78,7 +79,7 @@ class BoundedPriorityQueue(Generic[E]):
                 self._not_empty.notify()
 
     def _wait_for_room(self, timeout: float | None) -> None:
-        end = None if timeout is None else time.monotonic() + timeout
+        end = None if timeout is None or timeout == math.inf else time.monotonic() + timeout
         while self._count >= self.maxsize and not self._closed:
             remaining = None if end is None else end - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -158,6 +159,43 @@ class BoundedPriorityQueue(Generic[E]):
                     spent += item_cost
                 batch.append(level.popleft())
         return batch, expired
+
+    def earliest_deadline(self) -> float | None:
+        """The earliest deadline of a queued entry, or None.
+
+        Entries of one level are FIFO and the owner gives them deadlines in order
+        (one timeout for all), so only the head of each level is looked at.
+        """
+        with self._lock:
+            heads = [level[0].deadline for level in self._levels if level]
+        deadlines = [deadline for deadline in heads if deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def expire(self) -> list[E]:
+        """Remove and return the entries whose deadline has passed (from each level's head)."""
+        expired: list[E] = []
+        with self._lock:
+            now = self._clock.now()
+            for level in self._levels:
+                while level and level[0].deadline is not None and level[0].deadline <= now:
+                    expired.append(level.popleft())
+            if expired:
+                self._count -= len(expired)
+                if self._putters:
+                    self._not_full.notify(len(expired))
+        return expired
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: new locks (a parent thread may have held one), no entries.
+
+        The entries belong to callers of the parent process.
+        """
+        self._lock = threading.Lock()
+        self._not_full = threading.Condition(self._lock)
+        self._not_empty = threading.Condition(self._lock)
+        for level in self._levels:
+            level.clear()
+        self._count = self._getters = self._putters = 0
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the queue holds an entry or is closed; False on timeout."""

@@ -88,7 +88,6 @@ U = TypeVar("U")
 
 _PRIORITY_LEVELS = len(BatchPriority)
 _MISSING: Any = object()
-_RECORD_WAIT = 1.0  # seconds get_stats waits at most for records of finished batches
 _YOUNG_GENERATIONS = 1  # gc.collect(1) collects generations 0 and 1
 _NO_HEALTH: dict[str, Any] = {
     "health_status": None,
@@ -169,28 +168,10 @@ class _BatchRecorder:
         self._clock = clock
         self.stats = BatchStats(config.monitoring_window)
         self.load = _LoadMeter(config.monitoring_window, config.max_workers)
-        self._recorded = 0
-        self._recorded_changed = threading.Condition()
 
     def record_batch(self, record: BatchRecord) -> None:
-        try:
-            self._record(record)
-        finally:
-            with self._recorded_changed:
-                self._recorded += 1
-                self._recorded_changed.notify_all()
-
-    def wait_until_recorded(self, batches: int, timeout: float) -> None:
-        """Wait until ``batches`` records have arrived.
-
-        The engine may resolve a batch's futures just before it hands the batch's
-        record to its listeners; waiting here makes a `get_stats` called right after
-        ``future.result()`` include that batch (the wait lasts microseconds).
-        """
-        with self._recorded_changed:
-            self._recorded_changed.wait_for(lambda: self._recorded >= batches, timeout)
-
-    def _record(self, record: BatchRecord) -> None:
+        """Account one batch; the engine calls this before the batch's futures resolve,
+        so a `get_stats` made after ``future.result()`` includes that batch."""
         config = self._config
         if config.enable_monitoring:
             self.stats.update(
@@ -457,8 +438,6 @@ class BatchProcessor(Generic[T, U]):
         ``stuck_batches``, ``last_health_check`` (None before the first check).
         """
         engine = self._engine
-        if engine is not None:
-            self._recorder.wait_until_recorded(engine.statistics().batches, _RECORD_WAIT)
         stats: dict[str, Any] = dict(self._recorder.stats.get_stats())
         stats.update(
             current_batch_size=self._current_batch_size,

@@ -12,6 +12,7 @@ from batchpilot import Fixed, RetryPolicy
 from batchpilot._engine.engine import Engine
 from batchpilot._engine.options import EngineOptions
 from batchpilot.batching import Batcher, batch
+from batchpilot.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -106,3 +107,40 @@ def test_an_engine_takes_options_or_keywords_not_both(engines: list[Engine]) -> 
         Engine(ident, EngineOptions(), max_batch_size=5)
     with pytest.raises(TypeError, match="callable"):
         Engine(42, EngineOptions())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("latency_target", "x"),
+        ("latency_target", True),
+        ("latency_target", float("nan")),
+        ("max_wait", float("inf")),
+        ("min_batch_interval", float("inf")),
+        ("min_batch_interval", float("nan")),
+        ("item_timeout", float("nan")),
+        ("max_batch_bytes", True),
+        ("max_batch_size", 2.0),
+    ],
+)
+def test_a_hostile_value_is_a_config_error_naming_its_field(field: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=field):
+        EngineOptions(**{field: value})
+
+
+def test_infinity_means_no_limit_where_a_limit_is_optional() -> None:
+    options = EngineOptions(item_timeout=float("inf"), latency_target=float("inf"))
+    assert options.item_timeout == float("inf") and options.latency_target == float("inf")
+
+
+def test_the_engine_setters_use_the_same_checks() -> None:
+    engine = Engine(ident, collate="list")
+    try:
+        with pytest.raises(ConfigError, match="max_batch_size"):
+            engine.set_max_batch_size(True)
+        with pytest.raises(ConfigError, match="max_wait"):
+            engine.set_max_wait(float("nan"))
+        with pytest.raises(ConfigError, match="timeout"):
+            engine.close(timeout="1")  # type: ignore[arg-type]
+    finally:
+        engine.close()

@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from batchpilot import online
 from batchpilot._core.events import BatchRecord, as_listener
+from batchpilot.metrics import PrometheusMetrics
 from batchpilot.online import BatchProcessor, BatchProcessorConfig, BatchStats
 from batchpilot.testing import FakeClock
 
@@ -47,9 +49,9 @@ Factory = Callable[..., BatchProcessor[Any, Any]]
 class Tally:
     """A listener that lets a test wait until the records of N items have arrived.
 
-    The engine may resolve a batch's futures before its listeners run, so tests that
-    read statistics wait here instead of on the futures alone. It forwards to the
-    test's own collector first, so that collector has seen the records too.
+    Some tests submit with ``enqueue`` (no future to wait on) and wait here instead.
+    It forwards to the test's own collector first, so that collector has seen the
+    records too.
     """
 
     def __init__(self, forward: Any = None) -> None:
@@ -340,8 +342,8 @@ def test_repr_shows_live_state(make: Factory) -> None:
 
 
 def test_get_stats_right_after_a_result_includes_that_batch(make: Factory) -> None:
-    """The engine may resolve futures just before it emits the batch's record;
-    get_stats waits for the records of every batch the engine has finished."""
+    """The engine hands a batch's record to the listeners before it resolves the
+    batch's futures, so whoever holds a result finds its batch in get_stats."""
     processor = make()
     recording = threading.Event()
     release = threading.Event()
@@ -357,13 +359,36 @@ def test_get_stats_right_after_a_result_includes_that_batch(make: Factory) -> No
     processor.start(lambda items: items)
     future = processor.enqueue_predict(1)
     assert recording.wait(5)  # the engine has finished the batch and is emitting its record
-    seen: list[dict[str, Any]] = []
-    reader = threading.Thread(target=lambda: seen.append(processor.get_stats()))
-    reader.start()
-    reader.join(0.05)
-    assert reader.is_alive()  # get_stats waits for the record ...
+    assert not future.done()  # ... and the caller has no result before it is recorded
     release.set()
-    reader.join(5)
-    assert seen[0]["batch_count"] == 1  # ... and then includes it
-    assert seen[0]["throughput"] > 0
     assert future.result(5) == 1
+    seen = processor.get_stats()
+    assert seen["batch_count"] == 1
+    assert seen["throughput"] > 0
+
+
+def test_a_prometheus_scrape_right_after_a_result_includes_that_batch(make: Factory) -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    futures: list[Any] = []
+    done_when_counted: list[bool] = []
+
+    class Exporter:
+        """The exporter's listener, noting whether the callers had results already."""
+
+        def record_batch(self, record: BatchRecord) -> None:
+            metrics.record_batch(record)
+            done_when_counted.extend(future.done() for future in futures)
+
+    processor = make(Exporter())
+    processor.start(lambda items: items)
+    processor.pause()
+    futures.extend(processor.enqueue_predict(i) for i in range(3))
+    processor.resume()
+    assert [future.result(5) for future in futures] == [0, 1, 2]
+    assert done_when_counted == [False, False, False]
+    scrape = generate_latest(registry).decode()
+    assert (
+        'batchpilot_items_total{engine="online",name="BatchProcessor",outcome="succeeded"} 3.0'
+        in scrape
+    )
