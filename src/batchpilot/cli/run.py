@@ -7,7 +7,12 @@ Failed records go to ``OUT.errors.jsonl`` with their line numbers. While the job
 runs, its output is written in segments and its progress committed to the job
 file (``OUT.job.sqlite``, or ``--job``), so ``--resume`` continues a killed run
 from where it got, reading only the rest of the input. The job file and the
-segments are deleted when the job completes.
+segments are deleted when the job completes. One run at a time uses a job (a
+lock on ``JOB.lock``, see `job.JobLock`). ``--retry-failed`` runs FUNC again
+over the records the failures list names and appends their results;
+``--address`` runs the chunks on an existing Dask or Ray cluster. A
+``SystemExit`` or ``KeyboardInterrupt`` raised by FUNC stops the run as an
+error (`StoppedByFunction`), never as a success.
 """
 
 from __future__ import annotations
@@ -578,8 +583,7 @@ def run_job(
             outcome = _execute(
                 plan, guard(_as_batch_function(fn, per_item), systematic_failures),
                 function=function, workers=workers, executor=executor, address=address,
-                batch_size=batch_size,
-                line_column=line_column, fail_fast=fail_fast,
+                batch_size=batch_size, line_column=line_column, fail_fast=fail_fast,
                 rules=StopRules(systematic_failures, max_failures), progress=progress,
                 metrics_port=metrics_port, abandon_on_interrupt=abandon_on_interrupt,
             )  # fmt: skip
