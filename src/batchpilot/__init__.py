@@ -14,11 +14,20 @@ from ._core.retry import RetryPolicy
 from ._core.sizing import AIMD, Fixed, LinearCostModel, SizeController, TargetLatency
 from ._core.stats import BatchStats
 from .batching import Batcher, batch
-from .bulk import BulkProgress, BulkRun, ItemFailure, JobMismatchError, map_batches
+from .bulk import (
+    BulkProgress,
+    BulkRun,
+    ItemFailure,
+    JobFileError,
+    JobInUseError,
+    JobMismatchError,
+    map_batches,
+)
 from .errors import (
     BatchFailedError,
     BatchpilotError,
     ClosedError,
+    ConfigError,
     ItemTimeoutError,
     QueueFullError,
 )
@@ -45,9 +54,12 @@ __all__ = [
     "BulkProgress",
     "BulkRun",
     "ClosedError",
+    "ConfigError",
     "Fixed",
     "ItemFailure",
     "ItemTimeoutError",
+    "JobFileError",
+    "JobInUseError",
     "JobMismatchError",
     "LinearCostModel",
     "PrioritizedItem",
