@@ -21,10 +21,11 @@ import os
 import pickle
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from .._core.lifeline import exit_with_owner
 
 __all__ = [
     "EXECUTOR_NAMES",
@@ -125,47 +126,9 @@ DEFAULT_START_METHOD = (
 )
 """How `ProcessExecutor` starts workers unless told otherwise."""
 
-PARENT_POLL_SECONDS = 0.25
-"""How often a pool worker checks that the process that started it is alive."""
-
 
 class ShippingError(TypeError):
     """A task or its arguments could not be pickled to send them to a worker process."""
-
-
-def _is_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and (on Linux) is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if sys.platform != "linux":
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
-def _exit_with_owner(owner: int) -> None:
-    """Pool worker initializer: a daemon thread ends the worker once ``owner`` is gone.
-
-    ``owner`` is the process that created the pool. Under ``forkserver`` a
-    worker's parent is the fork server, which itself lives until every worker
-    exits, so the owner's pid is watched as well as a change of parent.
-    """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent and _is_alive(owner):
-            time.sleep(PARENT_POLL_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="batchpilot-owner-watch", daemon=True).start()
 
 
 def _run_shipped(payload: bytes) -> Any:
@@ -208,7 +171,7 @@ class ProcessExecutor(_PoolExecutor):
             self._pool = cf.ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context(self.start_method),
-                initializer=_exit_with_owner,
+                initializer=exit_with_owner,
                 initargs=(os.getpid(),),
             )
         return self._pool

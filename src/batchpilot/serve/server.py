@@ -27,6 +27,7 @@ from typing import Any
 
 import uvicorn
 
+from .._core.lifeline import exit_with_owner
 from .app import ServeApp
 
 __all__ = ["run", "serve_app"]
@@ -168,6 +169,7 @@ def _supervise(
 def _worker_main(argv: list[str]) -> int:
     """Entry of one worker process: ``FD JSON`` (the shared socket and the app spec)."""
     fd, spec = int(argv[0]), json.loads(argv[1])
+    exit_with_owner(os.getppid())  # no orphan keeps serving after a SIGKILLed supervisor
     sock = socket.socket(fileno=fd)
     os.environ.setdefault("BATCHPILOT_SERVE_WORKER", str(os.getpid()))
     app = ServeApp(spec["target"], **spec["options"])

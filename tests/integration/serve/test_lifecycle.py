@@ -96,3 +96,29 @@ def test_a_worker_that_exits_stops_the_supervisor_with_an_error(serve):
     worker = int(next(x for x in server.log_lines() if x.startswith("setup")).split()[1])
     os.kill(worker, signal.SIGKILL)
     assert server.process.wait(20) != 0
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_supervisor_is_killed(serve):
+    """SIGKILL gives the supervisor no chance to drain: its workers must not serve on."""
+    server = serve("serve_models:WhoAmI", "--workers", "2")
+    server.wait_until(
+        lambda: len([x for x in server.log_lines() if x.startswith("setup")]) == 2,
+        what="both workers' setup()",
+    )
+    workers = [int(x.split()[1]) for x in server.log_lines() if x.startswith("setup")]
+    server.process.kill()
+    server.process.wait(10)
+    server.wait_until(
+        lambda: not any(_alive(pid) for pid in workers), timeout=10, what="the workers to exit"
+    )
+    assert _refuses_connections(server.port)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
