@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._core.pidlock import LockHeldError, PidLock
 from .common import CliError
 from .records_io import Position
 
@@ -56,20 +55,15 @@ def input_identity(path: Path) -> dict[str, Any]:
 
 
 class JobLock:
-    """An exclusive, non-blocking ``flock`` on ``JOB.lock``, which holds the holder's pid.
-
-    The lock file is removed on `release` (while still locked); `acquire`
-    retries when the file it locked is no longer the one at the path. Where
-    ``fcntl`` does not exist (Windows), no lock is taken.
-    """
+    """The job's `PidLock` on ``JOB.lock``: a second run of the job gets a `CliError`."""
 
     def __init__(self, job: Path) -> None:
         self.job = job
-        self.path = job.with_name(job.name + ".lock")
-        self._fd: int | None = None
+        self._lock = PidLock(job)
+        self.path = Path(self._lock.path)
 
     def __repr__(self) -> str:
-        return f"JobLock({str(self.path)!r}, held={self._fd is not None})"
+        return f"JobLock({str(self.path)!r}, held={self._lock.held})"
 
     def acquire(self) -> None:
         """Take the lock.
@@ -78,42 +72,20 @@ class JobLock:
             CliError: Another process holds it (the message names its pid), or the
                 lock file cannot be created.
         """
-        if sys.platform == "win32" or self._fd is not None:
-            return
-        import fcntl
-
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise CliError(f"cannot create the lock file {self.path}: {exc}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pid = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
-                os.close(fd)
-                raise CliError(
-                    f"job {self.job} in use by pid {pid} (another batchpilot run of it holds "
-                    f"{self.path.name}); wait for that run to end, or pass --job FILE to use "
-                    "another job file"
-                ) from None
-            try:
-                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
-            if current:
-                break
-            os.close(fd)  # its holder removed it as we opened it: lock the new one
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode("ascii"))
-        self._fd = fd
+        try:
+            self._lock.acquire()
+        except LockHeldError as held:
+            raise CliError(
+                f"job {self.job} in use by pid {held.pid if held.pid is not None else '?'} "
+                f"(another batchpilot run of it holds {self.path.name}); wait for that run "
+                "to end, or pass --job FILE to use another job file"
+            ) from None
+        except OSError as exc:
+            raise CliError(f"cannot create the lock file {self.path}: {exc}") from None
 
     def release(self) -> None:
         """Remove the lock file and unlock; idempotent."""
-        if self._fd is not None:
-            self.path.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release()
 
 
 @dataclass
