@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import inspect
 import json
 import os
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .._core.targets import TargetImportError, import_target
 from .common import (
     EXIT_FAILED_ITEMS,
     EXIT_OK,
@@ -231,24 +231,10 @@ def load_function(spec: str) -> Callable[..., Any]:
     Raises:
         CliError: Bad spec, module not importable, or no such callable.
     """
-    module_name, sep, qualname = spec.partition(":")
-    if not sep or not module_name or not qualname:
-        raise CliError(f"expected MODULE:FUNC, got {spec!r}")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CliError(f"cannot import module {module_name!r}: {exc}") from None
-    except (Exception, SystemExit) as exc:
-        raise CliError(
-            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from None
-    for part in qualname.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise CliError(f"module {module_name!r} has no function {qualname!r}") from None
+        target = import_target(spec, placeholder="FUNC", noun="function")
+    except TargetImportError as exc:
+        raise CliError(str(exc)) from None
     if not callable(target):
         raise CliError(f"{spec} is not callable (it is a {type(target).__name__})")
     return target

@@ -12,13 +12,12 @@ A target is
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .._core.targets import TargetImportError, import_target
 
 __all__ = ["Model", "TargetError", "load_model", "resolve_target"]
 
@@ -55,23 +54,10 @@ def resolve_target(target: Any) -> Any:
     """
     if not isinstance(target, str):
         return target
-    module_name, sep, qualname = target.partition(":")
-    if not sep or not module_name or not qualname:
-        raise TargetError(f"expected MODULE:ATTR, got {target!r}")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        resolved: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise TargetError(
-            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from None
-    for part in qualname.split("."):
-        try:
-            resolved = getattr(resolved, part)
-        except AttributeError:
-            raise TargetError(f"module {module_name!r} has no attribute {qualname!r}") from None
-    return resolved
+        return import_target(target)
+    except TargetImportError as exc:
+        raise TargetError(str(exc)) from None
 
 
 def load_model(
