@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import pickle
 import shutil
@@ -226,3 +227,57 @@ def test_a_journal_written_by_batchpilot_0_1_still_opens(tmp_path: Path) -> None
     }
     assert stats["quarantined_entries"] == 0
     assert rows(path, "journal_info") == [("format", "2")]
+
+
+# data/journal_format2_{json,pickle}.sqlite: written before the codec moved to
+# batchpilot._core.codec: queue_entry(entry, "src", f"u{i}", priority=i % 3) for
+# each entry below, then close() without flushing.
+JOURNALED: list[Any] = [
+    None,
+    True,
+    2**80,
+    -0.5,
+    float("inf"),
+    "naïve \u2603",
+    "lone \udcff",
+    b"\x00\xff",
+    bytearray(b"ab"),
+    (1, (2, "3")),
+    [1, [2.5, None]],
+    {"a": {"b": [1, 2]}, "__bp__": "x"},
+    {1: "one", (2, 3): b"pair"},
+    {"s", 3},
+    frozenset({1, 2}),
+]
+
+
+def test_a_json_journal_written_before_the_core_codec_still_opens(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    shutil.copy(DATA / "journal_format2_json.sqlite", path)
+    got, stats = recover(path)
+    assert stats["quarantined_entries"] == 0
+    assert sorted(item.uuid for item in got) == sorted(f"u{i}" for i in range(18))
+    by_uuid = {item.uuid: item.entry for item in got}
+    back = [by_uuid[f"u{i}"] for i in range(18)]
+    assert back[:15] == JOURNALED
+    assert [type(value) for value in back[:15]] == [type(value) for value in JOURNALED]
+    assert type(back[9][1]) is tuple
+    np.testing.assert_array_equal(back[15], np.arange(6, dtype=np.int16).reshape(2, 3))
+    np.testing.assert_array_equal(back[16], np.array(["ab", "c"]))
+    assert back[15].dtype == np.int16 and back[17] == np.float32(1.25)
+    assert type(back[17]) is np.float32
+
+
+def test_a_pickle_journal_written_before_the_core_codec_needs_the_opt_in(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    shutil.copy(DATA / "journal_format2_pickle.sqlite", path)
+    trusted = tmp_path / "trusted.sqlite"
+    shutil.copy(path, trusted)
+    got, stats = recover(trusted, serializer="pickle")
+    assert [item.entry for item in got] == [{"k": (1, 2)}, datetime.date(2026, 12, 2)]
+    assert stats["quarantined_entries"] == 0
+    got, stats = recover(path)  # without the opt-in: plain data only, the date is refused
+    assert [item.entry for item in got] == [{"k": (1, 2)}]
+    assert stats["quarantined_entries"] == 1
+    (quarantined,) = rows(path, "quarantined_entries")
+    assert quarantined[1] == "u0" and "datetime.date" in quarantined[6]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pathlib
 import pickle
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,44 @@ def test_a_json_job_is_not_resumed_with_another_serializer(tmp_path: Path) -> No
 def test_an_unknown_serializer_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="serializer"):
         map_batches(lambda xs: xs, range(3), job=str(tmp_path / "j"), serializer="yaml")
+
+
+# ------------------------------------------------------------- files already written
+
+# data/job-format2-{json,pickle}.sqlite: written before the codec moved to
+# batchpilot._core.codec, by map_batches(fn, range(21), batch_size=4, job=...,
+# serializer=...) where fn returned STORED[i] for item i and raised for items
+# 18..20 (ValueError, a class of the script's own, BatchFailedError; the pickle
+# file's second one is a KeyError, as a pickle names its classes).
+STORED: list[Any] = [
+    *RICH[:5],
+    math.nan,
+    "text",
+    "naïve \u2603",
+    *RICH[6:],
+]
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_a_format_2_job_file_written_before_the_core_codec_still_resumes(
+    tmp_path: Path, serializer: str
+) -> None:
+    job = tmp_path / "job.sqlite"
+    shutil.copy(Path(__file__).parent / "data" / f"job-format2-{serializer}.sqlite", job)
+
+    def never(xs: list[int]) -> list[Any]:
+        raise AssertionError(f"chunk {xs} was computed again, not read from the file")
+
+    resumed = list(map_batches(never, range(21), batch_size=4, job=str(job), serializer=serializer))
+    assert math.isnan(resumed[5])  # NaN equals nothing: checked apart
+    pairs = list(zip(STORED, resumed[:18], strict=True))
+    assert all(same(a, b) for index, (a, b) in enumerate(pairs) if index != 5)
+    for failure, index in zip(resumed[18:], (18, 19, 20), strict=True):
+        assert isinstance(failure, ItemFailure) and (failure.index, failure.item) == (index, index)
+    errors = [failure.error for failure in resumed[18:]]
+    assert [str(error) for error in errors[::2]] == ["bad value", "whole"]
+    assert [type(error) for error in errors[::2]] == [ValueError, BatchFailedError]
+    if serializer == "json":
+        assert isinstance(errors[1], StoredError) and errors[1].type_name == "__main__.Odd"
+    else:
+        assert type(errors[1]) is KeyError
