@@ -43,7 +43,7 @@ _TAG_TEXT = f'"{TAG}"'
 _SCALARS = frozenset({type(None), bool, int, float, str})
 _STR = frozenset({str})
 
-Node = dict[str, Any]
+_Node = dict[str, Any]
 
 
 class Unstorable(TypeError):
@@ -64,7 +64,7 @@ class TreeCodec:
         bytes_key: str,
         ascii_only: bool,
         sets: bool = False,
-        encoders: Mapping[type, Callable[[Any], Node]] | None = None,
+        encoders: Mapping[type, Callable[[Any], _Node]] | None = None,
     ) -> None:
         """A codec for one format.
 
@@ -80,7 +80,7 @@ class TreeCodec:
         self._ascii = ascii_only
         self._sets = sets
         self._encoders = dict(encoders or {})
-        self._decoders: dict[str, Callable[[Node], Any]] = {
+        self._decoders: dict[str, Callable[[_Node], Any]] = {
             "dict": lambda node: {k: v for k, v in node[items_key]},
             "tuple": lambda node: tuple(node[items_key]),
             "bytes": lambda node: base64.b64decode(node[bytes_key], validate=True),
@@ -101,13 +101,13 @@ class TreeCodec:
             Unstorable: ``value`` holds something that is not plain data.
         """
         try:
-            tree = self.tree(value)
+            tree = self._tree(value)
         except RecursionError:
             raise Unstorable("a value nested too deeply (or containing itself)") from None
         text = json.dumps(tree, separators=(",", ":"), ensure_ascii=self._ascii)
         return text.encode("utf-8", "surrogatepass")
 
-    def loads(self, data: bytes, decoders: Mapping[str, Callable[[Node], Any]] = {}) -> Any:
+    def loads(self, data: bytes, decoders: Mapping[str, Callable[[_Node], Any]] = {}) -> Any:
         """The value stored in ``data``; ``decoders`` read the caller's own tags.
 
         Raises:
@@ -118,7 +118,7 @@ class TreeCodec:
             return json.loads(text)
         table = {**self._decoders, **decoders} if decoders else self._decoders
 
-        def untag(node: Node) -> Any:
+        def untag(node: _Node) -> Any:
             tag = node.get(TAG)
             if tag is None:
                 return node
@@ -129,7 +129,7 @@ class TreeCodec:
 
         return json.loads(text, object_hook=untag)
 
-    def tree(self, value: Any) -> Any:
+    def _tree(self, value: Any) -> Any:
         """``value`` as JSON-ready data, tagging what JSON cannot say itself.
 
         Raises:
@@ -141,16 +141,16 @@ class TreeCodec:
         if kind is list:
             if _SCALARS.issuperset(map(type, value)):
                 return value
-            return [v if type(v) in _SCALARS else self.tree(v) for v in value]
+            return [v if type(v) in _SCALARS else self._tree(v) for v in value]
         if kind is dict:
             if TAG not in value and _STR.issuperset(map(type, value)):
                 if _SCALARS.issuperset(map(type, value.values())):
                     return value  # JSON says it as it is
-                return {k: v if type(v) in _SCALARS else self.tree(v) for k, v in value.items()}
-            pairs = [[self.tree(k), self.tree(v)] for k, v in value.items()]
+                return {k: v if type(v) in _SCALARS else self._tree(v) for k, v in value.items()}
+            pairs = [[self._tree(k), self._tree(v)] for k, v in value.items()]
             return {TAG: "dict", self._items: pairs}
         if kind is tuple or (self._sets and kind in (set, frozenset)):
-            return {TAG: kind.__name__, self._items: [self.tree(v) for v in value]}
+            return {TAG: kind.__name__, self._items: [self._tree(v) for v in value]}
         if kind is bytes or (self._sets and kind is bytearray):
             return {TAG: kind.__name__, self._bytes: base64.b64encode(value).decode("ascii")}
         for cls, encode in self._encoders.items():
@@ -160,7 +160,7 @@ class TreeCodec:
             return self._numpy_tree(value)
         raise Unstorable(f"a {kind.__module__}.{kind.__qualname__} ({value!r:.80})")
 
-    def _numpy_tree(self, value: Any) -> Node:
+    def _numpy_tree(self, value: Any) -> _Node:
         import numpy as np
 
         if not isinstance(value, np.ndarray | np.generic):
@@ -175,7 +175,7 @@ class TreeCodec:
             self._bytes: base64.b64encode(array.tobytes()).decode("ascii"),  # C order
         }
 
-    def _ndarray(self, node: Node) -> Any:
+    def _ndarray(self, node: _Node) -> Any:
         import numpy as np
 
         dtype = np.dtype(node["dtype"])
