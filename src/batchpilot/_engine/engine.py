@@ -450,7 +450,7 @@ class Engine:
         """The deadline thread: fail queued items at their deadline, even while every
         slot is busy (a batch being formed fails them too, see `_claim`)."""
         queue = self._queue
-        while not self._closing:
+        while not self._closed:
             deadline = queue.earliest_deadline()
             if deadline is None and not len(queue):
                 queue.wait()  # until an item is queued or the queue is closed
@@ -464,8 +464,12 @@ class Engine:
                 self._expire(expired, None)
 
     def _expire(self, expired: list[Request], here: asyncio.AbstractEventLoop | None) -> None:
+        """Fail ``expired`` with `ItemTimeoutError`; those their callers cancelled stay so."""
+        live = [request for request in expired if not request.cancelled()]
         with self._lock:
-            self._tally.expired += len(expired)
+            self._tally.expired += len(live)
+            self._tally.cancelled += len(expired) - len(live)
+        expired = live
         errors = [
             ItemTimeoutError(f"item expired after {self._item_timeout} s in the queue")
             for _ in expired
@@ -560,7 +564,9 @@ class Engine:
         if self._is_async:
             private = self._private_loop
             if self._shared and (private is None or loop is not private.loop):
-                self._schedule(self._loop_thread().loop, threadsafe=True)
+                private_loop = self._loop_thread().loop
+                if private_loop not in self._pending_loops:
+                    self._schedule(private_loop, threadsafe=True)
                 return
             while self._acquire_slot():
                 batch = self._claim()
@@ -903,8 +909,8 @@ class Engine:
         except Exception:
             _log.exception("batch-size controller %r failed", self._controller)
         with self._lock:
-            self._tally.add_batch(size, duration, failed, ok)
             owned = batch_id is None or self._in_flight.pop(batch_id, None) is not None
+            self._tally.add_batch(size, duration, failed, ok, owned)
             self._expected = size + len(self._queue)
             self._release_slot_locked()
         return owned
@@ -996,8 +1002,9 @@ class Engine:
         thread = threading.current_thread()
         if thread in self._workers or (here is not None and here in self._dispatching):
             raise RuntimeError(
-                "close() cannot be called from inside the batch function or a listener: "
-                "it waits for the running batch; call it from another thread"
+                "close() cannot be called from inside the batch function, a listener or a "
+                "future's done-callback: it waits for the engine's own threads; call it "
+                "from another thread"
             )
 
     def _fail_dead_inboxes(self) -> None:
@@ -1011,8 +1018,6 @@ class Engine:
                 if not future.done():
                     with contextlib.suppress(RuntimeError):  # no callbacks can run there
                         future.set_exception(ClosedError("the event loop of this item closed"))
-            with self._lock:
-                self._tally.cancelled += len(inbox)
 
     def _reset_after_fork(self) -> None:
         """In a forked child: start over empty, with new locks and no threads.

@@ -244,8 +244,9 @@ class BatchRunner:
         failed = 0 if oks is None else oks.count(False)
         owned = self._record(len(batch), duration, failed, ok, id(batch))
         # Listeners (metrics) first: whoever has a result then also sees its batch counted.
+        # A batch whose items close() already failed reports nothing: none got its result.
         try:
-            if self._listeners:
+            if self._listeners and owned:
                 self._emit(batch, values, oks, started, duration)
         finally:
             if owned:

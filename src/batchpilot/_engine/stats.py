@@ -113,16 +113,23 @@ class BatchTally:
         self.cancelled = 0
         self.waits = 0
 
-    def add_batch(self, size: int, duration: float, failed: int, ok: bool) -> None:
+    def add_batch(
+        self, size: int, duration: float, failed: int, ok: bool, delivered: bool = True
+    ) -> None:
         """Count a finished batch of ``size`` items, ``failed`` of them failed; a batch
-        whose first attempt succeeded (``ok``) also trains the cost model."""
+        whose first attempt succeeded (``ok``) also trains the cost model.
+
+        ``delivered`` False: `close` already gave its items `ClosedError`, so they
+        count as neither succeeded nor failed.
+        """
         if ok:
             self._model.add(size, duration)
             self._unfitted += 1
         self.batches += 1
-        self.items += size
-        self.succeeded += size - failed
-        self.failed += failed
+        if delivered:
+            self.items += size
+            self.succeeded += size - failed
+            self.failed += failed
         self.failed_batches += not ok
         self.busy_time += duration
 
