@@ -77,7 +77,7 @@ class TreeCodec:
         """
         self._items = items_key
         self._bytes = bytes_key
-        self._ascii = ascii_only
+        self._json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=ascii_only)
         self._sets = sets
         self._encoders = dict(encoders or {})
         self._decoders: dict[str, Callable[[_Node], Any]] = {
@@ -104,7 +104,7 @@ class TreeCodec:
             tree = self._tree(value)
         except RecursionError:
             raise Unstorable("a value nested too deeply (or containing itself)") from None
-        text = json.dumps(tree, separators=(",", ":"), ensure_ascii=self._ascii)
+        text = self._json.encode(tree)  # built once: json.dumps builds one per call
         return text.encode("utf-8", "surrogatepass")
 
     def loads(self, data: bytes, decoders: Mapping[str, Callable[[_Node], Any]] = {}) -> Any:

@@ -323,7 +323,8 @@ class BatchStateManager:
                 was journaled or queued.
         """
         started = time.perf_counter()
-        priority = _check_priority(priority)
+        if type(priority) is not int or priority not in PRIORITIES:
+            priority = _check_priority(priority)  # the common case skips two calls
         key = uuid if type(uuid) is str else _uuid_key(uuid)
         if not key:
             raise ConfigError("uuid must be a non-empty string")
@@ -817,11 +818,21 @@ class BatchStateManager:
         """
         entries = job.entries
         size = len(entries)
+        if self._abandoned:
+            return
+        reply: list[None] | Exception = self._attempt(job, 0, size, delivery)
+        if not isinstance(reply, Exception):
+            return  # delivered whole: the common case needs no plan
         policy = self._retry
         plan = isolation_plan(size, policy)
-        attempt = next(plan)
-        whole_error: Exception | None = None
+        next(plan)  # its first attempt, the whole batch, was the call above
+        whole_error: Exception | None = reply
         while True:
+            try:
+                attempt = plan.send(reply)
+            except StopIteration as done:
+                outcomes: list[Outcome] = done.value
+                break
             bisecting = (attempt.start, attempt.stop) != (0, size)
             if self._abandoned or (
                 bisecting
@@ -831,18 +842,13 @@ class BatchStateManager:
                 plan.close()
                 delivery.fail_unsettled(entries, whole_error, keep=self._abandoned)
                 return
-            if not bisecting and whole_error is not None:
+            if not bisecting:
                 delivery.retries += 1
             if attempt.delay > 0:
                 self._clock.sleep(attempt.delay)
             reply = self._attempt(job, attempt.start, attempt.stop, delivery)
             if not bisecting:
                 whole_error = reply if isinstance(reply, Exception) else None
-            try:
-                attempt = plan.send(reply)
-            except StopIteration as done:
-                outcomes: list[Outcome] = done.value
-                break
         for index, outcome in enumerate(outcomes):
             if not outcome.ok:
                 delivery.failures.append((index, outcome.value))
