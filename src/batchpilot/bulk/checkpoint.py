@@ -7,12 +7,12 @@ default, so opening a job file never runs code from it; pickle by opt-in).
 Each chunk is committed in its own transaction, so a crash or SIGKILL loses at
 most the chunks that were still running.
 
-One process at a time uses a job file: an OS lock (``flock``) on the sidecar
-file ``<job>.lock`` is held while it is open, and a second opener gets
-`JobInUseError` naming the holder's pid. A damaged file (truncated, overwritten,
-a payload that does not decode or does not match its index range) raises
-`JobFileError` naming the file, never a raw sqlite or pickle error, and never
-yields fewer results than items.
+One process at a time uses a job file: the core's `PidLock` (an OS ``flock``
+on the sidecar file ``<job>.lock``, removed on close) is held while it is open,
+and a second opener gets `JobInUseError` naming the holder's pid. A damaged
+file (truncated, overwritten, a payload that does not decode or does not match
+its index range) raises `JobFileError` naming the file, never a raw sqlite or
+pickle error, and never yields fewer results than items.
 
 A job is identified by the file, the format version and the input, never by
 the function object, so a rerun in a new process resumes. A rerun checks the
@@ -27,11 +27,11 @@ import hashlib
 import os
 import pickle
 import sqlite3
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import Any
 
+from .._core.pidlock import LockHeldError, PidLock
 from ..errors import BatchpilotError
 from .runner import ItemFailure
 from .serialize import SERIALIZERS, decode, encode
@@ -120,49 +120,24 @@ def _damaged(path: str, error: BaseException) -> JobFileError:
     )
 
 
-class _Lock:
-    """An exclusive, non-blocking ``flock`` on ``<job>.lock``, which records the holder's pid.
-
-    Where ``fcntl`` does not exist (Windows), no lock is taken.
-    """
-
-    def __init__(self, job_path: str) -> None:
-        self.path = job_path + ".lock"
-        self._file: IO[str] | None = None
-        if sys.platform == "win32":
-            return
-        import fcntl
-
-        try:
-            handle = open(self.path, "a+")  # noqa: SIM115 (held until release)
-        except OSError as error:
-            raise JobFileError(
-                f"cannot create the lock file {self.path} of job file {job_path}: {error}"
-            ) from error
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            text = handle.read().strip()
-            handle.close()
-            pid = int(text) if text.isdigit() else None
-            raise JobInUseError(
-                f"job file {job_path} is in use by pid {pid if pid is not None else '?'} "
-                f"(it holds {self.path}); wait for that run to finish or stop it, "
-                "or use another job file",
-                pid,
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._file = handle
-
-    def release(self) -> None:
-        """Unlock; idempotent. The lock file stays (removing it would race a new holder)."""
-        if self._file is not None:
-            self._file.close()  # closing the descriptor drops the flock
-            self._file = None
+def _lock(job_path: str) -> PidLock:
+    """Take the job file's `PidLock` on ``<job>.lock``, or say why not as a `JobFileError`."""
+    lock = PidLock(job_path)
+    try:
+        lock.acquire()
+    except LockHeldError as held:
+        pid = held.pid
+        raise JobInUseError(
+            f"job file {job_path} is in use by pid {pid if pid is not None else '?'} "
+            f"(it holds {lock.path}); wait for that run to finish or stop it, "
+            "or use another job file",
+            pid,
+        ) from None
+    except OSError as error:
+        raise JobFileError(
+            f"cannot create the lock file {lock.path} of job file {job_path}: {error}"
+        ) from error
+    return lock
 
 
 class JobStore:
@@ -190,7 +165,7 @@ class JobStore:
                 f"job file {self.path} is a directory; pass the path of a file (new or "
                 "written by an earlier run)"
             )
-        self._lock = _Lock(self.path)
+        self._lock = _lock(self.path)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as error:
