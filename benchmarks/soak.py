@@ -9,23 +9,31 @@ Run from the repository root::
 Each engine runs in turn for its share of ``--minutes`` (or until it has handled
 ``--items`` items) against a batch function or sink that injects faults at random:
 failing items (a permanent error for any batch holding one, so the engine must
-isolate them), failing batches (a transient error on a random call, retried) and
-slow batches (a short sleep on a random call).
+isolate them; the error carries the batch it failed on, as a database error
+carries its statement's parameters), failing batches (a transient error on a
+random call, retried) and slow batches (a short sleep on a random call).
 
 * online: `batchpilot.Batcher` (2 concurrent batches, one retry), items submitted
   from a thread in rounds; each future must complete exactly once, with the item's
   result or, for a failing item, its own error.
 * bulk: `batchpilot.map_batches` over one lazy stream for the whole run (threads,
   one retry, ordered): the k-th output must be item k's result or `ItemFailure`.
+  Results are consumed as the `BulkRun` iterator streams them and none is kept,
+  so the RSS is the engine's own (a ``list(run)`` would hold 10M results).
 * buffer: `batchpilot.buffer.BatchStateManager` with a dead letter handler, fed in
   rounds and flushed; each entry must be delivered or dead-lettered exactly once.
 
 Each engine runs in a fresh Python process, so its RSS is its own. The table:
 items handled, lost (no outcome, or the wrong one), duplicated (an outcome or a
 delivery twice), items that failed (injected), and the process RSS (psutil, after
-``gc.collect()``) at the start, after the first 20,000 items (threads, pools and
-the soak's own per-round bookkeeping are then in place) and at the end. The
-target is 0 lost, 0 duplicated and under 20 MB RSS growth over 10M items.
+``gc.collect()``) at the start, after a warm-up and at the end, with the growth
+from start and from the warm-up to the end, and that growth per million items.
+The warm-up is the first round (20,000 items: threads and the soak's own
+per-round bookkeeping are then in place) for online and buffer, and the first
+1,000,000 items for bulk, whose automatic chunk size grows from 1 to tens of
+thousands of items first: the chunks in flight, each with its items and
+results, are its working set. The target is 0 lost, 0 duplicated and under
+20 MB RSS growth over 10M items.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ FAIL_BATCH = 0.002  # share of batch calls that fail transiently
 SLOW_BATCH = 0.0005  # share of batch calls that sleep SLOW_SECONDS
 SLOW_SECONDS = 0.002
 ROUND = 20_000  # items per round (online, buffer)
+BULK_WARM_UP = 1_000_000  # bulk items before the warm RSS (chunk sizes settled)
 WAIT = 120.0  # seconds a round may take before its missing outcomes count as lost
 
 
@@ -74,8 +83,14 @@ class Tally:
     failed: int = 0
     rss_start: float = 0.0
     rss_warm: float = 0.0
+    warm_items: int = 0  # items handled when rss_warm was taken
     rss_end: float = 0.0
     seconds: float = 0.0
+
+    def warm(self, items: int) -> None:
+        """Take the warm RSS, once, after ``items`` items."""
+        if not self.warm_items:
+            self.rss_warm, self.warm_items = rss_mb(), items
 
 
 class Faults:
@@ -113,7 +128,7 @@ def make_batch_fn(faults: Faults, error: type[Exception]) -> Callable[[list[int]
     def fn(numbers: list[int]) -> list[int]:
         faults.on_call()
         if any(faults.bad(n) for n in numbers):
-            raise error("injected item failure")
+            raise error("injected item failure", numbers)
         return [result_of(n) for n in numbers]
 
     return fn
@@ -161,7 +176,7 @@ def soak_online(until: float, limit: int, faults: Faults) -> Tally:
         tally.lost += sum(count == 0 for count in completions)
         tally.items += size
         base += size
-        tally.rss_warm = tally.rss_warm or rss_mb()
+        tally.warm(tally.items)
     batcher.close()
     tally.rss_end = rss_mb()
     return tally
@@ -199,8 +214,8 @@ def soak_bulk(until: float, limit: int, faults: Faults) -> Tally:
                 tally.lost += 1
         else:
             number = (output - 1) // 2
-        if number == ROUND:
-            tally.rss_warm = rss_mb()
+        if expected == BULK_WARM_UP:
+            tally.warm(expected)
         if number < expected:
             tally.duplicated += 1
         else:
@@ -273,7 +288,7 @@ def soak_buffer(until: float, limit: int, faults: Faults) -> Tally:
             tally.failed += sink.dead[slot] > 0
         tally.items += size
         base += size
-        tally.rss_warm = tally.rss_warm or rss_mb()
+        tally.warm(tally.items)
     left = manager.close()
     tally.lost += len(left)
     tally.duplicated += sink.strangers
@@ -310,15 +325,21 @@ def run_in_child(name: str, seconds: float, limit: int, seed: int) -> Tally:
 def print_table(tallies: list[Tally]) -> None:
     print(
         "| engine | items | lost | duplicated | failed (injected) | seconds "
-        "| RSS start (MB) | after 20k items | end | growth from 20k (MB) |"
+        "| RSS start (MB) | warm-up (items) | RSS warm | RSS end | growth from start "
+        "| growth from warm | per 1M items after warm-up |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for t in tallies:
-        print(
-            f"| {t.engine} | {t.items:,} | {t.lost} | {t.duplicated} | {t.failed:,} "
-            f"| {t.seconds:.0f} | {t.rss_start:.1f} | {t.rss_warm:.1f} | {t.rss_end:.1f} "
-            f"| {t.rss_end - t.rss_warm:+.1f} |"
-        )
+        row = f"| {t.engine} | {t.items:,} | {t.lost} | {t.duplicated} | {t.failed:,} "
+        row += f"| {t.seconds:.0f} | {t.rss_start:.1f} "
+        if t.warm_items and t.items > t.warm_items:
+            growth = t.rss_end - t.rss_warm
+            slope = growth / (t.items - t.warm_items) * 1e6
+            row += f"| {t.warm_items:,} | {t.rss_warm:.1f} | {t.rss_end:.1f} "
+            row += f"| {t.rss_end - t.rss_start:+.1f} | {growth:+.1f} | {slope:+.2f} |"
+        else:  # too short a run to get past the warm-up
+            row += f"| - | - | {t.rss_end:.1f} | {t.rss_end - t.rss_start:+.1f} | - | - |"
+        print(row)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     tallies = [
         run_in_child(name, share, limit, args.seed + index) for index, name in enumerate(ENGINES)
     ]
+    length = f"{minutes:g} min" if minutes != float("inf") else f"{limit:,} items per engine"
     print(
-        f"soak: {minutes:g} min, faults: {FAIL_ITEM:.2%} items, {FAIL_BATCH:.1%} calls fail, "
+        f"soak: {length}, faults: {FAIL_ITEM:.2%} items, {FAIL_BATCH:.1%} calls fail, "
         f"{SLOW_BATCH:.2%} calls sleep {SLOW_SECONDS * 1000:g} ms"
     )
     print_table(tallies)

@@ -53,6 +53,7 @@ from .runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
 from .serialize import SERIALIZERS, StoredError
 
 __all__ = [
+    "HISTORY_LIMIT",
     "BulkProgress",
     "BulkRun",
     "ChunkExecutor",
@@ -69,6 +70,14 @@ _log = logging.getLogger("batchpilot")
 
 TAIL_BALANCE_DURATION = 0.02
 """Chunks expected to take less (seconds) are not split to balance the end of a run."""
+
+HISTORY_LIMIT = 10_000
+"""`BulkRun.batch_size_history` keeps the sizes of this many latest chunks.
+
+Bounded so that a long job of small chunks (``batch_size=1``, a slow function)
+does not grow by a list entry per chunk; ``stats()["chunks_processed"]`` counts
+every chunk.
+"""
 
 BatchSize = int | Literal["auto"] | SizeController
 
@@ -193,7 +202,7 @@ class BulkRun(Iterator[Any]):
         self._is_async = executor.kind == "asyncio"
         self._chunk_clock = None if executor.remote else clock
         self._counters = _Counters()
-        self._history: list[int] = []
+        self._history: deque[int] = deque(maxlen=HISTORY_LIMIT)
         self._failures: list[ItemFailure[Any]] = []
         self._in_flight = 0
         self._unsettled_items = 0  # items launched whose chunk has not finished yet
@@ -259,7 +268,7 @@ class BulkRun(Iterator[Any]):
 
     @property
     def batch_size_history(self) -> list[int]:
-        """Planned sizes of every chunk run so far, oldest first (resumed chunks excluded)."""
+        """Planned sizes of the last `HISTORY_LIMIT` chunks run, oldest first (not resumed ones)."""
         return list(self._history)
 
     @property

@@ -7,6 +7,14 @@ the happy path costs one call and no per-item Python work. Failing items are
 replaced in the result list by an `ItemFailure` carrying the item's input index,
 the item and its exception.
 
+The isolation runs after the handler of the whole-chunk call's exception has
+ended, so an item's own exception does not chain to that one (``__context__``,
+"During handling of the above exception..."). Such a chain would keep the
+whole-chunk exception, and whatever it holds (often the whole chunk), alive as
+long as the item's `ItemFailure` is kept. No local names that exception either:
+its traceback holds this frame, and the pair would be a cycle that only the
+garbage collector frees, with the chunk's items and results in it.
+
 Everything here is importable by name and picklable, because process, Dask and
 Ray executors ship `run_chunk` to other processes.
 """
@@ -119,9 +127,12 @@ def run_chunk(
         def call(low: int, high: int) -> list[Any]:
             return _checked(fn(items[low:high]), high - low)
 
-        outcomes = run_isolated(replay_first(error, call), len(items), policy, clock.sleep)
-        return _finish(items, start, outcomes, clock.now() - began)
-    return ChunkResult(start, values, clock.now() - began)
+        calls = replay_first(error, call)
+    else:
+        return ChunkResult(start, values, clock.now() - began)
+    # Outside the handler: see the module docstring on chained errors.
+    outcomes = run_isolated(calls, len(items), policy, clock.sleep)
+    return _finish(items, start, outcomes, clock.now() - began)
 
 
 async def arun_chunk(
@@ -147,6 +158,9 @@ async def arun_chunk(
         async def call(low: int, high: int) -> list[Any]:
             return _checked(await fn(items[low:high]), high - low)
 
-        outcomes = await arun_isolated(replay_first(error, call), len(items), policy, asyncio.sleep)
-        return _finish(items, start, outcomes, clock.now() - began)
-    return ChunkResult(start, values, clock.now() - began)
+        calls = replay_first(error, call)
+    else:
+        return ChunkResult(start, values, clock.now() - began)
+    # Outside the handler: see the module docstring on chained errors.
+    outcomes = await arun_isolated(calls, len(items), policy, asyncio.sleep)
+    return _finish(items, start, outcomes, clock.now() - began)

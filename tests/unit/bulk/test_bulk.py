@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from batchpilot import AIMD, Fixed, RetryPolicy
 from batchpilot._core.events import BatchRecord
-from batchpilot.bulk import BulkProgress, ItemFailure, map_batches
+from batchpilot.bulk import HISTORY_LIMIT, BulkProgress, ItemFailure, map_batches
 from batchpilot.bulk.executors import SerialExecutor
 from batchpilot.errors import BatchFailedError
 from batchpilot.testing import FakeClock
@@ -525,3 +525,62 @@ def test_kept_failures_do_not_hold_their_chunk_alive() -> None:
     assert [ref() is not None for ref in refs] == [n == 3 for n in range(8)]
     (failure,) = run.failures
     assert str(failure.error) == "3 is bad"
+
+
+class BadBatch(Exception):
+    """An error that carries the batch it failed on, as many database errors do."""
+
+
+def _rows_with_refs(refs: list[weakref.ref[_Row]]) -> Iterator[_Row]:
+    for n in range(8):
+        row = _Row(n)
+        refs.append(weakref.ref(row))
+        yield row
+
+
+def _reject_row_3(batch: list[_Row]) -> list[int]:
+    if any(row.n == 3 for row in batch):
+        raise BadBatch("row 3 is bad", batch)
+    return [row.n for row in batch]
+
+
+async def _areject_row_3(batch: list[_Row]) -> list[int]:
+    return _reject_row_3(batch)
+
+
+@pytest.mark.parametrize("executor", ["serial", "threads", "asyncio"])
+def test_a_kept_failure_does_not_chain_to_its_chunks_error(executor: str) -> None:
+    """The item's error was raised while the chunk's was handled, so it kept it as
+    ``__context__``, and with it every row of the chunk the chunk's error carried.
+
+    With the garbage collector off: the rest of the chunk must be freed at once,
+    not left in a reference cycle (an exception whose traceback holds a frame
+    that names it) for the collector to find later.
+    """
+    refs: list[weakref.ref[_Row]] = []
+    fn = _areject_row_3 if executor == "asyncio" else _reject_row_3
+    gc.collect()
+    gc.disable()
+    try:
+        run = map_batches(fn, _rows_with_refs(refs), batch_size=8, executor=executor)
+        assert [isinstance(v, ItemFailure) for v in run] == [n == 3 for n in range(8)]
+        alive = [ref() is not None for ref in refs]
+    finally:
+        gc.enable()
+
+    assert alive == [n == 3 for n in range(8)]
+    (failure,) = run.failures
+    assert failure.error.args[1] == [failure.item]
+    assert failure.error.__context__ is None
+
+
+def test_batch_size_history_keeps_the_last_chunks_only() -> None:
+    """One list entry per chunk grew without bound on a long job of small chunks."""
+    run = map_batches(double, range(2 * HISTORY_LIMIT + 3), batch_size=2, executor="serial")
+    for _ in run:
+        pass
+    history = run.batch_size_history
+    assert len(history) == HISTORY_LIMIT
+    assert history[-1] == 1 and sum(history) == 2 * HISTORY_LIMIT - 1
+    assert run.stats()["chunks_processed"] == HISTORY_LIMIT + 2
+    assert run.stats()["batch_size_history"] == history
