@@ -18,8 +18,10 @@ Choices where the seed is silent or inconsistent (kept by tests):
 * ``process_func`` must return one result per item (a list of the same length);
   otherwise the batch fails as a whole with `BatchFailedError`.
 * ``error_rate`` is a fraction in [0, 1] (failed / processed items).
-* ``batch_size_history`` lists the planned size of every batch, oldest first,
-  across calls; ``total_duration`` is the wall time of all calls.
+* ``batch_size_history`` lists the planned sizes of the last
+  `~batchpilot.bulk.HISTORY_LIMIT` batches, oldest first, across calls (bounded,
+  so a long-lived processor does not grow); ``total_duration`` is the wall time
+  of all calls.
 * The ``*_async`` methods run the same engine in a worker thread
   (`asyncio.to_thread`), so the event loop is never blocked.
 """
@@ -30,7 +32,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -40,7 +42,7 @@ from .._core.events import BatchListener, BatchRecord, as_listener
 from .._core.exports import publish
 from .._core.memory import MemoryMonitor
 from .._core.sizing import Fixed, SizeController
-from ..bulk import ItemFailure, map_batches
+from ..bulk import HISTORY_LIMIT, ItemFailure, map_batches
 from ..errors import BatchFailedError
 from .strategy import (
     CHEMICAL_SOURCE_DEFAULTS,
@@ -77,7 +79,7 @@ class _Totals:
         self.failed = 0
         self.batches = 0
         self.duration = 0.0
-        self.history: list[int] = []
+        self.history: deque[int] = deque(maxlen=HISTORY_LIMIT)
         self.error_types: Counter[str] = Counter()
 
     def add(self, run_stats: dict[str, Any]) -> None:

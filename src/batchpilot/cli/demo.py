@@ -315,8 +315,8 @@ def _bulk(
             inserting += _insert(db, rows)
         seconds = time.perf_counter() - began
         stored = _count_rows(db)
-    history = run.batch_size_history
-    mean_chunk = sum(history) / len(history) if history else 0.0
+    chunks = run.progress().chunks
+    mean_chunk = work.bulk_items / chunks if chunks else 0.0
     scoring = DemoRow(
         "bulk", 'map_batches(batch_size="auto")', work.bulk_items, seconds - inserting,
         mean_batch=mean_chunk,

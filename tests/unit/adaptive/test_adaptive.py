@@ -23,6 +23,7 @@ from batchpilot.adaptive import (
     ChemicalDataBatchStrategy,
     ItemFailure,
 )
+from batchpilot.bulk import HISTORY_LIMIT
 from batchpilot.db import Database
 from batchpilot.errors import BatchFailedError
 from batchpilot.testing import FakeClock
@@ -182,6 +183,16 @@ def test_seed_basic_usage_parallel() -> None:
     history = processor.get_stats()["batch_size_history"]
     assert history[0] == 100 and sum(history) == 5000
     assert all(10 <= size <= 500 for size in history)
+
+
+def test_batch_size_history_keeps_the_last_history_limit_batches_across_calls() -> None:
+    processor = AdaptiveBatchProcessor(lambda items: items, strategy=Fixed(1), max_workers=1)
+    first = HISTORY_LIMIT // 2 + 1
+    assert processor.process_items([7] * first) == [7] * first
+    assert processor.process_items(list(range(HISTORY_LIMIT))) == list(range(HISTORY_LIMIT))
+    stats = processor.get_stats()
+    assert stats["batch_count"] == first + HISTORY_LIMIT
+    assert len(stats["batch_size_history"]) == HISTORY_LIMIT
 
 
 def test_sequential_sizes_adapt_from_measured_durations() -> None:
