@@ -46,26 +46,34 @@ class PidLock:
         """
         if sys.platform == "win32" or self._fd is not None:
             return
-        import fcntl
-
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                text = os.read(fd, 32).decode("ascii", "replace").strip()
-                os.close(fd)
-                raise LockHeldError(self.path, int(text) if text.isdigit() else None) from None
-            try:
-                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
+                current = self._lock(fd)
+                if current:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, str(os.getpid()).encode("ascii"))
+            except BaseException:
+                os.close(fd)  # never leak the descriptor, whatever failed
+                raise
             if current:
-                break
+                self._fd = fd
+                return
             os.close(fd)  # its holder removed it as we opened it: lock the new one
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode("ascii"))
-        self._fd = fd
+
+    def _lock(self, fd: int) -> bool:
+        """Lock ``fd``; True if it is still the file at ``path``."""
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode("ascii", "replace").strip()
+            raise LockHeldError(self.path, int(text) if text.isdigit() else None) from None
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
 
     def release(self) -> None:
         """Remove the lock file and unlock; idempotent."""
