@@ -269,14 +269,16 @@ class ServeApp:
         model: Model,
     ) -> tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]:
         """(status, body, extra headers) of one ``/predict`` request."""
+        # Admission is decided on arrival, before any await: a request that reached
+        # the app before the drain began is in flight, and is answered.
+        refusal = None
+        if self.draining:
+            refusal = "draining: the server is shutting down"
+        elif not self._setup_done:
+            refusal = self.setup_error or "not ready: setup() is still running"
         body = await _read_body(receive)
-        if not self._setup_done or self.draining:
-            reason = (
-                "draining: the server is shutting down"
-                if self.draining
-                else self.setup_error or "not ready: setup() is still running"
-            )
-            return 503, _error(reason), (_RETRY_AFTER,)
+        if refusal is not None:
+            return 503, _error(refusal), (_RETRY_AFTER,)
         try:
             priority, timeout = self._request_options(scope["headers"])
             item = _decode(body, model.decode)

@@ -14,6 +14,7 @@ stops the others, and the supervisor exits non-zero.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -47,12 +48,21 @@ class _DrainingServer(uvicorn.Server):
         self.app = app
         self.exit_code = 0
         self.interrupt_forces = interrupt_forces
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()  # before uvicorn installs handle_exit
+        await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.interrupt_forces and self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
             return
-        self.app.begin_drain()
+        # A signal handler runs between any two bytecodes of the loop's work. The drain
+        # begins as a loop callback instead, so every request the server has already
+        # parsed (its ASGI task is queued before the callback) is admitted and answered.
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.app.begin_drain)
         self.should_exit = True
 
     async def on_tick(self, counter: int) -> bool:
@@ -149,10 +159,12 @@ def _supervise(
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while any(child.poll() is None for child in children):
-            if not stopping and any(child.returncode is not None for child in children):
-                codes = [child.returncode for child in children]
-                _log.error("a worker exited (exit codes %s); stopping the others", codes)
+        while True:
+            exits = [child.poll() for child in children]  # every child, so each is reaped
+            if None not in exits:
+                break
+            if not stopping and any(code is not None for code in exits):
+                _log.error("a worker exited (exit codes %s); stopping the others", exits)
                 lost_a_worker = True
                 forward(signal.SIGTERM, None)
             time.sleep(0.05)

@@ -1,7 +1,8 @@
 """Targets the serve tests start servers on (imported by the server processes).
 
 ``SERVE_TEST_LOG``, when set, names a file each model appends one line to per event
-(``setup PID``, ``run ITEM``), so a test can see what the server process did.
+(``setup PID``, ``started PID``, ``admitted ITEM``, ``run ITEM``), so a test can see
+what the server processes did.
 """
 
 from __future__ import annotations
@@ -32,6 +33,27 @@ async def slow(xs: list[object]) -> list[object]:
         _log(f"run {x}")
     await asyncio.sleep(float(os.environ.get("SERVE_TEST_DELAY", "0.3")))
     return xs
+
+
+class SlowAdmitted:
+    """`slow` as a model class that logs ``started PID`` and ``admitted ITEM``.
+
+    A worker builds the model in its startup, with its signal handlers in place, and
+    serves right after: with no ``setup()`` it is ready as it starts accepting (the
+    CLI builds one in the supervisor too, to fail fast on a bad target). It
+    decodes a request once it has admitted it, just before queueing it, so
+    ``admitted`` means: this request is in flight in one of the workers.
+    """
+
+    def __init__(self) -> None:
+        _log(f"started {os.getpid()}")
+
+    def decode(self, request: object) -> object:
+        _log(f"admitted {request}")
+        return request
+
+    async def predict(self, batch: list[object]) -> list[object]:
+        return await slow(batch)
 
 
 async def fail_negative(xs: list[float]) -> list[float]:

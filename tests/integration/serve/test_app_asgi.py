@@ -12,11 +12,13 @@ import json
 from batchpilot import serve
 
 
-async def _call(app, method, path, body=b""):
+async def _call(app, method, path, body=b"", receive=None):
     sent = []
 
-    async def receive():
+    async def whole_body():
         return {"type": "http.request", "body": body, "more_body": False}
+
+    receive = receive or whole_body
 
     async def send(message):
         sent.append(message)
@@ -43,6 +45,34 @@ def test_draining_turns_ready_false_and_refuses_new_predictions():
         assert status == 503 and body["error"].startswith("draining")
         await app.shutdown()
         assert app.batcher.closed
+
+    asyncio.run(scenario())
+
+
+def test_a_prediction_that_arrived_before_the_drain_is_answered():
+    """Admission is decided when the request reaches the app, not once its body is in."""
+
+    async def scenario():
+        app = serve.app(_double)
+        await app.wait_ready()
+        rest_of_body = asyncio.get_running_loop().create_future()
+        body_pending = asyncio.Event()
+        parts = [{"type": "http.request", "body": b"4", "more_body": True}]
+
+        async def receive():
+            if parts:
+                return parts.pop()
+            body_pending.set()
+            return await rest_of_body
+
+        request = asyncio.create_task(_call(app, "POST", "/predict", receive=receive))
+        await body_pending.wait()  # the request is in flight, its body still arriving
+        app.begin_drain()
+        rest_of_body.set_result({"type": "http.request", "body": b"2", "more_body": False})
+        assert await request == (200, 84)
+        status, body = await _call(app, "POST", "/predict", b"4")  # a new one is refused
+        assert status == 503 and body["error"].startswith("draining")
+        await app.shutdown()
 
     asyncio.run(scenario())
 
