@@ -1,6 +1,8 @@
 """A real process queues entries with a journal, is killed with SIGKILL, and loses nothing.
 
-The child acknowledges every entry on stdout once ``queue_entry`` returned. Its
+The child acknowledges every entry on stdout once ``queue_entry`` returned (one
+``os.write`` per whole line, so the flush thread's "stuck" cannot garble an
+acknowledgement; the parent rejects any line it does not know). Its
 flush callback writes flushed uuids to a sink file, and after 100 entries says
 "stuck" and hangs (a stuck API), so a known part of the stream is unflushed,
 part of it in flight, when the parent kills the child mid-stream. A new manager on the same journal
@@ -10,6 +12,7 @@ must then flush every acknowledged entry that the sink does not have.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -25,19 +28,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 CHILD = textwrap.dedent(
     """
-    import sys, threading
+    import os, sys, threading
     from batchpilot.buffer import BatchProcessingConfig, BatchStateManager
 
     journal, sink_path = sys.argv[1], sys.argv[2]
     sink = open(sink_path, "a", buffering=1)
     flushed = 0
     stuck = threading.Event()
-    stdout = threading.Lock()
 
     def say(line):
-        with stdout:
-            sys.stdout.write(line + "\\n")
-            sys.stdout.flush()
+        os.write(1, (line + "\\n").encode())  # one write per whole line, from either thread
 
     def write(entries):
         global flushed
@@ -62,6 +62,21 @@ CHILD = textwrap.dedent(
 )
 
 
+LINE = re.compile(r"(id-\d+|stuck)\n")
+
+
+def messages(lines: list[str]) -> list[str]:
+    """The child's whole lines, without newlines; each must be one the protocol knows.
+
+    A last line cut short by the kill (no newline) is no message: its entry was
+    never acknowledged.
+    """
+    whole = [line for line in lines if line.endswith("\n")]
+    garbled = [line for line in whole if not LINE.fullmatch(line)]
+    assert not garbled, garbled[:5]
+    return [line[:-1] for line in whole]
+
+
 def read_sink(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
@@ -75,19 +90,19 @@ def test_sigkill_loses_no_acknowledged_entry(tmp_path: Path) -> None:
         text=True,
     )
     assert child.stdout is not None
-    lines: list[str] = []
+    raw: list[str] = []
     try:
         for line in child.stdout:  # until the flush hangs and 400 entries were acknowledged
-            lines.append(line.strip())
-            if "stuck" in lines and len(lines) > 400:
+            raw.append(line)
+            if "stuck\n" in raw and len(raw) > 400:
                 break
         os.kill(child.pid, signal.SIGKILL)
-        lines.extend(line.strip() for line in child.stdout)  # acks already in the pipe
+        raw.extend(child.stdout)  # acks already in the pipe
     finally:
         child.kill()
         child.wait(10)
     assert child.returncode == -signal.SIGKILL
-    acknowledged = [line for line in lines if line.startswith("id-")]
+    acknowledged = [line for line in messages(raw) if line.startswith("id-")]
     assert len(acknowledged) >= 400
 
     flushed_before = read_sink(sink)

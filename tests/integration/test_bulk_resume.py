@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -19,8 +20,11 @@ ITEMS = 400
 
 # The child doubles ITEMS numbers in chunks of 10 on 2 threads, with a job file.
 # It logs every item its batch function runs (to count executions across runs),
-# prints "done N" after each committed chunk, and, when STALL_AT is set, the chunk
-# holding that item blocks forever so the parent can kill the process mid-run.
+# says "done N" after each committed chunk, and, when STALL_AT is set, the chunk
+# holding that item says "stalled" and blocks forever so the parent can kill the
+# process mid-run. A worker thread says "stalled" while the consuming thread says
+# "done N", so every line is one os.write (print writes the text and the newline
+# separately: two threads could garble a line); the parent rejects any other line.
 CHILD = textwrap.dedent(
     """
     import json, os, sys, threading
@@ -31,9 +35,12 @@ CHILD = textwrap.dedent(
     log = open(log_path, "a")
     lock = threading.Lock()
 
+    def say(line):
+        os.write(1, (line + "\\n").encode())  # one write per whole line
+
     def double(xs):
         if stall_at in xs:
-            print("stalled", flush=True)
+            say("stalled")
             threading.Event().wait()
         with lock:
             log.write(" ".join(map(str, xs)) + "\\n")
@@ -41,12 +48,19 @@ CHILD = textwrap.dedent(
         return [x * 2 for x in xs]
 
     def report(progress):
-        print("done", progress.done, flush=True)
+        say(f"done {progress.done}")
 
     run = map_batches(double, range(items), batch_size=10, workers=2, job=job, on_progress=report)
-    print("result", json.dumps(list(run)), flush=True)
+    say("result " + json.dumps(list(run)))
     """
 )
+LINE = re.compile(r"(done \d+|stalled|result \[[\d, ]*\])\n")
+
+
+def message(line: str) -> str:
+    """A whole line of the child's, without its newline (it must be one the protocol knows)."""
+    assert LINE.fullmatch(line), line
+    return line[:-1]
 
 
 def start_child(job: Path, log: Path, stall_at: int | None) -> subprocess.Popen[str]:
@@ -73,10 +87,10 @@ def test_sigkill_mid_run_then_rerun_loses_and_duplicates_nothing(
     child = start_child(job, first_log, stall_at)
     assert child.stdout is not None
     seen_done, stalled = 0, False
-    for line in child.stdout:  # wait for real progress, then for the stall
-        if line.startswith("done"):
+    for line in map(message, child.stdout):  # wait for real progress, then for the stall
+        if line.startswith("done "):
             seen_done = int(line.split()[1])
-        stalled = stalled or line.startswith("stalled")
+        stalled = stalled or line == "stalled"
         if stalled and seen_done >= stall_at // 10 * 10:
             break
     child.send_signal(signal.SIGKILL)
@@ -92,7 +106,8 @@ def test_sigkill_mid_run_then_rerun_loses_and_duplicates_nothing(
     rerun = start_child(job, second_log, None)
     out, _ = rerun.communicate(timeout=30)
     assert rerun.returncode == 0
-    results = json.loads(out.splitlines()[-1].removeprefix("result "))
+    *_, last = map(message, out.splitlines(keepends=True))
+    results = json.loads(last.removeprefix("result "))
     assert results == [x * 2 for x in range(ITEMS)]  # 0 lost, 0 duplicated, in order
     rerun_items = logged_items(second_log)
     assert committed_items.isdisjoint(rerun_items)  # stored chunks were not run again
