@@ -19,6 +19,10 @@ Choices a user should know:
   `batchpilot.buffer.BatchStateManager`, keyed on each entry's uuid: with the
   buffer's journal, every acknowledged entry lands once, even after ``kill -9``.
   The sink is generic (``id_of``, ``to_record``), so other batch producers can use it.
+  `Database.bulk_writer` builds on it a batch function for
+  `batchpilot.bulk.map_batches`: each item stored once under its input index (or
+  ``key_of(item)``); with a job file, every item is in the table exactly once
+  after ``kill -9`` and a rerun.
 * **Atomicity.** ``with db.transaction() as tx:`` yields a transaction id; every
   ``batch_insert(..., transaction_id=tx)`` joins that transaction, which commits when
   the block exits normally and rolls back when it raises, so a failed batch leaves
@@ -56,6 +60,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import reprlib
 import sqlite3
 import threading
 import uuid
@@ -80,7 +85,9 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
         "batchpilot.db needs SQLAlchemy 2; install it with: pip install 'batchpilot[db]'"
     ) from _missing
 
+from ._core.callables import is_async_callable
 from ._core.clock import SYSTEM_CLOCK, Clock
+from ._core.collate import split_rows
 from ._core.retry import RetryPolicy
 from ._core.validate import check_int, check_number
 from .errors import ClosedError
@@ -460,6 +467,78 @@ class Database:
             return self.insert_idempotent(table, records, key)
 
         write_batch.__qualname__ = write_batch.__name__ = f"Database.sink({table!r}, key={key!r})"
+        return write_batch
+
+    def bulk_writer(
+        self,
+        table: str,
+        fn: Callable[[list[Any]], Any] | None = None,
+        *,
+        key: str = "item_id",
+        key_of: Callable[[Any], Any] | None = None,
+        to_record: Callable[[Any, Any], Mapping[str, Any]] | None = None,
+    ) -> Callable[[list[Any]], list[Any]]:
+        """A batch function for `batchpilot.bulk.map_batches` that stores each result once.
+
+        Each call runs ``fn`` on a chunk, then writes one row per item, keyed on
+        the item's id, through `sink` (one `insert_idempotent` transaction), and
+        returns the ids. A job file (``map_batches(..., job=...)``) records a
+        chunk only after this returned, so a ``kill -9`` costs at most the
+        chunks that were running; the rerun runs them again and their rows
+        committed before the kill are skipped: every item is in ``table`` once.
+
+        An item's id is its index in the input: pass ``enumerate(items)`` to
+        `map_batches` (``fn`` still gets the bare items). Or give ``key_of`` for
+        a unique field of each item. Ids must be unique: a second item with a
+        stored id is skipped like a replay.
+
+        Args:
+            table: an existing table whose ``key`` column is unique (e.g. made by
+                ``create_table(table, {key: int, ...}, primary_key=key)``).
+            fn: takes a list of items, returns as many results (a sequence, or
+                a dict of columns); default: each item is its own result.
+            key: the column receiving each item's id.
+            key_of: an item's stable, unique id; default: its input index, from
+                ``(index, item)`` pairs.
+            to_record: ``(item, result)`` to the row's other columns; default:
+                the result when it is a dict, else ``{"result": result}``.
+
+        Returns:
+            A batch function returning the id of each item of its chunk, so the
+            run (and its job file) holds ids, not results. It runs on threads or
+            in the calling thread (``executor="threads"`` or ``"serial"``): a
+            `Database` cannot be shipped to other processes.
+
+        Raises:
+            TypeError: ``fn`` is not callable or is ``async def``; from the
+                returned function (an `ItemFailure` per item in the run): an item
+                that is not an ``(index, item)`` pair without ``key_of``.
+        """
+        if fn is not None and not callable(fn):
+            raise TypeError(f"fn must be a batch function or None, got {type(fn).__name__}")
+        if is_async_callable(fn):
+            raise TypeError(f"bulk_writer needs a plain function, not async def: {fn!r}")
+        compute = fn if fn is not None else list
+        record_of = to_record if to_record is not None else _result_record
+        store = self.sink(table, key=key, to_record=_row_values, id_of=_row_id)
+
+        def write_batch(batch: list[Any]) -> list[Any]:
+            if key_of is None:
+                ids, items = _split_indexed(batch)
+            else:
+                ids, items = [key_of(item) for item in batch], batch
+            results = split_rows(compute(items), len(items))
+            store(
+                [
+                    _Row(item_id, record_of(item, result))
+                    for item_id, item, result in zip(ids, items, results, strict=True)
+                ]
+            )
+            return ids
+
+        write_batch.__qualname__ = write_batch.__name__ = (
+            f"Database.bulk_writer({table!r}, key={key!r})"
+        )
         return write_batch
 
     async def abatch_insert(
@@ -906,6 +985,42 @@ def _entry_record(item: Any) -> Mapping[str, Any]:
 
 def _entry_id(item: Any) -> Any:
     return item.uuid
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One item of a bulk chunk on its way into `Database.sink`: its id and columns."""
+
+    id: Any
+    values: Mapping[str, Any]
+
+
+def _row_values(row: _Row) -> Mapping[str, Any]:
+    return row.values
+
+
+def _row_id(row: _Row) -> Any:
+    return row.id
+
+
+def _result_record(_item: Any, result: Any) -> Mapping[str, Any]:
+    return result if isinstance(result, Mapping) else {"result": result}
+
+
+def _split_indexed(batch: Sequence[Any]) -> tuple[list[int], list[Any]]:
+    """The indices and the items of a chunk of ``(index, item)`` pairs from `enumerate`."""
+    for pair in batch:
+        if not (
+            isinstance(pair, tuple)
+            and len(pair) == 2
+            and isinstance(pair[0], int)
+            and not isinstance(pair[0], bool)
+        ):
+            raise TypeError(
+                f"bulk_writer without key_of needs (index, item) pairs, got "
+                f"{reprlib.repr(pair)}: pass enumerate(items) to map_batches, or give key_of"
+            )
+    return [pair[0] for pair in batch], [pair[1] for pair in batch]
 
 
 def _key_value(row: Any) -> Any:
