@@ -19,7 +19,7 @@ Choices a user should know:
   `batchpilot.buffer.BatchStateManager`, keyed on each entry's uuid: with the
   buffer's journal, every acknowledged entry lands once, even after ``kill -9``.
   The sink is generic (``id_of``, ``to_record``), so other batch producers can use it.
-  `Database.bulk_writer` builds on it a batch function for
+  `Database.bulk_writer` wraps it as a batch function for
   `batchpilot.bulk.map_batches`: each item stored once under its input index (or
   ``key_of(item)``); with a job file, every item is in the table exactly once
   after ``kill -9`` and a rerun.
@@ -481,8 +481,8 @@ class Database:
         """A batch function for `batchpilot.bulk.map_batches` that stores each result once.
 
         Each call runs ``fn`` on a chunk, then writes one row per item, keyed on
-        the item's id, through `sink` (one `insert_idempotent` transaction), and
-        returns the ids. A job file (``map_batches(..., job=...)``) records a
+        the item's id, with `insert_idempotent` (one transaction), and returns
+        the ids. A job file (``map_batches(..., job=...)``) records a
         chunk only after this returned, so a ``kill -9`` costs at most the
         chunks that were running; the rerun runs them again and their rows
         committed before the kill are skipped: every item is in ``table`` once.
@@ -520,7 +520,6 @@ class Database:
             raise TypeError(f"bulk_writer needs a plain function, not async def: {fn!r}")
         compute = fn if fn is not None else list
         record_of = to_record if to_record is not None else _result_record
-        store = self.sink(table, key=key, to_record=_row_values, id_of=_row_id)
 
         def write_batch(batch: list[Any]) -> list[Any]:
             if key_of is None:
@@ -528,12 +527,11 @@ class Database:
             else:
                 ids, items = [key_of(item) for item in batch], batch
             results = split_rows(compute(items), len(items))
-            store(
-                [
-                    _Row(item_id, record_of(item, result))
-                    for item_id, item, result in zip(ids, items, results, strict=True)
-                ]
-            )
+            records = [
+                {**record_of(item, result), key: item_id}
+                for item_id, item, result in zip(ids, items, results, strict=True)
+            ]
+            self.insert_idempotent(table, records, key)
             return ids
 
         write_batch.__qualname__ = write_batch.__name__ = (
@@ -985,22 +983,6 @@ def _entry_record(item: Any) -> Mapping[str, Any]:
 
 def _entry_id(item: Any) -> Any:
     return item.uuid
-
-
-@dataclass(frozen=True)
-class _Row:
-    """One item of a bulk chunk on its way into `Database.sink`: its id and columns."""
-
-    id: Any
-    values: Mapping[str, Any]
-
-
-def _row_values(row: _Row) -> Mapping[str, Any]:
-    return row.values
-
-
-def _row_id(row: _Row) -> Any:
-    return row.id
 
 
 def _result_record(_item: Any, result: Any) -> Mapping[str, Any]:
