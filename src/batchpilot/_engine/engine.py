@@ -448,20 +448,28 @@ class Engine:
 
     def _reap(self) -> None:
         """The deadline thread: fail queued items at their deadline, even while every
-        slot is busy (a batch being formed fails them too, see `_claim`)."""
+        slot is busy (a batch being formed fails them too, see `_claim`).
+
+        Whatever it meets (a caller's done-callback raising `KeyboardInterrupt` as an
+        expired future resolves, say) closes the engine like a worker's internal error,
+        so no item waits for a deadline thread that is gone.
+        """
         queue = self._queue
-        while not self._closed:
-            deadline = queue.earliest_deadline()
-            if deadline is None and not len(queue):
-                queue.wait()  # until an item is queued or the queue is closed
-                continue
-            remaining = math.inf if deadline is None else deadline - self._clock.now()
-            if remaining > 0:
-                self._stop_reaping.wait(min(remaining, _REAP_SLICE))
-                continue
-            expired = queue.expire()
-            if expired:
-                self._expire(expired, None)
+        try:
+            while not self._closed:
+                deadline = queue.earliest_deadline()
+                if deadline is None and not len(queue):
+                    queue.wait()  # until an item is queued or the queue is closed
+                    continue
+                remaining = math.inf if deadline is None else deadline - self._clock.now()
+                if remaining > 0:
+                    self._stop_reaping.wait(min(remaining, _REAP_SLICE))
+                    continue
+                expired = queue.expire()
+                if expired:
+                    self._expire(expired, None)
+        except BaseException as exc:
+            self._fail_engine(exc)
 
     def _expire(self, expired: list[Request], here: asyncio.AbstractEventLoop | None) -> None:
         """Fail ``expired`` with `ItemTimeoutError`; those their callers cancelled stay so."""

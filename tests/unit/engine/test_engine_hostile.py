@@ -144,6 +144,39 @@ def test_a_failure_of_the_engine_itself_closes_it_and_fails_every_pending_item(
     assert engine.closed
 
 
+def test_a_base_exception_on_the_deadline_thread_closes_the_engine_naming_it(
+    engines: list[Engine],
+) -> None:
+    """A done-callback raising as the deadline thread expires its future: that thread
+    is gone, so the engine closes itself rather than leave later items unexpired."""
+    started, release = threading.Event(), threading.Event()
+
+    def fn(items: list[Any]) -> list[Any]:
+        started.set()
+        release.wait(WAIT)
+        return items
+
+    def interrupt(future: concurrent.futures.Future[Any]) -> None:
+        raise KeyboardInterrupt
+
+    engine = Engine(fn, collate="list", max_wait=0, item_timeout=0.2)
+    engines.append(engine)
+    busy = engine.submit("busy")
+    assert started.wait(WAIT)
+    late = engine.submit("late")
+    late.add_done_callback(interrupt)
+
+    with pytest.raises(ItemTimeoutError):
+        late.result(timeout=WAIT)
+    with pytest.raises(ClosedError, match="KeyboardInterrupt"):
+        engine.submit("later").result(timeout=WAIT)  # was: pending until its caller gave up
+    with pytest.raises(ClosedError, match="KeyboardInterrupt"):
+        busy.result(timeout=WAIT)
+    release.set()
+    engine.close()  # no timeout: it must return
+    assert engine.closed
+
+
 def test_an_inline_base_exception_stops_the_loop_and_the_rest_of_its_inbox_still_runs(
     engines: list[Engine],
 ) -> None:
