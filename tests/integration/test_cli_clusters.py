@@ -2,7 +2,8 @@
 
 The Dask test starts ``dask scheduler`` and two ``dask worker`` processes, SIGKILLs
 one worker while the job runs and checks every record is in the output exactly
-once. The Ray test starts ``ray start --head --block`` in its own temp dir. Each
+once. The Ray test starts ``ray start --head --block`` in its own temp dir and runs a job
+with ``--address HOST:PORT`` and one with ``--address auto``. Each
 process started here is ended by its pid in a ``finally`` (not ``ray stop``,
 which would stop every Ray process on the machine).
 """
@@ -188,19 +189,25 @@ def test_a_job_runs_on_a_ray_cluster_started_by_ray_start(workdir) -> None:
         cleanup.enter_context(_started(head))
         address = f"127.0.0.1:{port}"
         _wait_for(lambda: _listening(port), f"the Ray head on port {port}", timeout=120)
-        job = _cli_run(tmp, module, "--executor", "ray", "--address", address, env=auth)
-        try:
-            _, err = job.communicate(timeout=180)
-        finally:
-            if job.poll() is None:
-                job.kill()
-                job.communicate(timeout=30)
-        assert job.returncode == 0, err
-        assert f"{total} items" in err
-    assert _ids(tmp / "out.jsonl") == list(range(total))
-    assert os.getpid() not in {
-        int(line.split()[0]) for line in (tmp / "calls.log").read_text().splitlines()
-    }
+        # HOST:PORT, then "auto", which finds the cluster through RAY_ADDRESS; each run's
+        # output is checked (every chunk ran in a Ray worker), then moved aside.
+        for argument, env in ((address, auth), ("auto", {**auth, "RAY_ADDRESS": address})):
+            job = _cli_run(tmp, module, "--executor", "ray", "--address", argument, env=env)
+            try:
+                _, err = job.communicate(timeout=180)
+            finally:
+                if job.poll() is None:
+                    job.kill()
+                    job.communicate(timeout=30)
+            assert job.returncode == 0, f"--address {argument}: {err}"
+            assert f"{total} items" in err
+            assert _ids(tmp / "out.jsonl") == list(range(total))
+            callers = {
+                int(line.split()[0]) for line in (tmp / "calls.log").read_text().splitlines()
+            }
+            assert job.pid not in callers and os.getpid() not in callers
+            (tmp / "out.jsonl").rename(tmp / f"out-{argument.replace(':', '-')}.jsonl")
+            (tmp / "calls.log").unlink()
 
 
 def _listening(port: int) -> bool:
