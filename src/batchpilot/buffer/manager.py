@@ -834,6 +834,8 @@ class BatchStateManager:
                 outcomes: list[Outcome] = done.value
                 break
             bisecting = (attempt.start, attempt.stop) != (0, size)
+            if attempt.delay > 0:  # a retry's back-off; close(timeout) may give up meanwhile
+                self._clock.sleep(attempt.delay)
             if self._abandoned or (
                 bisecting
                 and whole_error is not None
@@ -844,8 +846,6 @@ class BatchStateManager:
                 return
             if not bisecting:
                 delivery.retries += 1
-            if attempt.delay > 0:
-                self._clock.sleep(attempt.delay)
             reply = self._attempt(job, attempt.start, attempt.stop, delivery)
             if not bisecting:
                 whole_error = reply if isinstance(reply, Exception) else None

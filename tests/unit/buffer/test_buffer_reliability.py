@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from batchpilot.buffer import BatchStateManager, BufferedEntry, live_managers
+from batchpilot.buffer import (
+    BatchProcessingConfig,
+    BatchStateManager,
+    BufferedEntry,
+    live_managers,
+)
 from batchpilot.errors import BatchFailedError, ClosedError, ConfigError, QueueFullError
 from batchpilot.testing import FakeClock
 
@@ -567,6 +572,43 @@ def test_close_with_a_timeout_returns_the_buffered_and_reports_the_in_flight(
     assert calls == [25]  # no retry after close gave up
     assert counters(manager)["unflushed_at_close"] == 60
     assert manager.close() == []
+
+
+class HeldSleepClock(FakeClock):
+    """A fake clock whose back-off sleep holds the flusher until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(1000.0)
+        self.sleeping, self.release = threading.Event(), threading.Event()
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeping.set()
+        assert self.release.wait(5)
+        super().sleep(seconds)
+
+
+def test_a_flush_abandoned_by_close_during_its_back_off_makes_no_further_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = HeldSleepClock()
+    calls: list[int] = []
+
+    def down(entries: list[BufferedEntry]) -> None:
+        calls.append(len(entries))
+        raise ConnectionError("API down")
+
+    config = BatchProcessingConfig(size_threshold=25, enable_adaptive_sizing=False)
+    manager = BatchStateManager(
+        flush_config=config, flush_callback=down, memory_reader=lambda: 10.0, clock=clock
+    )
+    queue(manager, 25)
+    assert clock.sleeping.wait(5)  # the first attempt failed; the flusher waits to retry
+    with caplog.at_level("WARNING", logger="batchpilot.buffer"):
+        assert manager.close(timeout=0.05) == []
+    assert "25 still in a flush" in caplog.text
+    clock.release.set()
+    assert [item.uuid for item in manager.close()] == names("e", 25)
+    assert calls == [25]  # the back-off ended after close gave up: no retry
 
 
 def test_a_permanent_error_is_not_retried_and_only_bad_entries_are_dead_lettered(
