@@ -219,13 +219,17 @@ class HealthMonitor:
             )
 
     def start(self, interval: float, stop: threading.Event) -> None:
-        """Check every ``interval`` seconds on a daemon thread until ``stop`` is set."""
+        """Check every ``interval`` seconds on a daemon thread until ``stop`` is set.
+
+        Whatever a check raises (a memory reader's `KeyboardInterrupt` included, which
+        no caller waits for on this thread) is logged and checking goes on.
+        """
 
         def loop() -> None:
             while not stop.wait(interval):
                 try:
                     self.check()
-                except Exception:
+                except BaseException:
                     _log.exception("health check failed")
 
         self._thread = threading.Thread(target=loop, name="batchpilot-health", daemon=True)

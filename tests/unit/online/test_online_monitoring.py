@@ -246,6 +246,31 @@ def test_health_thread_keeps_checking_and_stop_wakes_it(make: Factory) -> None:
     assert "batchpilot-health" not in {t.name for t in threading.enumerate()}
 
 
+def test_health_thread_survives_a_base_exception_from_the_memory_reader(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    checks = threading.Semaphore(0)
+    calls = [0]
+
+    def memory() -> float:
+        calls[0] += 1
+        if calls[0] == 2:  # the thread's first check (the first is start()'s own)
+            raise KeyboardInterrupt
+        checks.release()
+        return 10.0
+
+    processor = BatchProcessor(
+        BatchProcessorConfig(health_check_interval=0.001), memory_percent=memory
+    )
+    with caplog.at_level(logging.ERROR, logger="batchpilot"):
+        processor.start(lambda batch: batch)
+        for _ in range(3):  # start()'s check, then checks after the interrupt
+            assert checks.acquire(timeout=5)  # was: the health thread died, no more checks
+        processor.stop()
+    assert calls[0] >= 4
+    assert any("health check failed" in record.getMessage() for record in caplog.records)
+
+
 def test_stop_does_not_wait_for_the_health_interval() -> None:
     processor = BatchProcessor(BatchProcessorConfig(health_check_interval=3600.0))
     processor.start(lambda batch: batch)
