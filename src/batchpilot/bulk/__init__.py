@@ -29,7 +29,7 @@ import pickle
 import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 from typing import Any, Literal
 
@@ -41,6 +41,7 @@ from .._core.retry import NO_RETRY, RetryPolicy
 from .._core.sizing import SizeController
 from .checkpoint import (
     HEAD_ITEMS,
+    DamagedChunkError,
     JobFileError,
     JobInUseError,
     JobMismatchError,
@@ -57,6 +58,7 @@ __all__ = [
     "BulkProgress",
     "BulkRun",
     "ChunkExecutor",
+    "DamagedChunkError",
     "ItemFailure",
     "JobFileError",
     "JobInUseError",
@@ -145,6 +147,7 @@ class _Counters:
     failed: int = 0
     chunks: int = 0
     resumed: int = 0
+    quarantined: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -169,6 +172,7 @@ class BulkRun(Iterator[Any]):
         workers: int | None,
         job: str | None,
         retry_failed: bool,
+        quarantine_damaged: bool,
         serializer: str,
         ordered: bool,
         progress: bool,
@@ -191,6 +195,7 @@ class BulkRun(Iterator[Any]):
         self._job = job
         self._store = JobStore(job, serializer) if job is not None else None
         self._retry_failed = retry_failed
+        self._quarantine_damaged = quarantine_damaged
         self.ordered = ordered
         self._progress_bar = progress
         self._fail_fast = fail_fast
@@ -299,6 +304,7 @@ class BulkRun(Iterator[Any]):
             "items_failed": snapshot.failed,
             "items_resumed": snapshot.resumed,
             "chunks_processed": snapshot.chunks,
+            "chunks_quarantined": self._counters.quarantined,
             "elapsed_seconds": snapshot.elapsed,
             "items_per_second": snapshot.rate,
             "error_rate": snapshot.failed / snapshot.done if snapshot.done else 0.0,
@@ -452,11 +458,24 @@ class BulkRun(Iterator[Any]):
         return _InFlight(chunk.start, future, chunk_digest, None, base, offsets, resumed)
 
     def _launch_stored(self, executor: ChunkExecutor, chunk: Chunk) -> _InFlight:
-        """A chunk from the job file; with ``retry_failed`` its stored failures run again."""
-        if not self._retry_failed:
+        """A chunk from the job file; with ``retry_failed`` its stored failures run again.
+
+        Otherwise its results are read when collected, unless ``quarantine_damaged``
+        asks to read them now: a damaged chunk is quarantined and run again whole.
+        """
+        if not (self._retry_failed or self._quarantine_damaged):
             return _InFlight(chunk.start, None, items=chunk.items)
         assert self._store is not None
-        values = self._store.load(chunk.start, chunk.items)
+        try:
+            values = self._store.load(chunk.start, chunk.items)
+        except DamagedChunkError as damaged:
+            if not self._quarantine_damaged:
+                raise
+            self._store.quarantine(damaged)
+            self._counters.quarantined += 1
+            return self._launch(executor, replace(chunk, stored=False))
+        if not self._retry_failed:
+            return _InFlight(chunk.start, None, base=values)
         offsets = [offset for offset, v in enumerate(values) if isinstance(v, ItemFailure)]
         if not offsets:
             return _InFlight(chunk.start, None, base=values)
@@ -644,6 +663,7 @@ def map_batches(
     workers: int | None = None,
     job: str | None = None,
     retry_failed: bool = False,
+    quarantine_damaged: bool = False,
     serializer: str = "json",
     ordered: bool = True,
     progress: bool = False,
@@ -675,6 +695,12 @@ def map_batches(
         retry_failed: with ``job``, run again the items the job file recorded as
             failed (their new outcomes replace the stored ones); other stored
             results are reused as they are.
+        quarantine_damaged: with ``job``, a stored chunk whose results are damaged
+            (they do not decode, or not one per item) is moved to the file's
+            ``quarantined_chunks`` table, logged, counted in
+            ``stats()["chunks_quarantined"]``, and its items run again; the other
+            chunks are read as usual. Without it such a chunk raises
+            `DamagedChunkError`. A file that cannot be read at all raises either way.
         serializer: how ``job`` stores results: ``"json"`` (plain data and numpy
             arrays; opening the file never runs code from it) or ``"pickle"`` (any
             picklable result; only for job files you trust, and needed to resume
@@ -701,6 +727,8 @@ def map_batches(
         JobMismatchError: ``job`` belongs to another input, a newer format or
             another serializer (a pickle file needs ``serializer="pickle"``).
         JobInUseError: another process (or open run) is using ``job``.
+        DamagedChunkError: (a `JobFileError`, from the iterator) a stored chunk
+            of ``job`` is damaged, without ``quarantine_damaged``.
         JobFileError: ``job`` is damaged, or a directory.
     """
     if not callable(fn):
@@ -730,6 +758,10 @@ def map_batches(
         raise ValueError(f"serializer must be one of {SERIALIZERS}, got {serializer!r}")
     if retry_failed and job is None:
         raise ValueError("retry_failed=True needs a job file (job=...) to take failures from")
+    if not isinstance(quarantine_damaged, bool):
+        raise TypeError(f"quarantine_damaged must be a bool, got {quarantine_damaged!r}")
+    if quarantine_damaged and job is None:
+        raise ValueError("quarantine_damaged=True needs a job file (job=...)")
     return BulkRun(
         fn,
         items,
@@ -739,6 +771,7 @@ def map_batches(
         workers=workers,
         job=job,
         retry_failed=retry_failed,
+        quarantine_damaged=quarantine_damaged,
         serializer=serializer,
         ordered=ordered,
         progress=progress,

@@ -12,7 +12,10 @@ on the sidecar file ``<job>.lock``, removed on close) is held while it is open,
 and a second opener gets `JobInUseError` naming the holder's pid. A damaged
 file (truncated, overwritten, a payload that does not decode or does not match
 its index range) raises `JobFileError` naming the file, never a raw sqlite or
-pickle error, and never yields fewer results than items.
+pickle error, and never yields fewer results than items. A damaged chunk (its
+payload alone, the rest of the file readable) is a `DamagedChunkError`; by
+opt-in, `quarantine` moves its row to the file's ``quarantined_chunks`` table
+with the reason, so its items can be computed again.
 
 A job is identified by the file, the format version and the input, never by
 the function object, so a rerun in a new process resumes. A rerun checks the
@@ -24,9 +27,11 @@ is overwritten. A file written by a newer format version is refused the same way
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +44,7 @@ from .serialize import SERIALIZERS, decode, encode
 __all__ = [
     "FORMAT_VERSION",
     "HEAD_ITEMS",
+    "DamagedChunkError",
     "JobFileError",
     "JobInUseError",
     "JobMismatchError",
@@ -65,6 +71,18 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 """
 
+# Created by the first quarantine, so a file is only changed by what a run writes.
+_QUARANTINE_SCHEMA = """CREATE TABLE IF NOT EXISTS quarantined_chunks (
+    start INTEGER PRIMARY KEY,
+    stop INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    quarantined_at REAL NOT NULL
+)"""
+
+_log = logging.getLogger("batchpilot")
+
 
 class JobFileError(BatchpilotError, ValueError):
     """A job file cannot be used: damaged, not a file, in use, or not this job's.
@@ -76,6 +94,22 @@ class JobFileError(BatchpilotError, ValueError):
 
 class JobMismatchError(JobFileError):
     """A job file belongs to another input or to a newer format; it was left untouched."""
+
+
+class DamagedChunkError(JobFileError):
+    """One stored chunk's results are damaged; the rest of the job file can be read.
+
+    Attributes:
+        start: the chunk's first input index.
+        stop: one past its last.
+        reason: what is wrong with its payload.
+    """
+
+    def __init__(self, message: str, start: int, stop: int, reason: str) -> None:
+        super().__init__(message)
+        self.start = start
+        self.stop = stop
+        self.reason = reason
 
 
 class JobInUseError(JobFileError):
@@ -117,6 +151,19 @@ def _damaged(path: str, error: BaseException) -> JobFileError:
         f"job file {path} is damaged ({type(error).__name__}: {error}); its results "
         "cannot be trusted. Delete it (and its -wal/-shm files) to start the job over, "
         "or restore it from a backup."
+    )
+
+
+def _damaged_chunk(path: str, start: int, stop: int, error: BaseException) -> DamagedChunkError:
+    reason = f"{type(error).__name__}: {error}"
+    return DamagedChunkError(
+        f"job file {path} is damaged ({reason}); the results of items {start}..{stop} "
+        "cannot be trusted. Delete it (and its -wal/-shm files) to start the job over, "
+        "restore it from a backup, or pass quarantine_damaged=True to set those results "
+        "aside in the file and compute them again.",
+        start,
+        stop,
+        reason,
     )
 
 
@@ -286,8 +333,9 @@ class JobStore:
 
         Raises:
             KeyError: no chunk starts there.
-            JobFileError: the payload does not decode, or holds a different number
-                of results than its range has items, or failures of other items.
+            DamagedChunkError: the payload does not decode, or holds a different
+                number of results than its range has items, or failures of other items.
+            JobFileError: the file cannot be read.
         """
         stop = self._stops[start][0]
         with self._reading():
@@ -296,16 +344,48 @@ class JobStore:
             ).fetchone()
             if row is None:
                 raise _damaged(self.path, KeyError(f"chunk {start}..{stop} vanished"))
+        try:
             values = decode(self.serializer, bytes(row[0]), start, items)
+        except _UNDECODABLE as error:
+            raise _damaged_chunk(self.path, start, stop, error) from error
         if not isinstance(values, list) or len(values) != stop - start:
             count = len(values) if isinstance(values, list) else type(values).__name__
-            raise _damaged(self.path, ValueError(f"chunk {start}..{stop} holds {count} results"))
+            problem = ValueError(f"chunk {start}..{stop} holds {count} results")
+            raise _damaged_chunk(self.path, start, stop, problem)
         if any(
             isinstance(v, ItemFailure) and v.index != start + offset
             for offset, v in enumerate(values)
         ):
-            raise _damaged(self.path, ValueError(f"chunk {start}..{stop} misplaces a failure"))
+            problem = ValueError(f"chunk {start}..{stop} misplaces a failure")
+            raise _damaged_chunk(self.path, start, stop, problem)
         return values
+
+    def quarantine(self, damaged: DamagedChunkError) -> None:
+        """Move the damaged chunk's row to ``quarantined_chunks`` with the reason, and log it.
+
+        Its items count as not done: the run computes them again and commits them
+        as a new chunk. The quarantined row is kept for inspection.
+        """
+        start = damaged.start
+        with self._reading(), self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(_QUARANTINE_SCHEMA)
+            self._db.execute(
+                "INSERT OR REPLACE INTO quarantined_chunks"
+                " (start, stop, digest, payload, reason, quarantined_at)"
+                " SELECT start, stop, digest, payload, ?, ? FROM chunks WHERE start = ?",
+                (damaged.reason, time.time(), start),
+            )
+            self._db.execute("DELETE FROM chunks WHERE start = ?", (start,))
+        del self._stops[start]
+        _log.warning(
+            "job file %s: the results of items %d..%d were damaged; moved them to its "
+            "quarantined_chunks table and computing them again (%s)",
+            self.path,
+            start,
+            damaged.stop,
+            damaged.reason,
+        )
 
     @property
     def total(self) -> int | None:

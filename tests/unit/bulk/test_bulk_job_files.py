@@ -141,3 +141,104 @@ def test_an_unstorable_result_in_a_job_is_the_documented_type_error(
         list(map_batches(local_results, range(5), job=job, serializer=serializer))
     assert not isinstance(error.value, AttributeError)
     assert "item 0" in str(error.value)
+
+
+# ------------------------------------------------ quarantine of damaged chunks (opt-in)
+
+
+class Counting:
+    """Doubles; remembers every item it ran."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def __call__(self, xs: list[int]) -> list[int]:
+        self.seen.extend(xs)
+        return double(xs)
+
+
+def quarantined_rows(path: Path) -> list[tuple[int, int, str]] | None:
+    """The quarantined chunks, or None if the file has no quarantine table."""
+    with sqlite3.connect(path) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        rows = None
+        if "quarantined_chunks" in tables:
+            rows = db.execute("SELECT start, stop, reason FROM quarantined_chunks").fetchall()
+    db.close()
+    return rows
+
+
+DAMAGE = {
+    "garbage": lambda serializer: b"\x80\x05not a pickle at all",
+    "too few": lambda serializer: ENCODE[serializer]([2400, 2402, 2404]),
+    "not a list": lambda serializer: ENCODE[serializer]({"a": 1}),
+}
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_with_the_opt_in_a_damaged_chunk_is_quarantined_and_computed_again(
+    tmp_path: Path, serializer: str, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = finished_job(tmp_path, serializer)
+    set_payload(path, 1200, DAMAGE[damage](serializer))
+    with pytest.raises(JobFileError, match="quarantine_damaged=True") as error:
+        rerun(path, serializer)  # without the opt-in: the clear error, nothing changed
+    assert (error.value.start, error.value.stop) == (1200, 1300)  # type: ignore[attr-defined]
+    assert quarantined_rows(path) is None
+
+    fn = Counting()
+    run = map_batches(
+        fn, range(ITEMS), batch_size=100, job=str(path), serializer=serializer,
+        quarantine_damaged=True,
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="batchpilot"):
+        assert list(run) == [x * 2 for x in range(ITEMS)]
+    assert fn.seen == list(range(1200, 1300))  # only the damaged chunk ran again
+    assert run.stats()["chunks_quarantined"] == 1
+    assert run.stats()["items_resumed"] == ITEMS - 100
+    [(start, stop, reason)] = quarantined_rows(path) or []
+    assert (start, stop) == (1200, 1300) and reason
+    assert f"job file {path}: the results of items 1200..1300 were damaged" in caplog.text
+
+    again = Counting()  # the recomputed chunk was committed: the file is whole again
+    run = map_batches(again, range(ITEMS), batch_size=100, job=str(path), serializer=serializer)
+    assert list(run) == [x * 2 for x in range(ITEMS)] and again.seen == []
+
+
+def test_a_quarantined_crafted_pickle_never_runs(tmp_path: Path) -> None:
+    path, marker = finished_job(tmp_path), tmp_path / "pwned"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE chunks SET payload = ? WHERE start = 0",
+            (pickle.dumps([_Marker(marker)] * 100),),
+        )
+    db.close()
+    run = map_batches(double, range(ITEMS), batch_size=100, job=str(path), quarantine_damaged=True)
+    assert list(run) == [x * 2 for x in range(ITEMS)]
+    assert not marker.exists() and [row[:2] for row in quarantined_rows(path) or []] == [(0, 100)]
+
+
+class _Marker:
+    """Unpickling this creates the marker file: a stand-in for arbitrary code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.touch, (Path(self.path),))
+
+
+def test_the_opt_in_does_not_hide_a_file_that_cannot_be_read(tmp_path: Path) -> None:
+    path = finished_job(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 9 // 10])
+    with pytest.raises(JobFileError, match="Delete it") as error:
+        list(map_batches(double, range(ITEMS), batch_size=100, job=str(path),
+                         quarantine_damaged=True))  # fmt: skip
+    assert_clear(error, path)
+
+
+def test_quarantine_damaged_needs_a_job_file() -> None:
+    with pytest.raises(ValueError, match="needs a job file"):
+        map_batches(double, range(3), quarantine_damaged=True)
