@@ -1,4 +1,5 @@
-"""Every ``bash`` example of docs/cli.md runs as written, in order, in an empty folder."""
+"""Every ``bash`` example of docs/cli.md runs as written, in order, in an empty folder;
+the docs name every option of ``batchpilot run`` and the README every install extra."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "cli.md"
 
 
 def examples() -> list[str]:
@@ -23,6 +25,29 @@ def test_the_docs_have_examples_for_each_part_of_run() -> None:
     options = ("--if-exists", "--schema", "--line-column", "--resume", "--retry-failed", "-i -")
     for option in (*options, ".zst"):
         assert option in text, option
+
+
+def test_the_option_table_has_every_option_of_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "batchpilot", "run", "--help"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    options = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", done.stdout)) - {"--help"}
+    assert len(options) > 10, done.stdout
+    rows = re.findall(r"^\| `(--[a-z-]+)", DOC.read_text(encoding="utf-8"), re.M)
+    assert sorted(options - set(rows)) == []
+
+
+def test_the_readme_says_which_extra_each_feature_needs() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    table = pyproject.split("[project.optional-dependencies]\n")[1].split("\n[")[0]
+    extras = set(re.findall(r"^([a-z-]+) = ", table, re.M))  # no tomllib on Python 3.10
+    assert {"io", "serve", "all"} <= extras, table
+    install = (ROOT / "README.md").read_text(encoding="utf-8").split("## Install it into")[1]
+    section = install.split("\n## ")[0]
+    assert "python -m build" in section and "git+https://" in section
+    named = set(re.findall(r"^\|[^|]*\| `([a-z-]+)`", section, re.M))
+    assert sorted(extras - {"dev"} - named) == []
 
 
 @pytest.mark.slow
