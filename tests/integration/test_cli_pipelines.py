@@ -8,6 +8,7 @@ that reads only what is left, and clean exits.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -174,6 +175,53 @@ def test_replace_in_a_parquet_dataset_replaces_only_the_named_table(workdir, cap
     assert run(capsys, *argv, "--no-progress", "--if-exists", "replace")[0] == 0
     assert pq.read_table(tmp / "lake" / "penguins").column("id").to_pylist() == [0, 1, 2, 3]
     assert pq.read_table(tmp / "lake" / "customers").to_pylist() == [{"name": "ada"}]
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../lake", "sub/table", "ABSOLUTE", ""])
+def test_a_dataset_table_must_be_one_folder_name_so_replace_stays_inside(
+    workdir, capsys, name: str
+) -> None:
+    tmp, module = workdir
+    (tmp / "data" / "lake").mkdir(parents=True)
+    precious = tmp / "data" / "precious.parquet"  # beside the dataset, not part of it
+    pq.write_table(pa.table({"n": [1]}), precious)
+    pq.write_table(pa.table({"n": [2]}), tmp / "data" / "lake" / "root.parquet")
+    write_jsonl(tmp / "in.jsonl", records(3))
+    table_name = str(tmp / "data") if name == "ABSOLUTE" else name
+    code, err = run(
+        capsys, f"{module}:double", "-i", "in.jsonl", "-o", "data/lake", "--table", table_name,
+        "--if-exists", "replace", "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--table {table_name!r} is not a folder name" in err
+    # replace used to delete every *.parquet of data/lake/TABLE, here data/ or data/lake/
+    assert pq.read_table(precious).to_pylist() == [{"n": 1}]
+    assert sorted(p.name for p in (tmp / "data").rglob("*")) == [
+        "lake", "precious.parquet", "root.parquet",
+    ]  # fmt: skip
+
+
+def test_an_existing_directory_as_output_is_a_dataset_only_when_asked(
+    workdir, capsys, monkeypatch
+) -> None:
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", records(3))
+    (tmp / "scores.sqlite").mkdir()
+    argv = [f"{module}:double", "-i", "in.jsonl", "--no-progress"]
+    code, err = run(capsys, *argv, "-o", "scores.sqlite")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "output is a directory, not a file: scores.sqlite" in err
+    assert list((tmp / "scores.sqlite").iterdir()) == [] and leftovers(tmp, "scores.sqlite") == []
+    # a trailing / asks for a dataset in that folder
+    assert run(capsys, *argv, "-o", "scores.sqlite/")[0] == 0
+    assert pq.read_table(tmp / "scores.sqlite" / "results").num_rows == 3
+    # so does the current folder, "." (its job file used to be an unexpected ValueError)
+    (tmp / "lake").mkdir()
+    monkeypatch.chdir(tmp / "lake")
+    code, err = run(capsys, argv[0], "-i", "../in.jsonl", "-o", ".", "--no-progress")
+    assert code == 0, err
+    assert pq.read_table(tmp / "lake" / "results").num_rows == 3
+    assert leftovers(tmp, "lake") == []
 
 
 def test_appending_to_a_csv_with_another_header_is_refused(workdir, capsys) -> None:
@@ -350,6 +398,11 @@ def test_csv_columns_are_typed_by_inference_or_by_schema(workdir, capsys) -> Non
         capsys, f"{module}:echo", "-i", "in.csv", "-o", "o.jsonl", "--schema", "nope:int"
     )
     assert code == 2 and "--schema names columns the input does not have: ['nope']" in err
+    code, err = run(
+        capsys, f"{module}:echo", "-i", "in.csv", "-o", "o.jsonl", "--schema", "zip:int,zip:str"
+    )
+    assert code == 2 and "--schema gives column 'zip' twice" in err  # was: the last one won
+    assert not (tmp / "o.jsonl").exists()
 
 
 def test_sqlite_columns_get_declared_types(workdir, capsys) -> None:
@@ -378,6 +431,67 @@ def test_the_line_column_carries_the_input_line_into_each_row(workdir, capsys) -
         {"line": 1, "id": 0, "y": 2},
         {"line": 3, "id": 1, "y": 4},
     ]
+
+
+def test_a_line_column_that_a_result_already_has_is_exit_2(workdir, capsys) -> None:
+    tmp, module = workdir
+    write_jsonl(tmp / "in.jsonl", records(3))
+    code, err = run(
+        capsys, f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl", "--line-column", "y",
+        "--no-progress",
+    )  # fmt: skip
+    # the result's "y" used to win silently: the rows had no line numbers
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--line-column 'y': the results have a key 'y' already" in err
+    assert not (tmp / "out.jsonl").exists() and leftovers(tmp, "out.jsonl") == []
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(workdir, capsys) -> None:
+    tmp, module = workdir
+    (tmp / "in.csv").write_bytes(b"\xef\xbb\xbfid,x\n1,2\n2,3\n")
+    code, err = run(capsys, f"{module}:echo", "-i", "in.csv", "-o", "out.sqlite", "--no-progress")
+    assert code == 0, err
+    with sqlite3.connect(tmp / "out.sqlite") as db:
+        assert [row[1] for row in db.execute("PRAGMA table_info(results)")] == ["id", "x"]
+    code, err = run(
+        capsys, f"{module}:double", "-i", "in.csv", "-o", "out.jsonl", "--schema", "id:str",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert read_jsonl(tmp / "out.jsonl") == [{"id": "1", "y": 4}, {"id": "2", "y": 6}]
+
+
+@pytest.mark.parametrize(("name", "text"), [("in.jsonl", ""), ("in.csv", ""), ("in.csv", "id,x\n")])
+def test_an_input_of_no_records_gives_an_empty_output(workdir, capsys, name, text) -> None:
+    tmp, module = workdir
+    (tmp / name).write_text(text)
+    code, err = run(capsys, f"{module}:double", "-i", name, "-o", "out.csv", "--no-progress")
+    assert code == 0 and "0 items" in err, err
+    assert (tmp / "out.csv").read_text() == "" and leftovers(tmp, "out.csv") == []
+
+
+UNICODE_COLUMNS = ["id", "prénom", "名前", "a b", 'x"y', "Straße"]
+
+
+@pytest.mark.parametrize("output", ["o.sqlite", "o.csv", "o.tsv.gz", "o.parquet", "lake/"])
+def test_unicode_column_names_reach_every_output(workdir, capsys, output: str) -> None:
+    tmp, module = workdir
+    (tmp / "in.csv").write_text('id,prénom,名前,"a b","x""y",Straße\n1,é,日本,s,q,ß\n', "utf-8")
+    code, err = run(capsys, f"{module}:echo", "-i", "in.csv", "-o", output, "--no-progress")
+    assert code == 0, err
+    path, values = tmp / output, [1, "é", "日本", "s", "q", "ß"]
+    if output.endswith(".sqlite"):
+        with sqlite3.connect(path) as db:
+            cursor = db.execute("SELECT * FROM results")
+            rows = [dict(zip([c[0] for c in cursor.description], r, strict=True)) for r in cursor]
+    elif output.endswith(("/", ".parquet")):
+        rows = pq.read_table(path / "results" if output.endswith("/") else path).to_pylist()
+    else:
+        data = gzip.decompress(path.read_bytes()) if output.endswith(".gz") else path.read_bytes()
+        delimiter = "\t" if ".tsv" in output else ","
+        header, *lines = csv.reader(data.decode("utf-8").splitlines(), delimiter=delimiter)
+        rows, values = [dict(zip(header, line, strict=True)) for line in lines], ["1", *values[1:]]
+    assert rows == [dict(zip(UNICODE_COLUMNS, values, strict=True))]
 
 
 # ---------------------------------------------------------------- 4. resume

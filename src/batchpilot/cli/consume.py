@@ -23,7 +23,7 @@ from ..bulk import ItemFailure
 from .early_stop import StopRules
 from .job import Checkpoint
 from .outputs import Segment
-from .records_io import Position, to_row
+from .records_io import Position, RecordsFormatError, to_row
 
 __all__ = ["ErrorLog", "Outcome", "consume"]
 
@@ -138,7 +138,13 @@ def consume(
         elif line_column is None:
             pending.append(value)
         else:
-            pending.append({line_column: line, **to_row(value)})
+            row = to_row(value)
+            if line_column in row:
+                raise RecordsFormatError(
+                    f"--line-column {line_column!r}: the results have a key {line_column!r} "
+                    "already; choose another name"
+                )
+            pending.append({line_column: line, **row})
         if done >= next_check:
             next_check = done + max(1, next_size())
             durable = segment.write(pending)

@@ -49,6 +49,8 @@ def parse_schema(spec: str) -> ColumnTypes:
                 f"bad --schema entry {part.strip()!r}: expected NAME:TYPE with TYPE one of "
                 f"{', '.join(TYPES)}"
             )
+        if name in types:
+            raise SchemaError(f"--schema gives column {name!r} twice")
         types[name] = kind
     return types
 

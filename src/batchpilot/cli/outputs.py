@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .compression import compress, open_decompressed
+from .compression import compress, open_decompressed, strip_codec
 from .records_io import (
     CSV_FIELD_LIMIT,
     STDIO,
@@ -149,15 +149,30 @@ def output_target(path: str | os.PathLike[str], table: str = "results") -> Targe
     """The target ``path`` names; see the module docstring.
 
     Raises:
-        RecordsFormatError: Unknown suffix or missing output folder.
+        RecordsFormatError: Unknown suffix, missing output folder, a folder named
+            like a file, or a dataset ``table`` that is not one folder name.
     """
     text = os.fspath(path)
     if text == STDIO:
         return Target("stdout", Path(STDIO))
-    target = Path(text)
-    if text.endswith(("/", os.sep)) or target.is_dir():
+    target, slash = Path(text), text.endswith(("/", os.sep))
+    if slash or target.is_dir():
+        if not slash and strip_codec(target).suffix.lower() in OUTPUT_FORMATS:
+            raise RecordsFormatError(
+                f"output is a directory, not a file: {target} (a folder is written as a "
+                "Parquet dataset: end the path with / to mean that)"
+            )
+        if table in ("", ".", "..") or Path(table).name != table:
+            raise RecordsFormatError(
+                f"--table {table!r} is not a folder name: the table of a dataset is one "
+                f"folder inside {target}"
+            )
         kind, codec = "dataset", None
-        folder = target.parent if not target.is_dir() else target
+        folder = target if target.is_dir() else target.parent
+        if target.name in ("", ".."):  # '.' or '..': named, for the job file beside it
+            target = Path(os.path.abspath(target))
+            if not target.name:
+                raise RecordsFormatError(f"cannot write a dataset into the root folder {text}")
     else:
         kind, codec = format_of(target, OUTPUT_FORMATS, "output")
         folder = target.parent
