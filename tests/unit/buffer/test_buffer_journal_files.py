@@ -168,6 +168,16 @@ def test_a_garbage_file_names_the_path(tmp_path: Path) -> None:
         BatchStateManager(journal_path=path, memory_reader=steady)
 
 
+@pytest.mark.parametrize("kept", [0.9, 0.5])
+def test_a_truncated_journal_names_the_path_and_what_to_do(tmp_path: Path, kept: float) -> None:
+    path = tmp_path / "j.db"
+    write(path, [{"n": n, "text": "x" * 50} for n in range(900)])
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * kept)])
+    with pytest.raises(JournalError, match=r"j\.db.*not a usable batchpilot journal.*move it away"):
+        BatchStateManager(journal_path=path, memory_reader=steady)
+
+
 def test_an_sqlite_file_of_something_else_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "app.db"
     with sqlite3.connect(path) as db:
