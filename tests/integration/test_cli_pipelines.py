@@ -177,6 +177,25 @@ def test_replace_in_a_parquet_dataset_replaces_only_the_named_table(workdir, cap
     assert pq.read_table(tmp / "lake" / "customers").to_pylist() == [{"name": "ada"}]
 
 
+@pytest.mark.parametrize("if_exists", ["fail", "append", "replace"])
+def test_an_sqlite_output_that_is_not_a_database_is_refused_before_any_work(
+    workdir, capsys, if_exists: str
+) -> None:
+    tmp, module = workdir
+    (tmp / "notes.db").write_text("my notes, not a database\n")
+    write_jsonl(tmp / "in.jsonl", records(3))
+    code, err = run(
+        capsys, f"{module}:double", "-i", "in.jsonl", "-o", "notes.db", "--if-exists", if_exists,
+        "--no-progress",
+    )  # fmt: skip
+    # append and replace used to run the job, then fail at the end with exit 1 and leave a
+    # job file that refused the next run
+    assert code == 2 and err.count("\n") == 1, err
+    assert "notes.db: not an SQLite database" in err
+    assert (tmp / "notes.db").read_text() == "my notes, not a database\n"
+    assert leftovers(tmp, "notes.db") == [] and calls(tmp) == []
+
+
 @pytest.mark.parametrize("name", ["..", ".", "../lake", "sub/table", "ABSOLUTE", ""])
 def test_a_dataset_table_must_be_one_folder_name_so_replace_stays_inside(
     workdir, capsys, name: str

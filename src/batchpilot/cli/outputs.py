@@ -133,12 +133,16 @@ class Target:
             if not self.path.exists():
                 return False
             with contextlib.closing(_connect_target(self.path)) as db:
-                return _has_table(db, "main", self.table)
+                try:
+                    return _has_table(db, "main", self.table)
+                except RecordsFormatError as exc:
+                    raise RecordsFormatError(f"{self.path}: {exc}") from None
         return self.path.exists()
 
     def check(self, if_exists: str) -> None:
-        """Refuse an existing target under ``--if-exists fail``."""
-        if if_exists == "fail" and self.exists():
+        """Refuse an existing target under ``--if-exists fail``, and under any mode an
+        SQLite output that is not a database."""
+        if self.exists() and if_exists == "fail":
             raise RecordsFormatError(
                 f"{self} exists; pass --if-exists append to add to it or --if-exists replace "
                 "to replace it (nothing else in the file is touched)"
