@@ -179,6 +179,24 @@ def test_an_empty_input_gives_an_empty_output(workdir: tuple[Path, str], capsys)
     assert "0 items" in err
 
 
+@pytest.mark.parametrize("rows", [[], [{"id": 1, "x": -1}]], ids=["empty input", "all failed"])
+def test_appending_no_rows_leaves_an_existing_table_as_it_was(workdir, capsys, rows) -> None:
+    tmp, module = workdir
+    with sqlite3.connect(tmp / "wh.sqlite") as db:
+        db.execute("CREATE TABLE penguins (id INTEGER, name TEXT)")
+        db.execute("INSERT INTO penguins VALUES (1, 'pingu')")
+    write_jsonl(tmp / "in.jsonl", rows)
+    code, err = run(
+        capsys, "run", f"{module}:plus_one", "--per-item", "-i", "in.jsonl", "-o", "wh.sqlite",
+        "--table", "penguins", "--if-exists", "append", "--no-progress",
+    )  # fmt: skip
+    assert code == (1 if rows else 0), err
+    with sqlite3.connect(tmp / "wh.sqlite") as db:
+        # a run with no rows used to add a column "result" to the table
+        assert [c[1] for c in db.execute("PRAGMA table_info(penguins)")] == ["id", "name"]
+        assert db.execute("SELECT * FROM penguins").fetchall() == [(1, "pingu")]
+
+
 BAD_INPUTS: dict[str, tuple[Callable[[Path, str], list[str]], str]] = {
     "missing input file": (
         lambda tmp, m: [f"{m}:double", "-i", "absent.jsonl", "-o", "out.jsonl"],

@@ -523,7 +523,7 @@ def _finish_sqlite(target: Target, staged: Path, if_exists: str) -> None:
         if staged.exists():
             db.execute("ATTACH DATABASE ? AS staged", (str(staged),))
         has_rows = staged.exists() and _has_table(db, "staged", "rows")
-        new = _columns(db, "staged", "rows") if has_rows else [("result", "")]
+        new = _columns(db, "staged", "rows") if has_rows else []
         try:
             db.execute("BEGIN IMMEDIATE")
             exists = _has_table(db, "main", target.table)
@@ -531,7 +531,8 @@ def _finish_sqlite(target: Target, staged: Path, if_exists: str) -> None:
                 db.execute(f"DROP TABLE main.{table}")
                 exists = False
             if not exists:
-                spec = ", ".join(f"{_quote(name)} {kind}".strip() for name, kind in new)
+                columns = new or [("result", "")]  # SQLite has no table without columns
+                spec = ", ".join(f"{_quote(name)} {kind}".strip() for name, kind in columns)
                 db.execute(f"CREATE TABLE main.{table} ({spec})")
             else:
                 present = {_fold(name) for name, _ in _columns(db, "main", target.table)}
