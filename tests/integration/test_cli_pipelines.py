@@ -196,7 +196,7 @@ def test_an_sqlite_output_that_is_not_a_database_is_refused_before_any_work(
     assert leftovers(tmp, "notes.db") == [] and calls(tmp) == []
 
 
-@pytest.mark.parametrize("name", ["..", ".", "../lake", "sub/table", "ABSOLUTE", ""])
+@pytest.mark.parametrize("name", ["..", ".", "../lake", "sub/table", "ABSOLUTE"])
 def test_a_dataset_table_must_be_one_folder_name_so_replace_stays_inside(
     workdir, capsys, name: str
 ) -> None:
@@ -671,6 +671,19 @@ def test_bad_paths_are_exit_2_with_a_clear_line(workdir, capsys, argv, expected)
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("option", ["--input", "--output", "--table", "--schema", "--line-column"])
+def test_an_empty_value_is_a_usage_error_that_writes_nothing(workdir, capsys, option) -> None:
+    tmp, module = workdir
+    (tmp / "in.csv").write_text("id,x\n1,2\n")
+    argv = {"--input": "in.csv", "--output": "out.sqlite", option: ""}  # e.g. -o "$UNSET"
+    code, err = run(capsys, f"{module}:echo", *(arg for pair in argv.items() for arg in pair))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"argument {option}" in err and "expected a value, got ''" in err
+    # -o '' used to write a Parquet dataset into the current folder; --table '' a table ""
+    written = {p.name for p in tmp.iterdir()} - {f"{module}.py", "in.csv", "__pycache__"}
+    assert written == set()
+
+
 def test_a_checkpoint_of_the_earlier_format_is_named_and_kept(workdir, capsys) -> None:
     from batchpilot.bulk import map_batches
 
@@ -708,3 +721,36 @@ def test_a_broken_job_file_is_a_clear_error_naming_it(workdir, capsys, content, 
     code, err = run(capsys, f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl", "--resume")
     assert code == 2 and err.count("\n") == 1
     assert str(job.name) in err and expected in err
+
+
+# ---------------------------------------------------------------- 6. installed extras
+
+
+@pytest.mark.parametrize(
+    ("executor", "missing"),
+    [("dask", "cloudpickle"), ("dask", "distributed"), ("ray", "cloudpickle"), ("ray", "ray")],
+)
+def test_a_cluster_executor_without_its_extra_is_exit_2_before_any_work(
+    workdir, capsys, monkeypatch, executor: str, missing: str
+) -> None:
+    tmp, module = workdir
+    monkeypatch.setitem(sys.modules, missing, None)  # importing it fails, as when not installed
+    write_jsonl(tmp / "in.jsonl", records(3))
+    code, err = run(
+        capsys, f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl", "--executor", executor,
+        "--no-progress",
+    )  # fmt: skip
+    # was: exit 1 "ModuleNotFoundError: No module named 'cloudpickle'" after the input scan
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--executor {executor} needs {missing}, which is not installed" in err
+    assert f"pip install 'batchpilot[{executor}]'" in err
+    assert not (tmp / "out.jsonl").exists() and leftovers(tmp, "out.jsonl") == []
+
+
+def test_each_cluster_extra_installs_what_ships_the_function() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    extras = project["project"]["optional-dependencies"]
+    # dask[distributed] requires cloudpickle; ray does not, so its extra must name it
+    assert any(r.startswith("dask[distributed]") for r in extras["dask"])
+    assert any(r.startswith("cloudpickle") for r in extras["ray"])

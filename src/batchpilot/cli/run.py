@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import inspect
 import json
 import os
@@ -555,6 +556,8 @@ def run_job(
     started = time.perf_counter()
     if address is not None and executor not in CLUSTER_EXECUTORS:
         raise CliError(f"--address needs --executor {' or '.join(CLUSTER_EXECUTORS)}")
+    if executor in _CLUSTER_MODULES:
+        _require_installed(executor)
     fn = load_function(function)
     plan = _prepare(
         function, input_path, output_path, job=job, resume=resume, retry_failed=retry_failed,
@@ -727,6 +730,26 @@ def _execute(
             )
 
 
+#: What ``--executor dask|ray`` imports (cloudpickle ships the function to the workers).
+_CLUSTER_MODULES = {"dask": ("cloudpickle", "distributed"), "ray": ("cloudpickle", "ray")}
+
+
+def _require_installed(executor: str) -> None:
+    """Refuse ``--executor dask|ray`` before any work when its extra is not installed.
+
+    Raises:
+        CliError: A module it needs cannot be imported.
+    """
+    for module in _CLUSTER_MODULES[executor]:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise CliError(
+                f"--executor {executor} needs {exc.name or module}, which is not installed: "
+                f"pip install 'batchpilot[{executor}]'"
+            ) from None
+
+
 def _connect(executor: str, address: str, workers: int | None) -> Any:
     """The executor of a run on the existing ``executor`` cluster at ``address``.
 
@@ -739,8 +762,6 @@ def _connect(executor: str, address: str, workers: int | None) -> Any:
         if executor == "dask":
             return DaskExecutor(address=address)
         return RayExecutor(workers, address=address)
-    except ImportError as exc:
-        raise CliError(f"--executor {executor} needs {exc.name}: pip install {exc.name}") from None
     except Exception as exc:  # each client raises its own types for an unreachable cluster
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CliError(
