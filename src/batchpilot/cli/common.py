@@ -43,6 +43,13 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
+def non_empty(text: str) -> str:
+    """An argparse type: any text but the empty one (an unset shell variable)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a value, got ''")
+    return text
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:

@@ -44,6 +44,7 @@ from .common import (
     StoppedByFunction,
     auto_or_positive_int,
     fail,
+    non_empty,
     port_number,
     positive_int,
 )
@@ -94,6 +95,7 @@ def add_command(commands: Any) -> None:
         "--input",
         "-i",
         required=True,
+        type=non_empty,
         metavar="FILE",
         help=f"input file ({', '.join(sorted(INPUT_FORMATS))}; text formats may end in .gz "
         f"or .zst), or {STDIO} for JSON Lines on standard input",
@@ -102,6 +104,7 @@ def add_command(commands: Any) -> None:
         "--output",
         "-o",
         required=True,
+        type=non_empty,
         metavar="FILE",
         help=f"output file ({', '.join(sorted(OUTPUT_FORMATS))}; text formats may end in .gz "
         f"or .zst), a folder (a Parquet dataset, one sub-folder per --table), or {STDIO} for "
@@ -117,6 +120,7 @@ def add_command(commands: Any) -> None:
     run.add_argument(
         "--table",
         default="results",
+        type=non_empty,
         metavar="NAME",
         help="table of an SQLite output or Parquet dataset (results)",
     )
@@ -126,6 +130,7 @@ def add_command(commands: Any) -> None:
     run.add_argument(
         "--schema",
         default=None,
+        type=non_empty,
         metavar="SPEC",
         help="CSV/TSV column types, NAME:TYPE,... with TYPE int, float, bool or str; *:TYPE "
         "for the other columns (default: inferred by pyarrow; *:str keeps every field a string)",
@@ -133,6 +138,7 @@ def add_command(commands: Any) -> None:
     run.add_argument(
         "--line-column",
         default=None,
+        type=non_empty,
         metavar="NAME",
         help="add each record's input line number to its output row under NAME",
     )
