@@ -56,6 +56,7 @@ from typing import Any
 from .._core.callables import is_async_callable
 from .._core.collate import get_collator
 from .._core.events import as_listener
+from .._core.loopthread import LoopThread
 from .._core.sizing import BoundedController, Fixed, SizeController
 from .._core.validate import check_number, positive_int
 from ..errors import ClosedError, ItemTimeoutError, QueueFullError
@@ -133,36 +134,6 @@ class _Staged:
     prepared: tuple[Any, Any] | None
 
 
-class _LoopThread:
-    """A private event loop on a daemon thread, for ``async def`` functions called from threads."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        """Run the loop until `stop`; whatever a callback or task raises, run it again."""
-        asyncio.set_event_loop(self.loop)
-        while not self._stopping:
-            try:
-                self.loop.run_forever()
-            except BaseException:
-                _log.exception("the private event loop of an async batch function stopped; rerun")
-
-    def stop(self, timeout: float | None) -> None:
-        self._stopping = True
-        try:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        except RuntimeError:
-            return
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-            if not self._thread.is_alive():
-                self.loop.close()
-
-
 class Engine:
     """Groups single items from many callers into batches for one batch function.
 
@@ -236,7 +207,7 @@ class Engine:
         self._inboxes: dict[asyncio.AbstractEventLoop, _Inbox] = {}
         # submit() futures must be moved to RUNNING when a batch forms (a slower check).
         self._has_cfutures = False
-        self._private_loop: _LoopThread | None = None
+        self._private_loop: LoopThread | None = None
         self._last_start = -math.inf
         # Closed-loop callers expected back for the next batch: the last batch's items
         # (released, about to resubmit) plus those already waiting when it finished.
@@ -427,11 +398,11 @@ class Engine:
             self._workers.append(worker)
         worker.start()
 
-    def _loop_thread(self) -> _LoopThread:
+    def _loop_thread(self) -> LoopThread:
         if self._private_loop is None:
             with self._lock:
                 if self._private_loop is None:
-                    self._private_loop = _LoopThread(f"batchpilot-{self.name or 'engine'}-loop")
+                    self._private_loop = LoopThread(f"batchpilot-{self.name or 'engine'}-loop")
                     # Thread callers of an async function: asyncio callers' batches may
                     # hold their items, so those run on this loop too.
                     self._shared = True

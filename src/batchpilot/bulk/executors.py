@@ -20,12 +20,12 @@ import multiprocessing
 import os
 import pickle
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .._core.lifeline import exit_with_owner
+from .._core.loopthread import LoopThread
 
 __all__ = [
     "EXECUTOR_NAMES",
@@ -210,25 +210,20 @@ class AsyncioExecutor:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or 8
         self.slots = self.workers
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="batchpilot-bulk-asyncio", daemon=True
-        )
-        self._thread.start()
+        self._thread = LoopThread("batchpilot-bulk-asyncio")  # survives a task's SystemExit
 
     def submit(self, task: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
-        return asyncio.run_coroutine_threadsafe(task(*args), self._loop)
+        return asyncio.run_coroutine_threadsafe(task(*args), self._thread.loop)
 
     def shutdown(self) -> None:
-        if self._loop.is_closed():
+        if self._thread.loop.is_closed():
             return
-        asyncio.run_coroutine_threadsafe(_cancel_other_tasks(), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        asyncio.run_coroutine_threadsafe(_cancel_other_tasks(), self._thread.loop).result()
+        self._thread.stop(None)
 
     def __repr__(self) -> str:
-        return f"AsyncioExecutor(workers={self.workers}, running={not self._loop.is_closed()})"
+        running = not self._thread.loop.is_closed()
+        return f"AsyncioExecutor(workers={self.workers}, running={running})"
 
 
 class DaskExecutor:
