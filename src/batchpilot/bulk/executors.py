@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import importlib.util
 import multiprocessing
 import os
 import pickle
@@ -425,6 +426,19 @@ _FACTORIES: dict[str, Callable[[int | None], ChunkExecutor]] = {
     "serial": lambda workers: SerialExecutor(),
 }
 _REMOTE_KINDS = frozenset({"processes", "dask", "ray"})
+#: The modules of the extra each cluster executor needs (cloudpickle ships the function).
+_EXTRA_MODULES = {"dask": ("cloudpickle", "distributed"), "ray": ("cloudpickle", "ray")}
+
+
+def _require_extra(kind: str) -> None:
+    """Raise `ImportError` naming the extra when a module ``kind`` needs is not installed."""
+    for module in _EXTRA_MODULES.get(kind, ()):
+        if importlib.util.find_spec(module) is None:
+            raise ImportError(
+                f"executor={kind!r} needs {module}, which is not installed: "
+                f"pip install 'batchpilot[{kind}]'",
+                name=module,
+            )
 
 
 def resolve_executor(spec: Any) -> ExecutorSpec:
@@ -437,10 +451,12 @@ def resolve_executor(spec: Any) -> ExecutorSpec:
 
     Raises:
         ValueError: ``spec`` is none of these.
+        ImportError: ``"dask"`` or ``"ray"`` without its extra installed.
     """
     if isinstance(spec, ExecutorSpec):
         return spec
     if isinstance(spec, str) and spec in EXECUTOR_NAMES:
+        _require_extra(spec)
         return ExecutorSpec(spec, spec in _REMOTE_KINDS)
     if type(spec).__name__ == "Client" and type(spec).__module__.startswith("distributed"):
         return ExecutorSpec("dask", True, spec)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import inspect
 import json
 import os
@@ -562,7 +561,7 @@ def run_job(
     started = time.perf_counter()
     if address is not None and executor not in CLUSTER_EXECUTORS:
         raise CliError(f"--address needs --executor {' or '.join(CLUSTER_EXECUTORS)}")
-    if executor in _CLUSTER_MODULES:
+    if executor is not None:
         _require_installed(executor)
     fn = load_function(function)
     plan = _prepare(
@@ -736,24 +735,21 @@ def _execute(
             )
 
 
-#: What ``--executor dask|ray`` imports (cloudpickle ships the function to the workers).
-_CLUSTER_MODULES = {"dask": ("cloudpickle", "distributed"), "ray": ("cloudpickle", "ray")}
-
-
 def _require_installed(executor: str) -> None:
     """Refuse ``--executor dask|ray`` before any work when its extra is not installed.
 
     Raises:
-        CliError: A module it needs cannot be imported.
+        CliError: A module it needs is not installed.
     """
-    for module in _CLUSTER_MODULES[executor]:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise CliError(
-                f"--executor {executor} needs {exc.name or module}, which is not installed: "
-                f"pip install 'batchpilot[{executor}]'"
-            ) from None
+    from ..bulk.executors import resolve_executor
+
+    try:
+        resolve_executor(executor)
+    except ImportError as exc:
+        raise CliError(
+            f"--executor {executor} needs {exc.name}, which is not installed: "
+            f"pip install 'batchpilot[{executor}]'"
+        ) from None
 
 
 def _connect(executor: str, address: str, workers: int | None) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import gc
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -364,6 +365,19 @@ def test_unpicklable_function_with_processes_is_a_type_error_before_work() -> No
     with pytest.raises(TypeError, match="picklable"):
         map_batches(lambda xs: xs, source, executor="processes")
     assert source.pulled == 0
+
+
+@pytest.mark.parametrize(
+    ("executor", "missing"), [("dask", "distributed"), ("ray", "ray"), ("ray", "cloudpickle")]
+)
+def test_a_cluster_executor_without_its_extra_names_the_extra_before_work(
+    monkeypatch: pytest.MonkeyPatch, executor: str, missing: str
+) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # as when it is not installed
+    source = Counting(10)
+    with pytest.raises(ImportError, match=rf"needs {missing}, .* 'batchpilot\[{executor}\]'"):
+        map_batches(double, source, executor=executor)
+    assert source.pulled == 0  # was: ModuleNotFoundError 'cloudpickle' from the pickling check
 
 
 def test_closing_an_async_run_cancels_chunks_still_awaiting() -> None:
