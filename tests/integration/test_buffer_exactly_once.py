@@ -122,15 +122,10 @@ def drain(journal: Path, url: str) -> list[str]:
     return messages(done.stdout.splitlines(keepends=True))
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_sigkill_at_random_points_stores_every_acknowledged_entry_once(
-    database: str, tmp_path: Path, request: pytest.FixtureRequest
+    db_url: str, tmp_path: Path
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'sink.db'}"
-        if database == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
+    url, database = db_url, "sqlite" if db_url.startswith("sqlite") else "postgres"
     journal = tmp_path / "buffer.journal"
     rng = random.Random(f"exactly-once-{database}")
     acknowledged: list[str] = []

@@ -130,15 +130,8 @@ def kill_points(rng: random.Random) -> list[tuple[str, int]]:
     return list(zip(kinds, points, strict=True))
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgres"])
-def test_sigkill_at_random_points_stores_every_item_once(
-    database: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'squares.db'}"
-        if database == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
+def test_sigkill_at_random_points_stores_every_item_once(db_url: str, tmp_path: Path) -> None:
+    url, database = db_url, "sqlite" if db_url.startswith("sqlite") else "postgres"
     job = tmp_path / "squares.job"
     progress_at_kills: list[int] = []
     held_in_table = 0
