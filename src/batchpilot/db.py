@@ -2,8 +2,8 @@
 
 `Database` plays the ``EnhancedDatabaseOperations`` role of seed 004: batch inserts
 that return the inserted ids, transactions identified by an id, connection
-pooling, retries on transient errors and per-operation metrics. Install with
-``pip install 'batchpilot[db]'``.
+pooling, retries on transient errors and per-operation metrics. Needs SQLAlchemy 2
+(and psycopg for PostgreSQL), the ``db`` extra: ``pip install SQLAlchemy 'psycopg[binary]'``.
 
 Choices a user should know:
 
@@ -82,7 +82,7 @@ try:
     from sqlalchemy import exc as sa_exc
 except ImportError as _missing:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "batchpilot.db needs SQLAlchemy 2; install it with: pip install 'batchpilot[db]'"
+        "batchpilot.db needs SQLAlchemy 2; install it with: pip install SQLAlchemy"
     ) from _missing
 
 from ._core.callables import is_async_callable

@@ -14,8 +14,8 @@ instance to any engine's ``listeners`` (online, bulk, buffer) and it exports, pe
 * ``batchpilot_errors_total`` (counter, ``error_type``): failed items by exception
   class name.
 
-`start_http_server` serves them for scraping. Install with
-``pip install 'batchpilot[metrics]'``.
+`start_http_server` serves them for scraping. Needs prometheus-client (the
+``metrics`` extra): ``pip install prometheus-client``.
 
 Example:
     >>> from batchpilot.metrics import PrometheusMetrics, start_http_server
@@ -48,8 +48,7 @@ try:
     from prometheus_client.registry import REGISTRY, CollectorRegistry
 except ImportError as _missing:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "batchpilot.metrics needs prometheus-client; install it with: "
-        "pip install 'batchpilot[metrics]'"
+        "batchpilot.metrics needs prometheus-client; install it with: pip install prometheus-client"
     ) from _missing
 
 from ._core.events import BatchRecord

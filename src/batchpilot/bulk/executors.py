@@ -435,8 +435,7 @@ def _require_extra(kind: str) -> None:
     for module in _EXTRA_MODULES.get(kind, ()):
         if importlib.util.find_spec(module) is None:
             raise ImportError(
-                f"executor={kind!r} needs {module}, which is not installed: "
-                f"pip install 'batchpilot[{kind}]'",
+                f"executor={kind!r} needs {module}, which is not installed: pip install {module}",
                 name=module,
             )
 

@@ -33,7 +33,7 @@ def _zstandard() -> object:
     try:
         import zstandard
     except ImportError:
-        raise ImportError(".zst files need zstandard: pip install 'batchpilot[io]'") from None
+        raise ImportError(".zst files need zstandard: pip install zstandard") from None
     return zstandard
 
 

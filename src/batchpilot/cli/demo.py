@@ -166,7 +166,7 @@ def _train() -> tuple[Any, np.ndarray, float]:
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import train_test_split
     except ImportError:
-        raise ImportError("the demo needs scikit-learn: pip install 'batchpilot[demo]'") from None
+        raise ImportError("the demo needs scikit-learn: pip install scikit-learn") from None
     images, labels = load_digits(return_X_y=True)
     images = images / 16.0
     train_x, test_x, train_y, test_y = train_test_split(

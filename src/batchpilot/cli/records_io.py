@@ -354,7 +354,7 @@ def import_parquet() -> Any:
     try:
         import pyarrow.parquet as parquet
     except ImportError:  # pragma: no cover - pyarrow is installed in the dev venv
-        raise RecordsFormatError("Parquet needs pyarrow: pip install 'batchpilot[io]'") from None
+        raise RecordsFormatError("Parquet needs pyarrow: pip install pyarrow") from None
     return parquet
 
 

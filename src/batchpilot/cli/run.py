@@ -214,7 +214,7 @@ def add_command(commands: Any) -> None:
         default=None,
         metavar="PORT",
         help="serve Prometheus metrics of the run at http://127.0.0.1:PORT/metrics "
-        "(0: a free port; needs batchpilot[metrics])",
+        "(0: a free port; needs prometheus-client)",
     )
     run.set_defaults(handler=_run_command)
 
@@ -748,7 +748,7 @@ def _require_installed(executor: str) -> None:
     except ImportError as exc:
         raise CliError(
             f"--executor {executor} needs {exc.name}, which is not installed: "
-            f"pip install 'batchpilot[{executor}]'"
+            f"pip install {exc.name}"
         ) from None
 
 
@@ -808,7 +808,7 @@ def _metrics_exporter(port: int | None) -> Iterator[list[Any]]:
         from ..metrics import PrometheusMetrics, start_http_server
     except ImportError:
         raise CliError(
-            "--metrics-port needs prometheus-client: pip install 'batchpilot[metrics]'"
+            "--metrics-port needs prometheus-client: pip install prometheus-client"
         ) from None
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)

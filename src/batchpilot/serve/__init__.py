@@ -19,11 +19,12 @@ from __future__ import annotations
 
 try:
     import orjson  # noqa: F401
+    import prometheus_client  # noqa: F401
     import uvicorn  # noqa: F401
 except ImportError as _missing:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "batchpilot.serve needs uvicorn and orjson; install them with: "
-        "pip install 'batchpilot[serve]'"
+        "batchpilot.serve needs uvicorn, orjson and prometheus-client (the serve extra); "
+        "install them with: pip install uvicorn httptools uvloop orjson prometheus-client"
     ) from _missing
 
 from .._core.exports import publish
