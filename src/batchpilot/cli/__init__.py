@@ -1,6 +1,7 @@
-"""The ``batchpilot`` command: run a batch function over a file, the demo, the benchmarks.
+"""The ``batchpilot`` command: run a batch function over a file, serve a model over HTTP,
+the demo, the benchmarks.
 
-Each command lives in its own module (`run`, `demo`, `bench`), which exposes
+Each command lives in its own module (`run`, `serve`, `demo`, `bench`), which exposes
 ``add_command(commands)`` to add its subparser; the parser below lists them.
 The handler a subparser sets (``handler=``) runs the command and returns its exit code.
 
@@ -90,7 +91,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="batchpilot",
         description="Adaptive batch processing: run a batch function over a file, "
-        "try the demo, run the benchmarks.",
+        "serve a model over HTTP, try the demo, run the benchmarks.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for add_command in _COMMANDS:

@@ -1,7 +1,7 @@
 """``batchpilot demo``: batching a real model, online and in bulk, against no batching.
 
 Runs on embedded data only (scikit-learn's bundled 8x8 digits; nothing is
-downloaded) and takes about 10-20 s on 2 cores at ``scale=1``:
+downloaded) and takes a few seconds on 2 cores at ``scale=1`` (about 3 s idle):
 
 1. Train a `LogisticRegression` on the digits.
 2. **Online**: many concurrent clients ask for one prediction each, first calling
@@ -112,7 +112,7 @@ def run_demo(
     """Run the demo and print its table to ``out`` (stdout by default).
 
     Args:
-        scale: multiplies the request and item counts (1.0: about 10-20 s on 2 cores).
+        scale: multiplies the request and item counts (1.0: about 3 s on 2 idle cores).
         database: SQLite file for the bulk scores; a fresh temp file when omitted.
         out: where the table goes.
         sizes: the work mix before scaling (default `DemoSizes()`).
@@ -405,7 +405,7 @@ def add_command(commands: Any) -> None:
         type=positive_float,
         metavar="X",
         default=1.0,
-        help="multiply the number of requests and records (1.0, about 10-20 s on 2 cores)",
+        help="multiply the number of requests and records (1.0, a few seconds on 2 cores)",
     )
     demo.add_argument(
         "--output",
