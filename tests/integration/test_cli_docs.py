@@ -23,7 +23,7 @@ def examples() -> list[str]:
 def test_the_docs_have_examples_for_each_part_of_run() -> None:
     text = "\n".join(examples())
     options = ("--if-exists", "--schema", "--line-column", "--resume", "--retry-failed", "-i -")
-    for option in (*options, ".zst"):
+    for option in (*options, ".zst", "for f in daily/*.csv"):  # several files: a loop
         assert option in text, option
 
 
@@ -74,5 +74,7 @@ def test_every_example_of_the_cli_docs_runs_as_written(tmp_path: Path) -> None:
         1, 2, 3, 4, 5,
     ]  # fmt: skip
     assert not (tmp_path / "prices.jsonl.errors.jsonl").exists()
+    scored = (tmp_path / "all-scores.jsonl").read_text(encoding="utf-8").splitlines()
+    assert sorted(json.loads(line)["id"] for line in scored) == [1, 2, 3]  # one per daily file
     for name in ("scores.sqlite", "scores.tsv.zst", "totals.jsonl", "resumed.jsonl"):
         assert (tmp_path / name).exists(), name
