@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from batchpilot import online
 from batchpilot._core.events import BatchRecord, as_listener
 from batchpilot.metrics import PrometheusMetrics
-from batchpilot.online import BatchProcessor, BatchProcessorConfig, BatchStats
+from batchpilot.online import BatchProcessor, BatchProcessorConfig, BatchStats, recorder
 from batchpilot.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(30)
@@ -305,13 +304,13 @@ def test_batches_larger_than_the_threshold_are_followed_by_a_young_collection(
     make: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     collections: list[tuple[int, ...]] = []
-    real_collect = online.gc.collect
+    real_collect = recorder.gc.collect
 
     def counting_collect(*generation: int) -> int:
         collections.append(generation)
         return real_collect(*generation)
 
-    monkeypatch.setattr(online.gc, "collect", counting_collect)
+    monkeypatch.setattr(recorder.gc, "collect", counting_collect)
     processor = make(gc_batch_threshold=2, initial_batch_size=3, max_batch_size=3)
     processor.start(lambda items: items)
     run(processor, [1, 2, 3, 4, 5])  # batches of 3 and 2: only the first is larger than 2
@@ -327,7 +326,7 @@ def test_critical_memory_runs_a_full_collection(
     make: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     collections: list[tuple[int, ...]] = []
-    monkeypatch.setattr(online.gc, "collect", lambda *generation: collections.append(generation))
+    monkeypatch.setattr(recorder.gc, "collect", lambda *generation: collections.append(generation))
     processor = make(memory=95.0, enable_health_monitoring=True)
     processor.start(lambda items: items)
     assert collections == [()]
