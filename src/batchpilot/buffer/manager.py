@@ -131,7 +131,9 @@ class BatchStateManager:
             `set_flush_callback`; until then entries only accumulate.
         on_dead_letter: called with ``(entries, error)`` for entries given up on.
         journal_path: SQLite file journaling every unflushed entry; entries found
-            in it at start are flushed first (reason ``"recovered"``).
+            in it at start are flushed first (reason ``"recovered"``). One
+            manager per file: a second one, in any process, gets
+            `JournalInUseError` naming the holder's pid.
         durability: ``"normal"`` (survives a killed process) or ``"fsync"``
             (also survives power loss, slower); only with ``journal_path``.
         serializer: how the journal stores entries: ``"json"`` (plain data:
