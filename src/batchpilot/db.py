@@ -15,14 +15,17 @@ Choices a user should know:
   list inserts nothing and returns ``[]`` (the table must still exist).
 * **Exactly once.** `Database.insert_idempotent` inserts with ``ON CONFLICT (key)
   DO NOTHING`` (SQLite, PostgreSQL) and returns the keys it inserted, so a replayed
-  batch stores nothing twice. `Database.sink` wraps it as a flush callback for
-  `batchpilot.buffer.BatchStateManager`, keyed on each entry's uuid: with the
-  buffer's journal, every acknowledged entry lands once, even after ``kill -9``.
+  batch stores nothing twice (a key repeated within one call keeps its first
+  record; the others are logged and counted as ``duplicates``). `Database.sink`
+  wraps it as a flush callback for `batchpilot.buffer.BatchStateManager`, keyed
+  on each entry's uuid: with the buffer's journal, every acknowledged entry lands
+  once, even after ``kill -9``.
   The sink is generic (``id_of``, ``to_record``), so other batch producers can use it.
   `Database.bulk_writer` wraps it as a batch function for
   `batchpilot.bulk.map_batches`: each item stored once under its input index (or
   ``key_of(item)``); with a job file, every item is in the table exactly once
-  after ``kill -9`` and a rerun.
+  after ``kill -9`` and a rerun. A table it cannot write to (missing, no unique
+  key, a column missing) costs at most one chunk of model work.
 * **Atomicity.** ``with db.transaction() as tx:`` yields a transaction id; every
   ``batch_insert(..., transaction_id=tx)`` joins that transaction, which commits when
   the block exits normally and rolls back when it raises, so a failed batch leaves
@@ -90,7 +93,7 @@ from ._core.clock import SYSTEM_CLOCK, Clock
 from ._core.collate import split_rows
 from ._core.retry import RetryPolicy
 from ._core.validate import check_int, check_number
-from .errors import ClosedError
+from .errors import BatchFailedError, ClosedError
 
 __all__ = [
     "AsyncTransactionId",
@@ -157,18 +160,36 @@ def is_transient_error(error: BaseException) -> bool:
     return False
 
 
+class _FirstRows:
+    """A bulk writer's state until the table took a chunk's rows: one chunk at a time.
+
+    Attributes:
+        lock: held by the one chunk writing while no rows are stored yet.
+        stored: a chunk's rows went in; chunks now run concurrently.
+        refusal: why the table refused the first chunk's rows as a whole; every
+            later chunk fails with it, without running the model.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stored = False
+        self.refusal: str | None = None
+
+
 @dataclass
 class _Call:
     """What one operation did, filled in while it runs."""
 
     rows: int = 0
     retries: int = 0
+    duplicates: int = 0
 
 
 @dataclass
 class _OperationMetrics:
     calls: int = 0
     rows: int = 0
+    duplicates: int = 0
     errors: int = 0
     retries: int = 0
     rollbacks: int = 0
@@ -186,6 +207,7 @@ class _OperationMetrics:
         self.max_duration = max(self.max_duration, duration)
         if error is None and not rolled_back:
             self.rows += call.rows
+            self.duplicates += call.duplicates
         if error is not None:
             self.errors += 1
             self.error_types[type(error).__name__] += 1
@@ -194,6 +216,7 @@ class _OperationMetrics:
         return {
             "calls": self.calls,
             "rows": self.rows,
+            "duplicates": self.duplicates,
             "errors": self.errors,
             "retries": self.retries,
             "rollbacks": self.rollbacks,
@@ -392,6 +415,9 @@ class Database:
         running the same batch twice (a replay after a crash, a retry after a
         lost acknowledgement) stores each record once. ``key`` must be the
         primary key or have a unique constraint; every record must give it.
+        A record whose key an earlier record of the same call has is dropped:
+        logged as a warning naming the keys, and counted in
+        ``get_metrics()["insert_idempotent"]["duplicates"]``.
 
         Args:
             table: an existing table (``schema.table`` allowed).
@@ -406,17 +432,24 @@ class Database:
 
         Raises:
             TypeError: ``records`` is not a list of dicts.
-            ValueError: the table is missing, a column is unknown, a record lacks
-                the key, or the database is neither SQLite nor PostgreSQL.
+            ValueError: the table is missing, a column is unknown, ``key`` is not
+                unique in the table, a record lacks the key, or the database is
+                neither SQLite nor PostgreSQL.
             ClosedError: the database was closed.
         """
-        rows = _as_rows(records)
         columns = [key] if isinstance(key, str) else list(key)
-        for index, record in enumerate(rows):
-            if any(record.get(column) is None for column in columns):
-                raise ValueError(f"record {index} has no value for the key {columns}")
+        rows, repeated = _first_per_key(_as_rows(records), columns)
         self._check_open()
         with self._measured("insert_idempotent") as call:
+            if repeated:
+                call.duplicates = len(repeated)
+                _log.warning(
+                    "insert_idempotent into %r: dropped %d record(s) whose key an earlier "
+                    "record of the same call has: %s",
+                    table,
+                    len(repeated),
+                    reprlib.repr(repeated),
+                )
             if transaction_id is None:
                 keys = self._retrying(
                     call, lambda: self._own_transaction(self._insert_new, table, rows, columns)
@@ -490,7 +523,15 @@ class Database:
         An item's id is its index in the input: pass ``enumerate(items)`` to
         `map_batches` (``fn`` still gets the bare items). Or give ``key_of`` for
         a unique field of each item. Ids must be unique: a second item with a
-        stored id is skipped like a replay.
+        stored id is skipped like a replay; within one chunk it is dropped,
+        logged and counted (``get_metrics()["insert_idempotent"]["duplicates"]``).
+
+        A table that cannot take the rows costs at most one chunk of work. The
+        table and its unique ``key`` are checked here, before any work. Until
+        a chunk's rows are stored, chunks run one at a time; when the table
+        refuses the first chunk's rows as a whole (a column it lacks), that
+        chunk and every later one fail with `BatchFailedError`, and ``fn`` is
+        not called again.
 
         Args:
             table: an existing table whose ``key`` column is unique (e.g. made by
@@ -513,24 +554,52 @@ class Database:
             TypeError: ``fn`` is not callable or is ``async def``; from the
                 returned function (an `ItemFailure` per item in the run): an item
                 that is not an ``(index, item)`` pair without ``key_of``.
+            ValueError: ``table`` does not exist, or ``key`` is not a unique
+                column of it.
+            ClosedError: the database was closed.
         """
         if fn is not None and not callable(fn):
             raise TypeError(f"fn must be a batch function or None, got {type(fn).__name__}")
         if is_async_callable(fn):
             raise TypeError(f"bulk_writer needs a plain function, not async def: {fn!r}")
+        self._check_open()
+        with self._engine.connect() as connection:
+            target = self._table(connection, table)
+        _check_unique_key(target, table, [key])
         compute = fn if fn is not None else list
         record_of = to_record if to_record is not None else _result_record
+        first = _FirstRows()
 
-        def write_batch(batch: list[Any]) -> list[Any]:
+        def records_of(batch: list[Any]) -> tuple[list[Any], list[Mapping[str, Any]]]:
             if key_of is None:
                 ids, items = _split_indexed(batch)
             else:
                 ids, items = [key_of(item) for item in batch], batch
             results = split_rows(compute(items), len(items))
-            records = [
+            return ids, [
                 {**record_of(item, result), key: item_id}
                 for item_id, item, result in zip(ids, items, results, strict=True)
             ]
+
+        def write_first(batch: list[Any]) -> list[Any]:
+            if first.refusal is not None:
+                raise BatchFailedError(f"not run: {first.refusal}")
+            ids, records = records_of(batch)
+            # A column the table lacks, in the first rows: the table's fault, not an
+            # item's. BatchFailedError is not bisected, and later chunks do not run.
+            first.refusal = _unknown_columns(target, table, records)
+            if first.refusal is not None:
+                raise BatchFailedError(first.refusal)
+            self.insert_idempotent(table, records, key)
+            first.stored = True
+            return ids
+
+        def write_batch(batch: list[Any]) -> list[Any]:
+            if not first.stored:
+                with first.lock:
+                    if not first.stored:
+                        return write_first(batch)
+            ids, records = records_of(batch)
             self.insert_idempotent(table, records, key)
             return ids
 
@@ -589,7 +658,8 @@ class Database:
             ``{operation: metrics}`` for ``batch_insert``, ``insert_idempotent``,
             ``transaction`` and ``create_table`` (once used), each with ``calls``,
             ``rows`` (inserted by successful calls; for transactions, committed),
-            ``errors``, ``retries``,
+            ``duplicates`` (records `insert_idempotent` dropped because an
+            earlier record of the same call had their key), ``errors``, ``retries``,
             ``rollbacks`` (of transactions), ``total_duration``, ``avg_duration``,
             ``max_duration`` (seconds) and ``error_types`` (failed calls by
             exception class name).
@@ -678,11 +748,7 @@ class Database:
         key: list[str],
     ) -> list[Any]:
         target = self._checked_table(connection, table, rows)
-        if not _is_unique(target, key):
-            raise ValueError(
-                f"the key {key} of table {table!r} is neither its primary key nor unique; "
-                "insert_idempotent needs one (e.g. create_table(..., primary_key=...))"
-            )
+        _check_unique_key(target, table, key)
         dialect = connection.dialect.name
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
@@ -699,21 +765,19 @@ class Database:
         inserted: set[Any] = set()
         for _, run in itertools.groupby(rows, key=frozenset):
             inserted.update(_key_value(row) for row in connection.execute(statement, list(run)))
-        # The keys come from the records, so record order is restored without asking
-        # SQLAlchemy for ordered RETURNING (which would run one statement per row).
+        # The keys come from the records (one record per key, see `_first_per_key`), so
+        # record order is restored without asking SQLAlchemy for ordered RETURNING
+        # (which would run one statement per row).
         ordered = [_key_value([record[column] for column in key]) for record in rows]
-        return [value for value in dict.fromkeys(ordered) if value in inserted]
+        return [value for value in ordered if value in inserted]
 
     def _checked_table(
         self, connection: sa.Connection, table: str, rows: list[Mapping[str, Any]]
     ) -> sa.Table:
         target = self._table(connection, table)
-        unknown = set().union(*rows) - set(target.columns.keys())
-        if unknown:
-            raise ValueError(
-                f"table {table!r} has no column(s) {sorted(map(str, unknown))}; "
-                f"its columns are {list(target.columns.keys())}"
-            )
+        unknown = _unknown_columns(target, table, rows)
+        if unknown is not None:
+            raise ValueError(unknown)
         return target
 
     def _table(self, connection: sa.Connection, table: str) -> sa.Table:
@@ -960,6 +1024,53 @@ def _column_type(column: str, kind: Any) -> Any:
         f"column {column!r}: unsupported type {kind!r}; use one of "
         f"{[t.__name__ for t in _COLUMN_TYPES]} or a SQLAlchemy type"
     )
+
+
+def _unknown_columns(target: sa.Table, table: str, rows: list[Mapping[str, Any]]) -> str | None:
+    """What is wrong when ``rows`` name columns ``target`` lacks, else None."""
+    unknown = set().union(*rows) - set(target.columns.keys())
+    if not unknown:
+        return None
+    return (
+        f"table {table!r} has no column(s) {sorted(map(str, unknown))}; "
+        f"its columns are {list(target.columns.keys())}"
+    )
+
+
+def _check_unique_key(target: sa.Table, table: str, key: list[str]) -> None:
+    """Raise `ValueError` unless ``key`` names columns of ``target`` that are unique together."""
+    missing = [column for column in key if column not in target.columns]
+    if missing:
+        raise ValueError(
+            f"table {table!r} has no key column(s) {missing}; "
+            f"its columns are {list(target.columns.keys())}"
+        )
+    if not _is_unique(target, key):
+        raise ValueError(
+            f"the key {key} of table {table!r} is neither its primary key nor unique; "
+            "storing each record once needs one (e.g. create_table(..., primary_key=...))"
+        )
+
+
+def _first_per_key(
+    rows: list[Mapping[str, Any]], key: list[str]
+) -> tuple[list[Mapping[str, Any]], list[Any]]:
+    """The first record of each key, in order, and the keys of the records left out.
+
+    Raises:
+        ValueError: a record has no value for the key.
+    """
+    first: dict[Any, Mapping[str, Any]] = {}
+    repeated: list[Any] = []
+    for index, record in enumerate(rows):
+        if any(record.get(column) is None for column in key):
+            raise ValueError(f"record {index} has no value for the key {key}")
+        value = _key_value([record[column] for column in key])
+        if value in first:
+            repeated.append(value)
+        else:
+            first[value] = record
+    return list(first.values()), repeated
 
 
 def _is_unique(target: sa.Table, key: list[str]) -> bool:

@@ -482,6 +482,7 @@ def test_metrics_count_calls_rows_errors_and_durations(db_url: str) -> None:
     assert metrics["batch_insert"] == {
         "calls": 3,
         "rows": 3,
+        "duplicates": 0,
         "errors": 1,
         "retries": 0,
         "rollbacks": 0,

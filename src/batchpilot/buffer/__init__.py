@@ -51,7 +51,7 @@ global report). It holds weak references, managers leave it on `close`, and
 from .._core.exports import publish
 from .codec import Serializer
 from .config import ENV_VARS, BatchProcessingConfig, OverflowPolicy
-from .journal import Durability, JournalError
+from .journal import Durability, JournalError, JournalInUseError
 from .manager import BatchStateManager, DeadLetterHandler, FlushBatch, FlushCallback
 from .presets import (
     create_high_performance_batch_manager,
@@ -71,6 +71,7 @@ __all__ = [
     "FlushBatch",
     "FlushCallback",
     "JournalError",
+    "JournalInUseError",
     "OverflowPolicy",
     "Serializer",
     "create_high_performance_batch_manager",

@@ -5,6 +5,11 @@ make the seed's fixed numbers (120 s priority age, 85 % memory, ...) and the
 reliability features (retries, overflow, de-duplication) configurable. Six
 fields can come from ``BATCH_*`` environment variables via `from_env`; a bad
 value raises a `ValueError` that names the variable.
+
+Thresholds that contradict each other are refused: a fixed ``size_threshold``
+above ``max_buffer_size`` could never fire (a full buffer flushes at once).
+To flush on time only, turn adaptive sizing off and set ``size_threshold`` to
+``max_buffer_size`` (docs/buffer.md, "Flush on time only").
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ class BatchProcessingConfig:
     Attributes:
         max_buffer_size: entries held at most (buffered plus being flushed).
         size_threshold: flush when this many entries are buffered (the start
-            value when adaptive sizing is on).
-        time_threshold_seconds: flush when the oldest normal entry is this old.
+            value when adaptive sizing is on); at most ``max_buffer_size``.
+        time_threshold_seconds: flush when the oldest normal entry is this old
+            (high and urgent entries never wait longer than normal ones).
         enable_adaptive_sizing: move the size threshold between
             ``min_size_threshold`` and ``max_size_threshold`` so that a flush
             takes about ``performance_target_ms`` (shared `TargetLatency`).
@@ -106,7 +112,15 @@ class BatchProcessingConfig:
             raise ValueError(
                 f"size_threshold ({self.size_threshold}) must lie in [min_size_threshold, "
                 f"max_size_threshold] = [{self.min_size_threshold}, {self.max_size_threshold}] "
-                "when enable_adaptive_sizing is on"
+                "when enable_adaptive_sizing is on; with enable_adaptive_sizing=False it is "
+                "a fixed threshold"
+            )
+        if not self.enable_adaptive_sizing and self.size_threshold > self.max_buffer_size:
+            raise ValueError(
+                f"size_threshold ({self.size_threshold}) must be <= max_buffer_size "
+                f"({self.max_buffer_size}): a full buffer flushes at once, so this threshold "
+                "could never fire. To flush on time only, set size_threshold=max_buffer_size "
+                "(docs/buffer.md, 'Flush on time only')"
             )
         if self.memory_early_flush_percent > self.memory_emergency_flush_percent:
             raise ValueError(

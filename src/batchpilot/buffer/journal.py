@@ -16,6 +16,12 @@ reader opted in to pickle. A row that does not decode is moved to the
 logged, and the other rows are recovered. A file that is not a journal, of a
 newer format, a directory or in a missing folder gives an error naming the path.
 
+One manager per journal file, enforced: the journal holds the core's `PidLock`
+(an OS ``flock`` on ``<journal>.lock``, naming the holder's pid) while it is
+open, so a second opener, in this process or another, gets `JournalInUseError`
+instead of delivering the first one's entries again. The OS drops the lock when
+its holder dies, even by SIGKILL, so the next manager takes a stale lock over.
+
 File format 2 (this version) adds the ``journal_info`` table (``format``) and
 the quarantine; a format 1 journal (batchpilot 0.1: untagged pickles) is
 upgraded in place when opened and its plain-data rows still load.
@@ -32,10 +38,11 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
 
+from .._core.pidlock import LockHeldError, PidLock
 from ..errors import BatchpilotError
 from .codec import SERIALIZERS, Serializer, UndecodableEntry, decode, encode
 
-__all__ = ["Durability", "EntryJournal", "JournalError", "JournalRow"]
+__all__ = ["Durability", "EntryJournal", "JournalError", "JournalInUseError", "JournalRow"]
 
 _log = logging.getLogger("batchpilot.buffer")
 
@@ -76,6 +83,18 @@ class JournalError(BatchpilotError, ValueError):
     """
 
 
+class JournalInUseError(JournalError):
+    """Another live journal (another manager, in this process or another) has the file.
+
+    Attributes:
+        pid: the holder's process id, or None if it could not be read.
+    """
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
 class JournalRow(NamedTuple):
     """An entry read back from the journal."""
 
@@ -90,7 +109,8 @@ class JournalRow(NamedTuple):
 class EntryJournal:
     """Appends, deletes and reads back buffered entries in one SQLite file.
 
-    Thread-safe: one connection guarded by a lock. One live journal per file.
+    Thread-safe: one connection guarded by a lock. One live journal per file:
+    it holds ``<path>.lock`` (see the module docstring) until `close`.
 
     Args:
         path: the SQLite file (created if missing; its folder must exist).
@@ -101,6 +121,7 @@ class EntryJournal:
 
     Raises:
         FileNotFoundError: the folder of ``path`` does not exist.
+        JournalInUseError: another open journal, in any process, has ``path``.
         JournalError: ``path`` is a directory, not a journal, or of a newer format.
 
     Attributes:
@@ -122,7 +143,12 @@ class EntryJournal:
         self.serializer: Serializer = serializer
         self.quarantined = 0
         self._lock = threading.Lock()
-        self._conn = _open(self.path, durability)
+        self._file_lock = _lock(self.path)
+        try:
+            self._conn = _open(self.path, durability)
+        except BaseException:
+            self._file_lock.release()
+            raise
         self._closed = False
 
     def append(
@@ -224,11 +250,12 @@ class EntryJournal:
         return int(count)
 
     def close(self) -> None:
-        """Close the connection; idempotent."""
+        """Close the connection and release the file's lock; idempotent."""
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+                self._file_lock.release()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -238,13 +265,32 @@ class EntryJournal:
         )
 
 
-def _open(path: str, durability: Durability) -> sqlite3.Connection:
-    """Connect, check that ``path`` is (or becomes) a journal of a known format."""
+def _lock(path: str) -> PidLock:
+    """Take the journal's `PidLock`, or say who holds it as a `JournalInUseError`."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(
             errno.ENOENT, f"the folder of journal {path!r} does not exist; create it first", folder
         )
+    lock = PidLock(path)
+    try:
+        lock.acquire()
+    except LockHeldError as held:
+        pid = held.pid
+        raise JournalInUseError(
+            f"journal {path} is in use by pid {pid if pid is not None else '?'} (it holds "
+            f"{lock.path}): use one manager per journal file; stop that one (close it), "
+            "or give this manager another journal_path",
+            pid,
+        ) from None
+    except OSError as error:
+        message = f"cannot create the lock file {lock.path} of journal {path}: {error}"
+        raise JournalError(message) from error
+    return lock
+
+
+def _open(path: str, durability: Durability) -> sqlite3.Connection:
+    """Connect, check that ``path`` is (or becomes) a journal of a known format."""
     if os.path.isdir(path):
         raise JournalError(f"journal {path!r} is a directory; pass the path of a file")
     try:

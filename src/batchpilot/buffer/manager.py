@@ -131,7 +131,9 @@ class BatchStateManager:
             `set_flush_callback`; until then entries only accumulate.
         on_dead_letter: called with ``(entries, error)`` for entries given up on.
         journal_path: SQLite file journaling every unflushed entry; entries found
-            in it at start are flushed first (reason ``"recovered"``).
+            in it at start are flushed first (reason ``"recovered"``). One
+            manager per file: a second one, in any process, gets
+            `JournalInUseError` naming the holder's pid.
         durability: ``"normal"`` (survives a killed process) or ``"fsync"``
             (also survives power loss, slower); only with ``journal_path``.
         serializer: how the journal stores entries: ``"json"`` (plain data:
@@ -972,17 +974,12 @@ def _flusher_main(
 
 
 def _flush_rules(config: BatchProcessingConfig, max_age: float) -> FlushRules:
-    ages = (
-        config.time_threshold_seconds,
-        config.priority_time_threshold_seconds,
-        config.emergency_time_threshold_seconds,
-    )
+    """The triggers of ``config``; no entry waits longer than a less urgent one would."""
+    normal = min(config.time_threshold_seconds, max_age)
+    high = min(config.priority_time_threshold_seconds, normal)
+    urgent = min(config.emergency_time_threshold_seconds, high)
     return FlushRules(
-        max_age=(
-            min(ages[0], max_age),
-            min(ages[1], max_age),
-            min(ages[2], max_age),
-        ),
+        max_age=(normal, high, urgent),
         early_memory_percent=config.memory_early_flush_percent,
         emergency_memory_percent=config.memory_emergency_flush_percent,
         min_size=config.min_size_threshold,

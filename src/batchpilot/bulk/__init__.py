@@ -659,7 +659,7 @@ def map_batches(
     items: Iterable[Any],
     *,
     batch_size: BatchSize = "auto",
-    executor: Any = "threads",
+    executor: Any = None,
     workers: int | None = None,
     job: str | None = None,
     retry_failed: bool = False,
@@ -677,14 +677,15 @@ def map_batches(
     """Apply a batch function to every item of a (possibly huge, lazy) iterable.
 
     Args:
-        fn: takes a list of items, returns a list of as many results (``async def``
-            functions need ``executor="asyncio"``).
+        fn: takes a list of items, returns a list of as many results (an ``async
+            def`` function runs on ``executor="asyncio"``).
         items: any iterable; read lazily, one chunk at a time.
         batch_size: ``"auto"`` (chunks sized to take about 0.1 s, starting at 1
             and at most doubling per step, up to 65,536, and shrinking at the end
             of an input with a length so workers finish together), a fixed int,
             or any core `SizeController` (``Fixed``, ``AIMD``, ``TargetLatency``...).
-        executor: ``"threads"``, ``"processes"``, ``"asyncio"``, ``"dask"`` (a local
+        executor: None (default: ``"asyncio"`` for an ``async def`` function,
+            else ``"threads"``), ``"threads"``, ``"processes"``, ``"asyncio"``, ``"dask"`` (a local
             Dask cluster), ``"ray"`` (``ray.init`` if not running), ``"serial"`` (the
             calling thread), a ``dask.distributed.Client``, or any `ChunkExecutor`.
         workers: threads/processes/Dask workers/Ray CPUs, or the asyncio concurrency
@@ -742,8 +743,10 @@ def map_batches(
         raise TypeError(f"workers must be an int or None, got {workers!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    spec = resolve_executor(executor)
     is_async = is_async_callable(fn)
+    if executor is None:
+        executor = "asyncio" if is_async else "threads"
+    spec = resolve_executor(executor)
     if is_async != (spec.kind == "asyncio"):
         needs = "executor='asyncio'" if is_async else "a plain function, not async def"
         raise TypeError(f"{fn!r} with executor={spec.describe()}: this needs {needs}")

@@ -10,6 +10,10 @@ The process pool starts its workers with ``forkserver`` by default (``fork``
 copies a process that has threads, which can deadlock a child); pass
 ``ProcessExecutor(start_method="fork")`` to get ``fork``. Each pool worker
 exits as soon as the process that started the pool dies, even by SIGKILL.
+Where ``__main__`` has no file (``python -c``, a notebook, the REPL) a new
+worker cannot import its functions by name, so tasks are shipped with
+cloudpickle, which sends them by value (as joblib's loky does), when it is
+installed.
 """
 
 from __future__ import annotations
@@ -132,10 +136,59 @@ class ShippingError(TypeError):
     """A task or its arguments could not be pickled to send them to a worker process."""
 
 
-def _run_shipped(payload: bytes) -> Any:
+def _main_has_no_file() -> bool:
+    """Whether ``__main__`` is ``python -c``, a notebook or the REPL: not importable by name."""
+    return getattr(sys.modules.get("__main__"), "__file__", None) is None
+
+
+def _shipping_dumps() -> Callable[[Any], bytes] | None:
+    """How `ProcessExecutor` pickles a task: cloudpickle in a file-less ``__main__``, else pickle.
+
+    None where ``__main__`` has no file and cloudpickle is not installed: a
+    ``__main__`` function then reaches a forkserver/spawn worker only by name,
+    which that worker cannot import.
+    """
+    if not _main_has_no_file():
+        return _pickle_dumps
+    try:
+        import cloudpickle
+    except ImportError:
+        return None
+    dumps: Callable[[Any], bytes] = cloudpickle.dumps
+    return dumps
+
+
+def _pickle_dumps(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _ByValue(Exception):
+    """A task's result or exception sent back with cloudpickle: it unpickles as the value itself.
+
+    The value may be or hold instances of classes of a file-less ``__main__``,
+    which pickle would look up by a name the worker's ``__main__`` does not have.
+    An exception so that a task's exception can be raised in it.
+    """
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+    def __reduce__(self) -> tuple[Callable[[bytes], Any], tuple[bytes]]:
+        import cloudpickle
+
+        return pickle.loads, (cloudpickle.dumps(self.value),)
+
+
+def _run_shipped(payload: bytes, by_value: bool) -> Any:
     """Worker side of `ProcessExecutor.submit`: unpickle the task and its arguments, run it."""
     task, args = pickle.loads(payload)
-    return task(*args)
+    if not by_value:
+        return task(*args)
+    try:
+        return _ByValue(task(*args))
+    except Exception as error:
+        raise _ByValue(error) from error
 
 
 class ProcessExecutor(_PoolExecutor):
@@ -146,7 +199,8 @@ class ProcessExecutor(_PoolExecutor):
         start_method: ``"forkserver"`` (default where available, else ``"spawn"``),
             ``"spawn"`` or ``"fork"``. With ``forkserver``/``spawn`` the batch
             function must be importable by name in a new process (defined in a
-            module or a script file, not in ``python -c`` or a notebook cell).
+            module or a script file), or cloudpickle must be installed to send a
+            function of ``python -c``, a notebook or the REPL by value.
 
     The pool is created on first use and again after `shutdown`, so one instance
     can serve several runs. Arguments are pickled in the submitting thread: one
@@ -178,11 +232,12 @@ class ProcessExecutor(_PoolExecutor):
         return self._pool
 
     def submit(self, task: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
+        dumps = _shipping_dumps() or _pickle_dumps
         try:
-            payload = pickle.dumps((task, args), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = dumps((task, args))
         except Exception as error:
             raise ShippingError(f"cannot send a task to a worker process: {error}") from error
-        return self.pool.submit(_run_shipped, payload)
+        return self.pool.submit(_run_shipped, payload, dumps is not _pickle_dumps)
 
     def shutdown(self) -> None:
         if self._pool is not None:
@@ -380,11 +435,12 @@ class ExecutorSpec:
         if not self.remote:
             return
         if self.kind == "processes":
-            dumps: Callable[[Any], bytes] = pickle.dumps
+            shipping = _shipping_dumps()
+            dumps = shipping or _pickle_dumps
         else:
             import cloudpickle
 
-            dumps = cloudpickle.dumps
+            shipping = dumps = cloudpickle.dumps
         try:
             dumps(fn)
         except Exception as error:
@@ -393,12 +449,13 @@ class ExecutorSpec:
                 f"it must be picklable; {fn!r} is not ({error}). Define it at module level, "
                 "or use executor='threads'."
             ) from error
-        if self.kind == "processes" and self._start_method() != "fork" and _main_only(fn):
+        by_name_only = shipping is None and self._start_method() != "fork"
+        if by_name_only and getattr(fn, "__module__", None) == "__main__":
             raise TypeError(
                 f"executor {self.describe()} starts workers with {self._start_method()!r}, "
                 f"which cannot import {fn!r}: it lives in a __main__ without a file (python "
-                "-c, a notebook, the REPL). Move it into a module, or pass "
-                "executor=ProcessExecutor(start_method='fork')."
+                "-c, a notebook, the REPL). Install cloudpickle to send it by value, move it "
+                "into a module, or pass executor=ProcessExecutor(start_method='fork')."
             )
 
     def _start_method(self) -> str:
@@ -408,14 +465,6 @@ class ExecutorSpec:
     def describe(self) -> str:
         """The spec as the user wrote it, for messages."""
         return repr(self.kind if self.target is None else self.target)
-
-
-def _main_only(fn: Callable[..., Any]) -> bool:
-    """Whether ``fn`` is pickled by a reference to a ``__main__`` a new process cannot import."""
-    if getattr(fn, "__module__", None) != "__main__":
-        return False
-    main = sys.modules.get("__main__")
-    return getattr(main, "__file__", None) is None
 
 
 _FACTORIES: dict[str, Callable[[int | None], ChunkExecutor]] = {

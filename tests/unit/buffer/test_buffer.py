@@ -197,6 +197,65 @@ def test_time_threshold_from_config(make: Any, recorder: Recorder, clock: FakeCl
     assert recorder.batches == [["e0"]]
 
 
+class Waits:
+    """A flush callback that records, per flush, how long each entry waited."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.flushes: list[tuple[float, list[float]]] = []
+
+    def __call__(self, entries: list[BufferedEntry]) -> None:
+        now = self.clock.now()
+        self.flushes.append((now, [now - item.queued_at for item in entries]))
+
+
+def stream(manager: BatchStateManager, clock: FakeClock, seconds: int, per_second: int) -> None:
+    """Queue ``per_second`` entries a second of every priority, letting each flush finish."""
+    for i in range(seconds * per_second):
+        assert manager.queue_entry({"n": i}, "rss_feed", f"e{i}", priority=i % 3)
+        assert manager.wait_idle(5)
+        clock.advance(1 / per_second)  # exact in binary: no rounding at the 1 s boundary
+
+
+AGE_TRIGGERS = {"age_normal", "age_priority", "age_emergency"}
+
+
+def test_flush_on_time_only_recipe(make: Any, clock: FakeClock) -> None:
+    """docs/buffer.md, "Flush on time only": one flush a second, whatever the rate."""
+    waits = Waits(clock)
+    manager = make(
+        waits, time_threshold_seconds=1.0, enable_adaptive_sizing=False, size_threshold=1000
+    )
+    stream(manager, clock, seconds=6, per_second=64)
+    assert set(triggers(manager)) <= AGE_TRIGGERS
+    assert len(waits.flushes) == 5  # at 1, 2 + 1/64, 3 + 2/64, ... s
+    assert all(max(entries) == 1.0 for _, entries in waits.flushes)
+    assert sum(len(entries) for _, entries in waits.flushes) == 5 * 65
+
+
+def test_a_time_threshold_alone_also_flushes_by_size(make: Any, clock: FakeClock) -> None:
+    """Why the recipe is needed: the default adaptive size threshold fires too."""
+    waits = Waits(clock)
+    manager = make(waits, time_threshold_seconds=1.0)
+    stream(manager, clock, seconds=6, per_second=64)
+    assert triggers(manager)["size_threshold"] >= 6
+    assert len(waits.flushes) > 6
+
+
+def test_priority_entries_never_wait_longer_than_the_time_threshold(
+    make: Any, recorder: Recorder, clock: FakeClock
+) -> None:
+    # The default priority ages (120 s, 60 s) are longer than this time threshold:
+    # an urgent entry alone used to wait 60 s where a normal one waits 1 s.
+    manager = make(recorder, time_threshold_seconds=1.0)
+    queue(manager, 1, prefix="urgent", priority=2)
+    queue(manager, 1, prefix="high", priority=1)
+    clock.advance(1.0)
+    assert manager.check_flush_conditions() in AGE_TRIGGERS - {"age_normal"}
+    assert manager.wait_idle(5)
+    assert recorder.batches == [["urgent0", "high0"]]
+
+
 # ---------------------------------------------------------------- memory triggers
 
 

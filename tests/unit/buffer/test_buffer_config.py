@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
-from batchpilot.buffer import ENV_VARS, BatchProcessingConfig
+from batchpilot.buffer import ENV_VARS, BatchProcessingConfig, BatchStateManager
 
 
 def test_seed_defaults() -> None:
@@ -138,3 +139,48 @@ def test_optional_timeout_and_int_for_float() -> None:
     config = BatchProcessingConfig(overflow_timeout_seconds=None, time_threshold_seconds=10)
     assert config.overflow_timeout_seconds is None
     assert config.time_threshold_seconds == 10
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"size_threshold": 10_000, "max_buffer_size": 1000, "enable_adaptive_sizing": False},
+        {"size_threshold": 51, "max_buffer_size": 50, "enable_adaptive_sizing": False},
+    ],
+)
+def test_a_fixed_size_threshold_above_the_buffer_is_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"size_threshold \(\d+\) must be <= max_buffer_size"):
+        BatchProcessingConfig(**changes)
+
+
+def test_a_contradiction_made_by_the_managers_buffer_size_is_refused() -> None:
+    config = BatchProcessingConfig(size_threshold=500, enable_adaptive_sizing=False)
+    message = r"size_threshold \(500\) must be <= max_buffer_size \(100\)"
+    with pytest.raises(ValueError, match=message):
+        BatchStateManager(max_buffer_size=100, flush_config=config)
+
+
+def test_a_contradiction_from_the_environment_names_the_variables() -> None:
+    env = {
+        "BATCH_SIZE_THRESHOLD": "10000",
+        "BATCH_MAX_BUFFER_SIZE": "1000",
+        "BATCH_ENABLE_ADAPTIVE_SIZING": "false",
+    }
+    with pytest.raises(ValueError, match=r"max_buffer_size.*BATCH_MAX_BUFFER_SIZE='1000'"):
+        BatchProcessingConfig.from_env(env)
+
+
+def test_the_time_only_recipe_and_the_seed_defaults_are_accepted() -> None:
+    time_only = BatchProcessingConfig(
+        time_threshold_seconds=1.0, enable_adaptive_sizing=False, size_threshold=1000
+    )
+    assert time_only.size_threshold == time_only.max_buffer_size == 1000
+    seed = BatchProcessingConfig()
+    assert (seed.max_buffer_size, seed.size_threshold, seed.time_threshold_seconds) == (
+        1000,
+        25,
+        300.0,
+    )
+    assert (seed.min_size_threshold, seed.max_size_threshold) == (5, 50)
+    with BatchStateManager(max_buffer_size=10) as small:  # adaptive: the buffer caps it
+        assert small.config.size_threshold == 25

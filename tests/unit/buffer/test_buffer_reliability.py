@@ -251,7 +251,7 @@ def test_default_dedup_window_is_ten_thousand(make: Any) -> None:
 
 
 def small(**options: Any) -> dict[str, Any]:
-    return {"max_buffer_size": 3, "enable_adaptive_sizing": False, "size_threshold": 10, **options}
+    return {"max_buffer_size": 3, "enable_adaptive_sizing": False, "size_threshold": 3, **options}
 
 
 def test_overflow_raise(make: Any) -> None:

@@ -340,7 +340,7 @@ def test_async_function_needs_the_asyncio_executor() -> None:
         return xs
 
     with pytest.raises(TypeError, match="asyncio"):
-        map_batches(adouble, range(3))
+        map_batches(adouble, range(3), executor="threads")
     with pytest.raises(TypeError, match="not async def"):
         map_batches(double, range(3), executor="asyncio")
 
@@ -357,7 +357,21 @@ def test_an_object_with_async_call_runs_on_the_asyncio_executor() -> None:
     out = list(map_batches(_AsyncScorer(), range(10), batch_size=4, executor="asyncio"))
     assert out == [x * 3 for x in range(10)]
     with pytest.raises(TypeError, match="asyncio"):
-        map_batches(_AsyncScorer(), range(3))
+        map_batches(_AsyncScorer(), range(3), executor="processes")
+
+
+def test_an_async_function_without_an_executor_runs_on_asyncio() -> None:
+    loops: set[int] = set()
+
+    async def adouble(xs: list[int]) -> list[int]:
+        loops.add(id(asyncio.get_running_loop()))
+        return [x * 2 for x in xs]
+
+    run = map_batches(adouble, range(20), batch_size=4)
+    assert "executor='asyncio'" in repr(run)
+    assert list(run) == [x * 2 for x in range(20)]
+    assert len(loops) == 1
+    assert list(map_batches(_AsyncScorer(), range(5))) == [x * 3 for x in range(5)]
 
 
 def test_unpicklable_function_with_processes_is_a_type_error_before_work() -> None:

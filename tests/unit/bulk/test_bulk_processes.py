@@ -78,20 +78,64 @@ MAIN_ONLY = textwrap.dedent(
             yield x
 
     try:
-        map_batches(triple, items(), executor="processes")
+        print("ran", list(map_batches(triple, items(), executor="processes", workers=2)))
     except TypeError as error:
         print("refused", len(pulled), error)
     forked = ProcessExecutor(1, start_method="fork")
     print("fork", list(map_batches(triple, range(3), executor=forked)))
     """
 )
+# Hides cloudpickle, as in an environment without it.
+WITHOUT_CLOUDPICKLE = "import sys; sys.modules['cloudpickle'] = None\n"
 
 
-def test_a_function_of_python_c_is_refused_before_work_unless_fork() -> None:
+def _python_c(script: str) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-c", MAIN_ONLY], capture_output=True, text=True, timeout=50
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=50
     )
     assert done.returncode == 0, done.stderr
-    refused, forked = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+def test_a_function_of_python_c_runs_in_forkserver_workers_by_cloudpickle() -> None:
+    ran, forked = _python_c(MAIN_ONLY)
+    assert ran == "ran [0, 3, 6, 9, 12]"
+    assert forked == "fork [0, 3, 6]"
+
+
+MAIN_CLASSES = textwrap.dedent(
+    """
+    from batchpilot.bulk import ItemFailure, map_batches
+
+    class Odd(Exception):
+        pass
+
+    class Box:
+        def __init__(self, value):
+            self.value = value
+
+    def boxed(xs):
+        if any(x % 2 for x in xs):
+            raise Odd(xs)
+        return [Box(x) for x in xs]
+
+    out = list(map_batches(boxed, range(4), batch_size=2, executor="processes", workers=1))
+    print([o.value if type(o) is Box else type(o.error) is Odd for o in out])
+    try:
+        list(map_batches(boxed, [1], executor="processes", workers=1, fail_fast=True))
+    except Odd as error:
+        print("raised", error)
+    print(list(map_batches(lambda xs: [x + 1 for x in xs], range(3), executor="processes")))
+    """
+)
+
+
+def test_results_and_errors_of_python_c_classes_come_back_from_workers() -> None:
+    assert _python_c(MAIN_CLASSES) == ["[0, True, 2, True]", "raised [1]", "[1, 2, 3]"]
+
+
+def test_without_cloudpickle_a_function_of_python_c_is_refused_before_work_unless_fork() -> None:
+    refused, forked = _python_c(WITHOUT_CLOUDPICKLE + MAIN_ONLY)
     assert refused.startswith("refused 0 ") and "start_method='fork'" in refused
+    assert "cloudpickle" in refused
     assert forked == "fork [0, 3, 6]"

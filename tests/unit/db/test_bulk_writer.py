@@ -6,6 +6,8 @@ window is made by hand: a chunk written before the job file knew it.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +146,90 @@ def test_bad_arguments_are_refused_before_any_work(db: Database) -> None:
         db.bulk_writer("squares", "square")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be picklable"):
         map_batches(db.bulk_writer("squares", square), enumerate(range(3)), executor="processes")
+
+
+# -- a table that cannot take the rows: at most one chunk of model work ---------------
+
+
+class CountingModel:
+    """A model that counts its calls and the items it computed."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.items = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, numbers: list[int]) -> list[int]:
+        with self.lock:
+            self.calls += 1
+            self.items += len(numbers)
+        return square(numbers)
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (None, "does not exist"),
+        ({"item_id": int, "result": int}, "neither its primary key nor unique"),
+        ({"result": int}, r"no key column\(s\) \['item_id'\]"),
+    ],
+    ids=["no table", "key not unique", "no key column"],
+)
+def test_a_table_without_a_unique_key_is_refused_before_any_work(
+    db_url: str, columns: dict[str, type] | None, message: str
+) -> None:
+    model = CountingModel()
+    with Database(db_url) as db:
+        if columns is not None:
+            db.create_table("scores", columns)  # the primary key is a new "id" column
+        with pytest.raises(ValueError, match=message):
+            db.bulk_writer("scores", model)
+    assert model.calls == 0
+
+
+@pytest.mark.parametrize("batch_size", ["auto", 8])
+def test_a_table_lacking_a_column_costs_one_chunk_of_model_work(
+    db_url: str, batch_size: int | str
+) -> None:
+    model = CountingModel()
+    with Database(db_url) as db:
+        db.create_table("scores", {"item_id": int, "score": int}, primary_key="item_id")
+        writer = db.bulk_writer("scores", model)  # its rows have a "result" column
+        run = map_batches(writer, enumerate(range(100)), batch_size=batch_size, workers=4)
+        results = list(run)
+        assert len(rows(db, "scores")) == 0
+    assert all(isinstance(value, ItemFailure) for value in results)
+    errors = {str(value.error) for value in results}
+    assert all("table 'scores' has no column(s) ['result']" in error for error in errors)
+    first_chunk = 1 if batch_size == "auto" else batch_size
+    assert (model.calls, model.items) == (1, first_chunk)
+
+
+def test_after_rows_went_in_a_stray_column_fails_only_its_item(db: Database) -> None:
+    def stray(numbers: list[int]) -> list[dict[str, int]]:
+        return [{"result": n, "stray": 1} if n == 5 else {"result": n} for n in numbers]
+
+    results = list(map_batches(db.bulk_writer("squares", stray), enumerate(range(8)), batch_size=4))
+    failures = [value for value in results if isinstance(value, ItemFailure)]
+    assert [(f.index, type(f.error)) for f in failures] == [(5, ValueError)]
+    assert sorted(rows(db)) == [(i, i) for i in range(8) if i != 5]
+
+
+def test_a_key_repeated_within_one_chunk_is_counted_and_logged(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Database(db_url) as db:
+        db.create_table("people", {"name": str, "length": int}, primary_key="name")
+        writer = db.bulk_writer(
+            "people",
+            lambda people: [len(person) for person in people],
+            key="name",
+            key_of=lambda person: person,
+            to_record=lambda person, length: {"length": length},
+        )
+        with caplog.at_level(logging.WARNING, logger="batchpilot.db"):
+            assert writer(["ada", "grace", "ada", "ada"]) == ["ada", "grace", "ada", "ada"]
+        assert sorted(rows(db, "people")) == [("ada", 3), ("grace", 5)]
+        assert db.get_metrics()["insert_idempotent"]["duplicates"] == 2
+    [warning] = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert "dropped 2 record(s)" in warning and "'ada'" in warning and "people" in warning
