@@ -384,12 +384,15 @@ def test_unpicklable_function_with_processes_is_a_type_error_before_work() -> No
 @pytest.mark.parametrize(
     ("executor", "missing"), [("dask", "distributed"), ("ray", "ray"), ("ray", "cloudpickle")]
 )
-def test_a_cluster_executor_without_its_extra_names_the_extra_before_work(
+def test_a_cluster_executor_without_its_extra_names_what_to_install_before_work(
     monkeypatch: pytest.MonkeyPatch, executor: str, missing: str
 ) -> None:
     monkeypatch.setitem(sys.modules, missing, None)  # as when it is not installed
     source = Counting(10)
-    with pytest.raises(ImportError, match=rf"needs {missing}, .* 'batchpilot\[{executor}\]'"):
+    # issue 22 item 5: the hint names the missing distribution, never a PyPI batchpilot[extra]
+    with pytest.raises(
+        ImportError, match=rf"executor='{executor}' needs {missing}, .*: pip install {missing}$"
+    ):
         map_batches(double, source, executor=executor)
     assert source.pulled == 0  # was: ModuleNotFoundError 'cloudpickle' from the pickling check
 
