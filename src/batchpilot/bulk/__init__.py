@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import logging
+import math
 import pickle
 import threading
 from collections import Counter, deque
@@ -50,6 +51,7 @@ from .checkpoint import (
 )
 from .chunking import Chunk, make_controller, read_chunks
 from .executors import ChunkExecutor, ExecutorSpec, ProcessExecutor, ShippingError, resolve_executor
+from .grouping import DEFAULT_SORT_WINDOW, cost_grouped
 from .runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
 from .serialize import SERIALIZERS, StoredError
 
@@ -673,6 +675,11 @@ def map_batches(
     listeners: Iterable[BatchListener | Callable[[BatchRecord], object]] = (),
     name: str = "",
     clock: Clock = SYSTEM_CLOCK,
+    cost: Callable[[Any], float] | None = None,
+    max_batch_cost: float = math.inf,
+    padded: bool = False,
+    sort_window: int = DEFAULT_SORT_WINDOW,
+    is_oom: Callable[[BaseException], bool] | None = None,
 ) -> BulkRun:
     """Apply a batch function to every item of a (possibly huge, lazy) iterable.
 
@@ -716,6 +723,17 @@ def map_batches(
         name: names the run in records, progress bar and ``repr``.
         clock: time source for progress and, with local executors, for chunk
             durations and retry waits (remote workers use their own clock).
+        cost: an item's cost (e.g. its token count). With it, a chunk is a window
+            of ``sort_window`` items cut into batches of at most ``batch_size``
+            items (an int; ``"auto"``: the window) and ``max_batch_cost``; ``fn``
+            runs once per batch. An item over budget runs alone.
+        max_batch_cost: the budget of one batch, in cost units (with ``cost``).
+        padded: a batch costs its largest item's cost times its size (every row
+            padded to the longest), not the sum of its items' costs.
+        sort_window: items regrouped by cost together (0: first in, first out).
+        is_oom: says whether an exception of ``fn`` is out of memory (default:
+            `MemoryError` and torch's ``OutOfMemoryError``); such a batch is split
+            by cost and the budget lowered, then raised again after successes.
 
     Returns:
         A `BulkRun`: iterate it for the results; ``ItemFailure`` marks failed items.
@@ -738,6 +756,16 @@ def map_batches(
         iter(items)
     except TypeError:
         raise TypeError(f"items must be iterable, got {type(items).__name__}") from None
+    if cost is not None:
+        fn, batch_size = cost_grouped(
+            fn,
+            batch_size,
+            cost=cost,
+            max_batch_cost=max_batch_cost,
+            padded=padded,
+            sort_window=sort_window,
+            is_oom=is_oom,
+        )
     controller = make_controller(batch_size)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
         raise TypeError(f"workers must be an int or None, got {workers!r}")
@@ -769,7 +797,7 @@ def map_batches(
         fn,
         items,
         controller=controller,
-        balance_tail=isinstance(batch_size, str),
+        balance_tail=batch_size == "auto",
         executor=spec,
         workers=workers,
         job=job,

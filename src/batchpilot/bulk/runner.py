@@ -33,7 +33,7 @@ from .._core.replay import replay_first
 from .._core.retry import RetryPolicy
 from ..errors import BatchFailedError
 
-__all__ = ["ChunkResult", "ItemFailure", "arun_chunk", "run_chunk"]
+__all__ = ["ChunkResult", "ItemFailure", "arun_chunk", "checked_results", "run_chunk"]
 
 T = TypeVar("T")
 
@@ -80,7 +80,8 @@ class ChunkResult:
         return len(self.values)
 
 
-def _checked(result: Any, expected: int) -> list[Any]:
+def checked_results(result: Any, expected: int) -> list[Any]:
+    """``result`` as a list of ``expected`` results, or `BatchFailedError` saying what came."""
     if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
         raise BatchFailedError(
             f"the batch function must return a list of {expected} results, "
@@ -119,13 +120,13 @@ def run_chunk(
     clock = clock or SYSTEM_CLOCK
     began = clock.now()
     try:
-        values = _checked(fn(items), len(items))
+        values = checked_results(fn(items), len(items))
     except Exception as error:
         if fail_fast:
             raise
 
         def call(low: int, high: int) -> list[Any]:
-            return _checked(fn(items[low:high]), high - low)
+            return checked_results(fn(items[low:high]), high - low)
 
         calls = replay_first(error, call)
     else:
@@ -150,13 +151,13 @@ async def arun_chunk(
     clock = clock or SYSTEM_CLOCK
     began = clock.now()
     try:
-        values = _checked(await fn(items), len(items))
+        values = checked_results(await fn(items), len(items))
     except Exception as error:
         if fail_fast:
             raise
 
         async def call(low: int, high: int) -> list[Any]:
-            return _checked(await fn(items[low:high]), high - low)
+            return checked_results(await fn(items[low:high]), high - low)
 
         calls = replay_first(error, call)
     else:

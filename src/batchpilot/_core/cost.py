@@ -1,0 +1,208 @@
+"""Batch cost: what a batch costs, and which waiting items form the next batch.
+
+Pure policy, shared by every engine (no threads, no clock):
+
+- `CostBudget` holds the limits: at most ``max_batch_size`` items and at most
+  ``max_batch_cost``. A batch costs the sum of its items' costs, or, with
+  ``padded=True``, its largest item's cost times its size (every row is padded to
+  the longest, as a transformer batch is).
+- `BatchMeter` grows one batch, item by item, and says why it closed. The first
+  item always joins: an item over budget on its own runs alone. It never waits
+  forever and never fails for its size (TEI#723 hung on exactly this).
+- `group_by_cost` (bulk) cuts a window of known items into batches, sorted by cost
+  so that items of like length share a batch.
+- `pick_batch` (online) chooses the next batch among waiting items: the oldest
+  always goes, joined by the waiting items closest to it in cost. When everything
+  waiting fits, everything goes, so light load pays nothing for the grouping.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .validate import check_flag, check_number, positive_int
+
+__all__ = ["BatchMeter", "CloseReason", "CostBudget", "group_by_cost", "pick_batch"]
+
+
+class CloseReason(str, enum.Enum):
+    """Why a batch stopped growing: every batch record carries one."""
+
+    COUNT = "count"  # it reached max_batch_size items
+    BUDGET = "budget"  # the next item would have taken it past max_batch_cost
+    IDLE_WORKER = "idle_worker"  # a worker was free and took what was waiting
+    MAX_WAIT = "max_wait"  # its oldest item had waited max_wait
+    DEADLINE = "deadline"  # an item's deadline was near
+    SHUTDOWN = "shutdown"  # the engine was closing and flushed what it held
+    INPUT_END = "input_end"  # a bulk job's input (or its regrouping window) ran out
+
+
+@dataclass(frozen=True)
+class CostBudget:
+    """The limits of one batch, in items and in cost units (e.g. tokens)."""
+
+    max_batch_size: int
+    max_batch_cost: float = math.inf
+    padded: bool = False
+
+    def __post_init__(self) -> None:
+        positive_int("max_batch_size", self.max_batch_size)
+        check_number("max_batch_cost", self.max_batch_cost, minimum=0, strict=True, allow_inf=True)
+        check_flag("padded", self.padded)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether a cost budget is set (otherwise only the count limits a batch)."""
+        return not math.isinf(self.max_batch_cost)
+
+    def cost_of(self, costs: Sequence[float]) -> float:
+        """The cost of a batch of items with these costs (padded or summed)."""
+        if not costs:
+            return 0.0
+        return max(costs) * len(costs) if self.padded else float(sum(costs))
+
+    def meter(self, cap: float | None = None) -> BatchMeter:
+        """A new, empty batch under this budget, or under ``cap`` if it is lower."""
+        limit = self.max_batch_cost if cap is None else min(cap, self.max_batch_cost)
+        return BatchMeter(self.max_batch_size, limit, self.padded)
+
+
+class BatchMeter:
+    """One batch as it grows: its count, largest item and total cost."""
+
+    __slots__ = ("count", "largest", "limit", "max_size", "padded", "total")
+
+    def __init__(self, max_size: int, limit: float, padded: bool) -> None:
+        self.max_size = max_size  # the most items the batch may hold
+        self.limit = limit  # the most it may cost
+        self.padded = padded  # whether its cost is largest x count, not the sum
+        self.count = 0  # items in it so far
+        self.largest = 0.0  # the largest item's cost so far
+        self.total = 0.0  # the sum of its items' costs so far
+
+    @property
+    def cost(self) -> float:
+        """Its cost under the budget's rule."""
+        return self.padded_cost if self.padded else self.total
+
+    @property
+    def padded_cost(self) -> float:
+        """What it costs padded to its largest item, whatever the rule."""
+        return self.largest * self.count
+
+    def refusal(self, cost: float) -> CloseReason | None:
+        """Why an item of ``cost`` may not join, or None if it may."""
+        if self.count == 0:
+            return None
+        if self.count >= self.max_size:
+            return CloseReason.COUNT
+        grown = max(self.largest, cost) * (self.count + 1) if self.padded else self.total + cost
+        return CloseReason.BUDGET if grown > self.limit else None
+
+    def add(self, cost: float) -> None:
+        """Put an item of ``cost`` in the batch (after `refusal` said None)."""
+        self.count += 1
+        self.total += cost
+        self.largest = max(self.largest, cost)
+
+    def offer(self, cost: float) -> CloseReason | None:
+        """Add the item if it may join; else return why the batch is closed."""
+        reason = self.refusal(cost)
+        if reason is None:
+            self.add(cost)
+        return reason
+
+
+def group_by_cost(
+    costs: Sequence[float], budget: CostBudget, *, regroup: bool = True, cap: float | None = None
+) -> list[tuple[list[int], CloseReason]]:
+    """Cut a window of items into batches: positions into ``costs``, and why each closed.
+
+    With ``regroup`` the items are taken in order of cost (stable, so equal costs
+    keep their order), which puts items of like length together; without it, in
+    their own order. Every position appears in exactly one batch.
+    """
+    order = sorted(range(len(costs)), key=costs.__getitem__) if regroup else range(len(costs))
+    batches: list[tuple[list[int], CloseReason]] = []
+    current: list[int] = []
+    meter = budget.meter(cap)
+    for position in order:
+        reason = meter.offer(costs[position])
+        if reason is not None:
+            batches.append((current, reason))
+            current, meter = [], budget.meter(cap)
+            meter.add(costs[position])
+        current.append(position)
+    if current:
+        batches.append((current, CloseReason.INPUT_END))
+    return batches
+
+
+def pick_batch(
+    costs: Sequence[float], budget: CostBudget, window: int, *, cap: float | None = None
+) -> tuple[list[int], CloseReason | None]:
+    """Choose the next batch among waiting items, given their costs oldest first.
+
+    Returns the chosen positions (ascending, so in arrival order) and why the batch
+    closed (None when it took everything waiting). The oldest item always goes.
+    Within the first ``window`` waiting items the batch grows outward from the
+    oldest in cost order, taking next whichever neighbour is closer in cost to it,
+    so that little is padded. Items past the window join in arrival order while
+    they fit; with ``window <= 1`` the batch is the longest prefix that fits, first
+    in, first out.
+    """
+    if not costs:
+        return [], None
+    meter = budget.meter(cap)
+    if window <= 1:
+        return _fifo_prefix(costs, meter)
+    candidates = sorted(range(min(window, len(costs))), key=costs.__getitem__)
+    anchor = candidates.index(0)
+    meter.add(costs[0])
+    chosen = [0]
+    below, above = anchor - 1, anchor + 1
+    reason: CloseReason | None = None
+    while below >= 0 or above < len(candidates):
+        side = _closer_side(costs, candidates, costs[0], below, above)
+        position = candidates[below if side < 0 else above]
+        refused = meter.offer(costs[position])
+        if refused is None:
+            chosen.append(position)
+        reason = reason or refused
+        if refused is CloseReason.COUNT:
+            break
+        # A refused dearer item closes its side; so does a cheaper one when padded
+        # (its cost does not matter there), but a cheaper one still may fit a sum.
+        closes_side = refused is not None and (side > 0 or meter.padded)
+        if side < 0:
+            below = -1 if closes_side else below - 1
+        else:
+            above = len(candidates) if closes_side else above + 1
+    if reason is None:
+        rest, reason = _fifo_prefix(costs[len(candidates) :], meter)
+        chosen.extend(len(candidates) + position for position in rest)
+    return sorted(chosen), reason
+
+
+def _fifo_prefix(costs: Sequence[float], meter: BatchMeter) -> tuple[list[int], CloseReason | None]:
+    for position, cost in enumerate(costs):
+        reason = meter.offer(cost)
+        if reason is not None:
+            return list(range(position)), reason
+    return list(range(len(costs))), None
+
+
+def _closer_side(
+    costs: Sequence[float], candidates: list[int], target: float, below: int, above: int
+) -> int:
+    """-1 to take the cheaper neighbour next, +1 the dearer one (ties go cheaper)."""
+    if below < 0:
+        return 1
+    if above >= len(candidates):
+        return -1
+    cheaper = target - costs[candidates[below]]
+    dearer = costs[candidates[above]] - target
+    return -1 if cheaper <= dearer else 1

@@ -1,0 +1,136 @@
+"""Batches by cost inside a bulk chunk: a window of items, regrouped, run batch by batch.
+
+With ``cost=`` a bulk chunk is a window of the input (``sort_window`` items, so job
+files, resume and input order work as they do for any chunk). `CostGroupedBatches`
+is the chunk's batch function: it cuts the window into batches under the budget
+(`batchpilot._core.cost.group_by_cost`, sorted by cost when regrouping), calls the
+user's function once per batch, and puts each result back in its item's place.
+
+A batch that runs out of memory is split by cost and its halves run (recursively);
+the cap drops below it and climbs back after successes (`OutOfMemoryBackoff`). An
+item that runs out of memory alone raises, and the chunk's isolation then fails
+that item alone. The object is picklable, so process, Dask and Ray workers each
+hold their own cap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._core.callables import is_async_callable
+from .._core.cost import CostBudget, group_by_cost
+from .._core.oom import (
+    OomPredicate,
+    OutOfMemoryBackoff,
+    is_out_of_memory,
+    release_cached_memory,
+    split_by_cost,
+)
+from .._core.validate import check_int
+from ..errors import ConfigError
+from .runner import checked_results
+
+__all__ = ["DEFAULT_SORT_WINDOW", "CostGroupedBatches", "cost_grouped"]
+
+DEFAULT_SORT_WINDOW = 256
+"""Items regrouped by cost together (one bulk chunk) unless ``sort_window`` says otherwise."""
+
+
+class CostGroupedBatches:
+    """A chunk's batch function that runs ``fn`` once per cost-bounded batch."""
+
+    def __init__(
+        self,
+        fn: Callable[[list[Any]], Sequence[Any]],
+        cost: Callable[[Any], float],
+        budget: CostBudget,
+        *,
+        regroup: bool,
+        is_oom: OomPredicate,
+    ) -> None:
+        self.fn = fn  # the user's batch function
+        self.cost = cost  # an item's cost
+        self.budget = budget  # count and cost limits of one batch
+        self.regroup = regroup  # whether a window is sorted by cost before cutting
+        self.is_oom = is_oom  # whether an exception means out of memory
+        self.backoff = OutOfMemoryBackoff(budget.max_batch_cost)  # the cap after OOM errors
+        self._lock = threading.Lock()  # the backoff is shared by a thread pool's workers
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __call__(self, items: list[Any]) -> list[Any]:
+        costs = [float(self.cost(item)) for item in items]
+        results: list[Any] = [None] * len(items)
+        with self._lock:
+            cap = self.backoff.cap
+        for positions, _reason in group_by_cost(costs, self.budget, regroup=self.regroup, cap=cap):
+            self._run(items, costs, positions, results)
+        return results
+
+    def _run(
+        self, items: list[Any], costs: list[float], positions: list[int], results: list[Any]
+    ) -> None:
+        batch_costs = [costs[p] for p in positions]
+        try:
+            values = self.fn([items[p] for p in positions])
+        except Exception as error:
+            if len(positions) < 2 or not self.is_oom(error):
+                raise
+            with self._lock:
+                self.backoff.on_out_of_memory(self.budget.cost_of(batch_costs))
+            release_cached_memory()
+            halves = split_by_cost(batch_costs, self.budget.padded)
+        else:
+            values = checked_results(values, len(positions))
+            for position, value in zip(positions, values, strict=True):
+                results[position] = value
+            with self._lock:
+                self.backoff.on_success()
+            return
+        # Outside the handler, so the halves' errors do not chain to this one.
+        for half in halves:
+            self._run(items, costs, [positions[i] for i in half], results)
+
+
+def cost_grouped(
+    fn: Callable[[list[Any]], Sequence[Any]],
+    batch_size: Any,
+    *,
+    cost: Callable[[Any], float],
+    max_batch_cost: float,
+    padded: bool,
+    sort_window: int,
+    is_oom: OomPredicate | None,
+) -> tuple[CostGroupedBatches, int]:
+    """The chunk function and chunk size (in items) of a `map_batches` run with ``cost=``.
+
+    ``batch_size`` bounds the items of one batch (an int; ``"auto"``: the window).
+    A chunk is ``sort_window`` items, regrouped by cost; with ``sort_window=0`` it
+    is `DEFAULT_SORT_WINDOW` items cut first in, first out.
+    """
+    if not callable(cost):
+        raise ConfigError(f"cost must be a function of one item, got {type(cost).__name__}")
+    if is_async_callable(fn):
+        raise ConfigError("cost= needs a plain batch function; async def is not supported yet")
+    window = check_int("sort_window", sort_window, minimum=0) or DEFAULT_SORT_WINDOW
+    if batch_size == "auto":
+        batch_size = window
+    elif isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise ConfigError(
+            f"with cost=, batch_size bounds the items of one batch: an int or 'auto', "
+            f"got {batch_size!r}"
+        )
+    budget = CostBudget(batch_size, max_batch_cost, padded)
+    grouped = CostGroupedBatches(
+        fn, cost, budget, regroup=sort_window > 0, is_oom=is_oom or is_out_of_memory
+    )
+    return grouped, window

@@ -1,0 +1,126 @@
+"""The cost policy is pure: given costs and a budget, exact batches and reasons."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batchpilot._core.cost import CloseReason, CostBudget, group_by_cost, pick_batch
+from batchpilot.errors import ConfigError
+
+
+def test_padded_batch_costs_its_largest_item_times_its_size() -> None:
+    assert CostBudget(8, 100, padded=True).cost_of([3, 10, 4]) == 30
+    assert CostBudget(8, 100, padded=False).cost_of([3, 10, 4]) == 17
+    assert CostBudget(8).cost_of([]) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("max_batch_size", {"max_batch_size": 0}),
+        ("max_batch_cost", {"max_batch_size": 1, "max_batch_cost": 0}),
+        ("max_batch_cost", {"max_batch_size": 1, "max_batch_cost": math.nan}),
+        ("padded", {"max_batch_size": 1, "padded": 1}),
+    ],
+)
+def test_a_bad_budget_names_its_field(field: str, kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=field):
+        CostBudget(**kwargs)  # type: ignore[arg-type]
+
+
+def test_meter_says_why_an_item_is_refused() -> None:
+    meter = CostBudget(3, 20, padded=True).meter()
+    assert meter.offer(5) is None
+    assert meter.offer(6) is None  # 6 x 2 = 12
+    assert meter.offer(7) is CloseReason.BUDGET  # 7 x 3 = 21 > 20
+    assert meter.offer(1) is None  # 6 x 3 = 18: a short item still fits
+    assert meter.offer(1) is CloseReason.COUNT
+    assert (meter.count, meter.cost, meter.total, meter.padded_cost) == (3, 18, 12, 18)
+
+
+def test_an_item_over_budget_runs_alone_and_never_waits() -> None:
+    budget = CostBudget(8, 10)
+    assert group_by_cost([50, 2, 3], budget, regroup=False) == [
+        ([0], CloseReason.BUDGET),
+        ([1, 2], CloseReason.INPUT_END),
+    ]
+    assert pick_batch([50, 2, 3], budget, window=8) == ([0], CloseReason.BUDGET)
+
+
+def test_a_cap_lowers_the_budget_but_never_raises_it() -> None:
+    budget = CostBudget(8, 10)
+    assert budget.meter(cap=4).limit == 4
+    assert budget.meter(cap=40).limit == 10
+
+
+def test_group_by_cost_puts_like_lengths_together() -> None:
+    costs = [30, 2, 31, 3, 29, 2]
+    budget = CostBudget(8, 64, padded=True)
+    fifo = group_by_cost(costs, budget, regroup=False)
+    sorted_ = group_by_cost(costs, budget)
+    assert [b for b, _ in sorted_] == [[1, 5, 3], [4, 0], [2]]
+    budget_, end = CloseReason.BUDGET, CloseReason.INPUT_END
+    assert [r for _, r in sorted_] == [budget_, budget_, end]
+    padded = sum(budget.cost_of([costs[p] for p in b]) for b, _ in sorted_)
+    padded_fifo = sum(budget.cost_of([costs[p] for p in b]) for b, _ in fifo)
+    assert padded < padded_fifo
+
+
+def test_pick_batch_takes_everything_waiting_when_it_fits() -> None:
+    assert pick_batch([5, 40, 3], CostBudget(8, 1000, padded=True), window=64) == ([0, 1, 2], None)
+    assert pick_batch([], CostBudget(8), window=4) == ([], None)
+
+
+def test_pick_batch_keeps_the_oldest_and_its_nearest_in_cost() -> None:
+    costs = [10, 100, 11, 98, 9, 12]
+    chosen, reason = pick_batch(costs, CostBudget(8, 48, padded=True), window=8)
+    assert chosen == [0, 2, 4, 5]  # 12 x 4 = 48; the long ones wait for each other
+    assert reason is CloseReason.BUDGET
+
+
+def test_pick_batch_window_one_is_first_in_first_out() -> None:
+    costs = [10, 100, 11]
+    assert pick_batch(costs, CostBudget(8, 200, padded=True), window=1) == (
+        [0, 1],
+        CloseReason.BUDGET,
+    )
+
+
+def test_pick_batch_reaches_past_the_window_in_arrival_order() -> None:
+    assert pick_batch([4, 9, 1, 1], CostBudget(3, 100), window=2) == ([0, 1, 2], CloseReason.COUNT)
+
+
+def test_pick_batch_summed_budget_still_takes_a_cheaper_item_after_a_refusal() -> None:
+    # oldest 10; cheaper neighbours 8 (refused: 10 + 8 > 15), then 1 (fits).
+    assert pick_batch([10, 8, 1], CostBudget(8, 15), window=8) == ([0, 2], CloseReason.BUDGET)
+
+
+costs_lists = st.lists(st.integers(min_value=1, max_value=600), min_size=1, max_size=60)
+
+
+@given(costs_lists, st.integers(1, 16), st.integers(1, 2000), st.booleans(), st.booleans())
+def test_group_by_cost_places_every_item_once_within_budget(
+    costs: list[int], size: int, limit: int, padded: bool, regroup: bool
+) -> None:
+    budget = CostBudget(size, limit, padded=padded)
+    batches = group_by_cost(costs, budget, regroup=regroup)
+    assert sorted(p for b, _ in batches for p in b) == list(range(len(costs)))
+    for positions, _ in batches:
+        assert 1 <= len(positions) <= size
+        assert len(positions) == 1 or budget.cost_of([costs[p] for p in positions]) <= limit
+
+
+@given(costs_lists, st.integers(1, 16), st.integers(1, 2000), st.booleans(), st.integers(0, 80))
+def test_pick_batch_always_serves_the_oldest_within_budget(
+    costs: list[int], size: int, limit: int, padded: bool, window: int
+) -> None:
+    budget = CostBudget(size, limit, padded=padded)
+    chosen, reason = pick_batch(costs, budget, window)
+    assert chosen[0] == 0 and chosen == sorted(set(chosen))
+    assert len(chosen) <= size
+    assert len(chosen) == 1 or budget.cost_of([costs[p] for p in chosen]) <= limit
+    assert (reason is None) == (len(chosen) == len(costs))
