@@ -27,6 +27,7 @@ PUBLIC_MODULES = frozenset(
         "batchpilot.errors",
         "batchpilot.metrics",
         "batchpilot.online",
+        "batchpilot.random_encoder",
         "batchpilot.serve",
         "batchpilot.testing",
         "batchpilot.types",

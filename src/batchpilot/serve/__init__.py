@@ -29,12 +29,14 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
 
 from .._core.exports import publish
 from .app import PRIORITY_HEADER, TIMEOUT_HEADER, ServeApp, app
+from .embeddings import Embedder
 from .model import Model, TargetError, load_model
 from .server import run, serve_app
 
 __all__ = [
     "PRIORITY_HEADER",
     "TIMEOUT_HEADER",
+    "Embedder",
     "Model",
     "ServeApp",
     "TargetError",
