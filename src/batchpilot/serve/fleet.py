@@ -18,6 +18,7 @@ up (requests in flight, queue depth), so merging is a sum per sample.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from prometheus_client.core import Metric
 __all__ = ["Fleet", "all_set_up", "merge_metrics", "merge_stats", "metric_samples"]
 
 Snapshot = dict[str, Any]
+_log = logging.getLogger("batchpilot.serve")
 
 _SUMMED_BATCHER = (
     "queue_size", "active_batches", "batches", "items", "succeeded", "failed", "expired",
@@ -55,8 +57,11 @@ class Fleet:
         """Replace this worker's file with ``snapshot`` (readers never see half of it)."""
         path = self._path(self.index)
         partial = path.with_suffix(".tmp")
-        partial.write_bytes(json.dumps(snapshot).encode())
-        os.replace(partial, path)
+        try:
+            partial.write_bytes(json.dumps(snapshot).encode())
+            os.replace(partial, path)
+        except OSError as exc:  # the peers see older numbers; this worker serves on
+            _log.warning("cannot publish this worker's state to %s: %s", self.folder, exc)
 
     def snapshots(self, own: Snapshot) -> list[Snapshot | None]:
         """Every worker's snapshot by index, None for a worker that has published

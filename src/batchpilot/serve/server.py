@@ -247,7 +247,10 @@ def _supervise(
         listener.close()
         shutil.rmtree(folder, ignore_errors=True)
     codes = [child.returncode for child in children]
-    if not lost_a_worker and all(code == 0 for code in codes):
+    # A worker told to stop before it had its handlers (still importing) ends by the
+    # SIGTERM itself: it had nothing in flight, so that is a clean stop too.
+    stopped = (0, -signal.SIGTERM)
+    if not lost_a_worker and all(code in stopped for code in codes):
         return 0
     return max(1, *(abs(code) for code in codes))
 

@@ -237,6 +237,15 @@ def test_port_0_prints_the_address_once_listening(serve, workers):
     assert server.terminate() == 0
 
 
+@pytest.mark.slow
+def test_sigterm_while_workers_still_import_exits_0(serve):
+    """The workers are spawned as the address is printed; SIGTERM then finds them
+    before they have any handler: each ends by the signal, with nothing in flight."""
+    server = serve("serve_models:double", "--port", "0", "--workers", "2", wait_for=None)
+    _first_line(server.process, timeout=30)
+    assert server.terminate() == 0
+
+
 def _first_line(process: subprocess.Popen[bytes], timeout: float) -> str:
     """The first line the process writes on stderr (a thread reads it: bounded wait)."""
     lines: list[bytes] = []
