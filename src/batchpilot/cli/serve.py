@@ -25,7 +25,8 @@ def add_command(commands: Any) -> None:
         description="Serve a batch function (a list of inputs -> a list of outputs) or a "
         "class with setup()/predict(batch) at POST /predict; every concurrent request is "
         "batched. Also GET /health, /ready, /metrics (Prometheus), /stats and a live "
-        "dashboard at /. SIGTERM drains and exits 0.",
+        "dashboard at /. Prints the address once listening. SIGTERM drains (at most "
+        "--drain-timeout) and exits 0.",
     )
     serve.add_argument("target", metavar="MODULE:ATTR", help="the batch function or model class")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
@@ -65,6 +66,14 @@ def add_command(commands: Any) -> None:
         "a request may set its own with X-Request-Timeout)",
     )
     serve.add_argument(
+        "--drain-timeout",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="after SIGTERM, seconds to finish what is in flight before closing what is "
+        "left and exiting 0 (default: --timeout + 5, or 30 without --timeout)",
+    )
+    serve.add_argument(
         "--log-level",
         default="warning",
         choices=("critical", "error", "warning", "info", "debug"),
@@ -90,6 +99,7 @@ def _serve_command(args: argparse.Namespace) -> int:
             max_wait=args.max_wait,
             max_queue=args.max_queue,
             timeout=args.timeout,
+            drain_timeout=args.drain_timeout,
         )
     except serve.TargetError as exc:
         raise CliError(str(exc)) from None

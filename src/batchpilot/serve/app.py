@@ -7,10 +7,15 @@ of the throughput of a constant answer, measured in ``docs/perf-serve.md``).
 
 Lifecycle: the lifespan ``startup`` builds the batcher and starts the model's
 ``setup()`` in a thread, so ``/health`` answers while the model loads and
-``/ready`` turns true when it is done. `ServeApp.begin_drain` (the server calls it
-on SIGTERM) turns ``/ready`` false and refuses new predictions; the lifespan
-``shutdown`` finishes what is queued and closes the batcher. A server without
+``/ready`` turns true when it is done (``setup()`` runs on a daemon thread: a
+process told to exit during a long ``setup()`` does not wait for it).
+`ServeApp.begin_drain` (the server calls it on SIGTERM) turns ``/ready`` false and
+refuses new predictions; the lifespan ``shutdown`` finishes what is queued and
+closes the batcher, within what is left of ``drain_timeout``. A server without
 lifespan support gets the same startup on its first request.
+
+A worker of ``batchpilot serve --workers N`` has a `Fleet`: ``/ready``, ``/stats``
+and ``/metrics`` then answer for every worker together (see `batchpilot.serve.fleet`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +37,7 @@ from ..batching import Batcher
 from ..errors import ClosedError, QueueFullError
 from ..metrics import PrometheusMetrics
 from .dashboard import DASHBOARD_ROUTES
+from .fleet import Fleet, Snapshot, all_set_up, merge_metrics, merge_stats, metric_samples
 from .model import Model, load_model
 from .telemetry import Telemetry
 
@@ -75,6 +84,9 @@ class ServeApp:
         decode: request JSON -> model input; overrides the target's ``decode``.
         encode: model output -> response JSON; overrides the target's ``encode``.
         history: seconds of per-second samples kept for ``/stats`` and the dashboard.
+        drain_timeout: seconds from `begin_drain` to the end of the drain: the server
+            closes connections still open by then, and the lifespan shutdown stops
+            waiting for queued items (None: ``timeout`` + 5, or 30 without ``timeout``).
         batcher_options: more `batchpilot.Batcher` arguments (``collate``,
             ``controller``, ``max_concurrent_batches``, ...).
     """
@@ -91,10 +103,13 @@ class ServeApp:
         decode: Callable[[Any], Any] | None = None,
         encode: Callable[[Any], Any] | None = None,
         history: int = 300,
+        drain_timeout: float | None = None,
         **batcher_options: Any,
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if drain_timeout is not None and not drain_timeout > 0:
+            raise ValueError(f"drain_timeout must be > 0 seconds, got {drain_timeout}")
         if not 0 < ready_queue_fraction <= 1:
             raise ValueError(f"ready_queue_fraction must be in (0, 1], got {ready_queue_fraction}")
         self._target = target
@@ -107,6 +122,9 @@ class ServeApp:
         }
         self.max_queue = max_queue
         self.timeout = timeout
+        if drain_timeout is None:
+            drain_timeout = 30.0 if timeout is None else timeout + 5.0
+        self.drain_timeout = drain_timeout
         self._ready_depth = max(1, int(max_queue * ready_queue_fraction))
         self._history = history
         # Built at startup, in the serving process (the app itself stays picklable
@@ -120,6 +138,9 @@ class ServeApp:
         self._setup_done = False
         self.setup_error: str | None = None
         self.draining = False
+        self._drain_started: float | None = None
+        self.fleet: Fleet | None = None
+        """The other workers of a ``--workers N`` server (set by the worker process)."""
         self._background: list[asyncio.Task[Any]] = []
         self._get_routes: dict[str, Callable[[], Awaitable[tuple[int, bytes, bytes]]]] = {
             "/health": self._health,
@@ -170,16 +191,31 @@ class ServeApp:
     async def _run_setup(self, model: Model) -> None:
         if model.setup is not None:
             try:
-                await asyncio.get_running_loop().run_in_executor(None, model.setup)
-            except Exception as exc:
+                await _on_daemon_thread(model.setup, f"batchpilot-{model.name}-setup")
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
                 self.setup_error = f"setup() failed: {type(exc).__name__}: {exc}"
                 _log.error("%s", self.setup_error)
                 return
         self._setup_done = True
+        self._publish()
 
     def begin_drain(self) -> None:
-        """Refuse new predictions and report not ready; requests in flight still finish."""
+        """Refuse new predictions and report not ready; requests in flight still finish.
+
+        The ``drain_timeout`` counts from the first call.
+        """
+        if self._drain_started is None:
+            self._drain_started = time.monotonic()
         self.draining = True
+        self._publish()
+
+    def drain_time_left(self) -> float | None:
+        """Seconds left of ``drain_timeout`` since `begin_drain` (None before it)."""
+        if self._drain_started is None:
+            return None
+        return max(0.0, self._drain_started + self.drain_timeout - time.monotonic())
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Finish queued requests (up to ``timeout`` s), close the batcher, stop the ticks."""
@@ -205,6 +241,7 @@ class ServeApp:
             next_tick += 1.0
             stats = self.batcher.statistics()
             self.telemetry.tick(stats.batches, stats.items, stats.queue_size)
+            self._publish()
 
     # -- ASGI -----------------------------------------------------------------------
 
@@ -239,7 +276,7 @@ class ServeApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
+                await self.shutdown(self.drain_time_left())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -352,22 +389,38 @@ class ServeApp:
 
     async def _ready(self) -> tuple[int, bytes, bytes]:
         ready = self.ready
-        body = {
+        body: dict[str, Any] = {
             "ready": ready,
             "setup_done": self._setup_done,
             "draining": self.draining,
             "queue_size": self.batcher.queue_size if self.batcher else 0,
             "critical_queue_size": self._ready_depth,
         }
+        if self.fleet is not None:
+            snapshots = self.fleet.snapshots(self._snapshot())
+            ready = body["ready"] = ready and all_set_up(snapshots)
+            body["workers_set_up"] = sum(s is not None and s["setup_done"] for s in snapshots)
+            body["workers"] = self.fleet.size
         return (200 if ready else 503), orjson.dumps(body), _JSON
 
     async def _metrics_page(self) -> tuple[int, bytes, bytes]:
         assert self._registry is not None
-        return 200, generate_latest(self._registry), CONTENT_TYPE_LATEST.encode()
+        registry = self._registry
+        if self.fleet is not None:
+            registry = merge_metrics(self.fleet.snapshots(self._snapshot()))
+        return 200, generate_latest(registry), CONTENT_TYPE_LATEST.encode()
 
     async def _stats(self) -> tuple[int, bytes, bytes]:
+        snapshot = self._local_stats()
+        if self.fleet is not None:
+            snapshots = self.fleet.snapshots(self._snapshot(snapshot))
+            snapshot = merge_stats(snapshots, self.ready and all_set_up(snapshots))
+        return 200, orjson.dumps(snapshot, default=_to_json, option=_ORJSON_OPTIONS), _JSON
+
+    def _local_stats(self) -> dict[str, Any]:
+        """This process's ``/stats`` body."""
         assert self.telemetry is not None and self.batcher is not None
-        snapshot = {
+        return {
             "model": self.model.name if self.model else None,
             "ready": self.ready,
             "setup_done": self._setup_done,
@@ -378,7 +431,24 @@ class ServeApp:
             "batcher": self.batcher.statistics().__dict__,
             "series": self.telemetry.series(),
         }
-        return 200, orjson.dumps(snapshot, default=_to_json, option=_ORJSON_OPTIONS), _JSON
+
+    def _snapshot(self, stats: dict[str, Any] | None = None) -> Snapshot:
+        """What this worker tells its fleet (``stats``: its `_local_stats`, if at hand)."""
+        assert self.fleet is not None and self._registry is not None
+        return {
+            "worker": self.fleet.index,
+            "pid": os.getpid(),
+            "setup_done": self._setup_done,
+            "ready": self.ready,
+            "draining": self.draining,
+            "stats": self._local_stats() if stats is None else stats,
+            "metrics": metric_samples(self._registry),
+        }
+
+    def _publish(self) -> None:
+        """Tell the fleet this worker's state (a no-op outside ``--workers N``)."""
+        if self.fleet is not None and self._registry is not None:
+            self.fleet.publish(self._snapshot())
 
 
 def app(target: Any, **options: Any) -> ServeApp:
@@ -402,6 +472,33 @@ def app(target: Any, **options: Any) -> ServeApp:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+async def _on_daemon_thread(function: Callable[[], Any], name: str) -> Any:
+    """``function()`` on a new daemon thread, awaited: unlike an executor's thread, the
+    process does not wait for it when it exits."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(exc: BaseException | None, result: Any) -> None:
+        if done.cancelled():
+            return
+        if exc is None:
+            done.set_result(result)
+        else:
+            done.set_exception(exc)
+
+    def call() -> None:
+        exc, result = None, None
+        try:
+            result = function()
+        except BaseException as raised:
+            exc = raised
+        with contextlib.suppress(RuntimeError):  # the loop closed while it ran
+            loop.call_soon_threadsafe(settle, exc, result)
+
+    threading.Thread(target=call, name=name, daemon=True).start()
+    return await done
 
 
 def _route_path(scope: Scope) -> str:

@@ -1,4 +1,5 @@
-"""The live dashboard at ``GET /``: a static page that polls ``/stats`` and draws charts.
+"""The live dashboard at ``GET /``: a static page that polls ``/stats`` and draws charts
+(with ``--workers N``: the sums over every worker, and a status per worker).
 
 The chart library is uPlot (MIT, from the npm registry package ``uplot``), vendored
 in ``static/`` so the page needs no network beyond the server itself (see

@@ -35,6 +35,16 @@ async def slow(xs: list[object]) -> list[object]:
     return xs
 
 
+async def slow_in_thread(xs: list[object]) -> list[object]:
+    """`slow`, with its wait in a thread of the event loop's default executor."""
+    import time
+
+    for x in xs:
+        _log(f"run {x}")
+    await asyncio.to_thread(time.sleep, float(os.environ.get("SERVE_TEST_DELAY", "0.3")))
+    return xs
+
+
 class SlowAdmitted:
     """`slow` as a model class that logs ``started PID`` and ``admitted ITEM``.
 
@@ -93,13 +103,32 @@ class WhoAmI:
 
 
 class SlowSetup:
+    """Logs ``setup PID`` as its setup() starts, then takes SERVE_TEST_DELAY s (default 1)."""
+
     def setup(self) -> None:
         import time
 
+        _log(f"setup {os.getpid()}")
         time.sleep(float(os.environ.get("SERVE_TEST_DELAY", "1.0")))
 
     def predict(self, batch: list[object]) -> list[object]:
         return batch
+
+
+class StaggeredSetup(WhoAmI):
+    """`WhoAmI` whose first worker to start setup() is done at once, every other one
+    after SERVE_TEST_DELAY seconds (default 3); logs ``ready PID`` when done."""
+
+    def setup(self) -> None:
+        import time
+
+        marker = os.environ["SERVE_TEST_LOG"] + ".first"
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            time.sleep(float(os.environ.get("SERVE_TEST_DELAY", "3.0")))
+        super().setup()
+        _log(f"ready {self.pid}")
 
 
 class BrokenSetup:
