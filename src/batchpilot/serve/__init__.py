@@ -27,14 +27,16 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
     ) from _missing
 
 from .._core.exports import publish
-from .app import PRIORITY_HEADER, TIMEOUT_HEADER, ServeApp, app
-from .model import Model, TargetError, load_model
+from .app import DEFAULT_MAX_BODY_BYTES, PRIORITY_HEADER, TIMEOUT_HEADER, ServeApp, app
+from .model import Model, PredictInterrupted, TargetError, load_model
 from .server import run, serve_app
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
     "PRIORITY_HEADER",
     "TIMEOUT_HEADER",
     "Model",
+    "PredictInterrupted",
     "ServeApp",
     "TargetError",
     "app",
