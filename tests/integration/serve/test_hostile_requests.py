@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import signal
 import socket
 
 import pytest
@@ -98,6 +99,22 @@ def test_a_blocking_model_leaves_health_and_deadlines_served(serve):
     assert late.status == 504
     assert "deadline of 0.5 s" in late.json()["error"]
     assert server.stats()["batcher"]["placement"] == "thread"
+
+
+def test_sigterm_during_a_blocking_batch_answers_every_waiting_client(serve):
+    server = serve(
+        "hostile_models:slow_sync", "--max-batch-size", "1", env={"SERVE_TEST_DELAY": "1.0"}
+    )
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        first = pool.submit(server.predict, "first")
+        server.wait_until(lambda: "run first" in server.log_lines(), what="the batch")
+        waiting = [pool.submit(server.predict, f"w{i}") for i in range(3)]
+        server.wait_until(_in_flight(server, 4), what="three waiting requests")
+        assert "done first" not in server.log_lines()  # admitted while the batch ran
+        server.process.send_signal(signal.SIGTERM)
+        replies = [f.result(20) for f in [first, *waiting]]
+    assert [r.status for r in replies] == [200] * 4
+    assert server.process.wait(20) == 0
 
 
 # -- item 6: request size limit ----------------------------------------------------------
