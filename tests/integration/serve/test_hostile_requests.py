@@ -175,3 +175,11 @@ def test_an_exception_whose_str_raises_is_a_json_500(serve):
     assert reply.status == 500
     assert reply.headers["content-type"] == "application/json"
     assert reply.json()["error"].startswith("Unprintable: ")
+
+
+def test_max_body_bytes_must_be_a_positive_int():
+    from batchpilot.serve import ServeApp
+
+    for bad, error in ((0, ValueError), (True, TypeError), (1.5, TypeError)):
+        with pytest.raises(error, match="max_body_bytes"):
+            ServeApp(len, max_body_bytes=bad)
