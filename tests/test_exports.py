@@ -97,3 +97,21 @@ def test_every_public_module_is_documented() -> None:
     text = "\n".join(page.read_text("utf-8") for page in DOCS.glob("*.md"))
     undocumented = [m for m in PUBLIC_MODULES if not re.search(rf"`{re.escape(m)}\b", text)]
     assert undocumented == []
+
+
+def test_collator_is_public_and_is_the_protocol_the_engines_accept() -> None:
+    from batchpilot import Batcher, Collator
+    from batchpilot.types import Collator as TypesCollator
+
+    assert Collator is TypesCollator
+    assert Collator.__module__ == "batchpilot.types"
+
+    class Halves(Collator):
+        def collate(self, items: Any) -> tuple[Any, Any]:
+            return [x / 2 for x in items], None
+
+        def split(self, result: Any, layout: Any, count: int) -> Any:
+            return list(result)
+
+    with Batcher(lambda xs: xs, collate=Halves()) as halve:
+        assert halve(4) == 2

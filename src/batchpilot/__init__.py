@@ -38,6 +38,7 @@ from .online import (
     BatchProcessorConfig,
     PrioritizedItem,
 )
+from .types import Collator
 
 __version__ = "0.1.0"
 
@@ -54,6 +55,7 @@ __all__ = [
     "BulkProgress",
     "BulkRun",
     "ClosedError",
+    "Collator",
     "ConfigError",
     "Fixed",
     "ItemFailure",

@@ -2,8 +2,11 @@
 
 Modes:
     ``"stack"`` (default): numpy arrays are stacked along a new first axis, torch
-        tensors likewise, dicts of arrays key by key; anything else is passed as a
-        plain list. The result is split along its first axis, one entry per item.
+        tensors likewise; dicts are stacked key by key only when every item has the
+        same keys and every value stacks into an array or tensor (dicts of arrays).
+        Anything else (JSON objects, mixed keys) is passed as a plain list, never
+        with a field dropped. The result is split along its first axis, one entry
+        per item.
     ``"concat"``: each item's first axis is rows (Triton style); items are
         concatenated along it and the result is split back by each item's row count.
     ``"list"``: the batch function receives a list and returns a sequence.
@@ -124,9 +127,23 @@ def _stack(items: Sequence[Any]) -> Any:
         return np.stack(items)
     if _is_tensor(first) and all(_is_tensor(i) for i in items):
         return _torch().stack(list(items))
-    if isinstance(first, Mapping) and all(isinstance(i, Mapping) for i in items):
-        return {key: _stack([item[key] for item in items]) for key in first}
+    if isinstance(first, Mapping) and first and _same_keys(first, items):
+        columns = {key: _stack([item[key] for item in items]) for key in first}
+        if all(_is_column(column) for column in columns.values()):
+            return columns
     return list(items)
+
+
+def _same_keys(first: Mapping[Any, Any], items: Sequence[Any]) -> bool:
+    keys = first.keys()
+    return all(isinstance(item, Mapping) and item.keys() == keys for item in items)
+
+
+def _is_column(value: Any) -> bool:
+    """A stacked column: an array, a tensor, or a dict of such columns."""
+    if isinstance(value, Mapping):
+        return all(_is_column(column) for column in value.values())
+    return isinstance(value, np.ndarray) or _is_tensor(value)
 
 
 class ConcatCollator:

@@ -74,6 +74,13 @@ def add_command(commands: Any) -> None:
         "left and exiting 0 (default: --timeout + 5, or 30 without --timeout)",
     )
     serve.add_argument(
+        "--max-body-bytes",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="a larger request body is refused with 413 before it is read (16 MiB)",
+    )
+    serve.add_argument(
         "--log-level",
         default="warning",
         choices=("critical", "error", "warning", "info", "debug"),
@@ -100,6 +107,7 @@ def _serve_command(args: argparse.Namespace) -> int:
             max_queue=args.max_queue,
             timeout=args.timeout,
             drain_timeout=args.drain_timeout,
+            max_body_bytes=args.max_body_bytes or serve.DEFAULT_MAX_BODY_BYTES,
         )
     except serve.TargetError as exc:
         raise CliError(str(exc)) from None

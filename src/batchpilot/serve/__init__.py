@@ -28,16 +28,18 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
     ) from _missing
 
 from .._core.exports import publish
-from .app import PRIORITY_HEADER, TIMEOUT_HEADER, ServeApp, app
+from .app import DEFAULT_MAX_BODY_BYTES, PRIORITY_HEADER, TIMEOUT_HEADER, ServeApp, app
 from .embeddings import Embedder
-from .model import Model, TargetError, load_model
+from .model import Model, PredictInterrupted, TargetError, load_model
 from .server import run, serve_app
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
     "PRIORITY_HEADER",
     "TIMEOUT_HEADER",
     "Embedder",
     "Model",
+    "PredictInterrupted",
     "ServeApp",
     "TargetError",
     "app",

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -41,7 +43,7 @@ from .fleet import Fleet, Snapshot, all_set_up, merge_metrics, merge_stats, metr
 from .model import Model, load_model
 from .telemetry import Telemetry
 
-__all__ = ["PRIORITY_HEADER", "TIMEOUT_HEADER", "ServeApp", "app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "PRIORITY_HEADER", "TIMEOUT_HEADER", "ServeApp", "app"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -51,21 +53,32 @@ PRIORITY_HEADER = b"x-priority"
 """``X-Priority: high`` is served before ``normal`` (the default) when requests queue."""
 TIMEOUT_HEADER = b"x-request-timeout"
 """``X-Request-Timeout: SECONDS``: this request's deadline (overrides ``timeout``)."""
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+"""A ``POST /predict`` body over this many bytes is refused with 413 (16 MiB)."""
 
 _PRIORITIES = {b"high": 1, b"normal": 0}
 _JSON = b"application/json"
 _RETRY_AFTER = (b"retry-after", b"1")
+_CLOSE = (b"connection", b"close")
+_ALLOW_POST = (b"allow", b"POST")
+_ALLOW_GET = (b"allow", b"GET, HEAD")
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _DEADLINE = "batchpilot.serve: request deadline"
+# A JSON number this long may be an integer outside orjson's 64 bits (which it would
+# read as a rounded float): such bodies are read by the stdlib, exactly.
+_LONG_NUMBER = re.compile(rb"\d{19}")
 _log = logging.getLogger("batchpilot.serve")
 
 
 class _BadRequest(Exception):
     """A request the client must fix: answered with ``status`` and a one-line message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
 
 class ServeApp:
@@ -79,6 +92,9 @@ class ServeApp:
         max_queue: requests that may wait; one more is refused with 503 at once.
         timeout: seconds a request may take before it is answered 504 (None: no
             deadline); a request that has not started by then is never run.
+        max_body_bytes: a larger request body is answered 413 before it is read
+            whole (its ``Content-Length``, or the bytes of a chunked body so far),
+            and the connection is closed.
         ready_queue_fraction: ``/ready`` is false while the queue is at least this
             full (a load balancer then sends traffic elsewhere).
         decode: request JSON -> model input; overrides the target's ``decode``.
@@ -88,7 +104,12 @@ class ServeApp:
             closes connections still open by then, and the lifespan shutdown stops
             waiting for queued items (None: ``timeout`` + 5, or 30 without ``timeout``).
         batcher_options: more `batchpilot.Batcher` arguments (``collate``,
-            ``controller``, ``max_concurrent_batches``, ...).
+            ``controller``, ``max_concurrent_batches``, ...). Two defaults differ
+            from `batchpilot.Batcher`'s: ``placement="thread"`` (a plain ``def``
+            predict never runs on the server's event loop, so ``/health``,
+            deadlines and signals are served while a batch runs) and, without a
+            ``decode`` hook, ``collate="list"`` (the batch is the list of the
+            requests' JSON values).
     """
 
     def __init__(
@@ -99,6 +120,7 @@ class ServeApp:
         max_wait: float = 0.005,
         max_queue: int = 10_000,
         timeout: float | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         ready_queue_fraction: float = 0.9,
         decode: Callable[[Any], Any] | None = None,
         encode: Callable[[Any], Any] | None = None,
@@ -110,6 +132,10 @@ class ServeApp:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if drain_timeout is not None and not drain_timeout > 0:
             raise ValueError(f"drain_timeout must be > 0 seconds, got {drain_timeout}")
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise TypeError(f"max_body_bytes must be an int, got {max_body_bytes!r}")
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
         if not 0 < ready_queue_fraction <= 1:
             raise ValueError(f"ready_queue_fraction must be in (0, 1], got {ready_queue_fraction}")
         self._target = target
@@ -125,6 +151,7 @@ class ServeApp:
         if drain_timeout is None:
             drain_timeout = 30.0 if timeout is None else timeout + 5.0
         self.drain_timeout = drain_timeout
+        self.max_body_bytes = max_body_bytes
         self._ready_depth = max(1, int(max_queue * ready_queue_fraction))
         self._history = history
         # Built at startup, in the serving process (the app itself stays picklable
@@ -174,7 +201,12 @@ class ServeApp:
         self._registry = CollectorRegistry()
         self._metrics = PrometheusMetrics(self._registry)
         self._registry.register(self.telemetry)
-        options = {"name": model.name, "priority_levels": 2, **self._batcher_options}
+        # User code never runs on the server's event loop (placement="thread"); JSON
+        # values are passed as they are, never stacked into columns (collate="list").
+        defaults = {"name": model.name, "priority_levels": 2, "placement": "thread"}
+        if model.decode is None:
+            defaults["collate"] = "list"
+        options = {**defaults, **self._batcher_options}
         options["listeners"] = [*options.get("listeners", ()), self._metrics]
         self.batcher = Batcher(model.predict, **options)
         self._started = asyncio.create_task(self._run_setup(model))
@@ -195,7 +227,7 @@ class ServeApp:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
-                self.setup_error = f"setup() failed: {type(exc).__name__}: {exc}"
+                self.setup_error = f"setup() failed: {_describe(exc)}"
                 _log.error("%s", self.setup_error)
                 return
         self._setup_done = True
@@ -255,12 +287,12 @@ class ServeApp:
                 if scope["method"] == "POST":
                     await self._predict(scope, receive, send)
                 else:
-                    await _send(send, 405, _error("use POST /predict"), _JSON)
+                    await _send(send, 405, _error("use POST /predict"), _JSON, (_ALLOW_POST,))
                 return
             if scope["method"] in ("GET", "HEAD"):
                 await self._get(path, send)
             else:
-                await _send(send, 405, _error(f"use GET {path}"), _JSON)
+                await _send(send, 405, _error(f"use GET {path}"), _JSON, (_ALLOW_GET,))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -271,7 +303,7 @@ class ServeApp:
                 try:
                     await self.startup()
                 except Exception as exc:
-                    text = f"{type(exc).__name__}: {exc}"
+                    text = _describe(exc)
                     await send({"type": "lifespan.startup.failed", "message": text})
                     return
                 await send({"type": "lifespan.startup.complete"})
@@ -313,14 +345,14 @@ class ServeApp:
             refusal = "draining: the server is shutting down"
         elif not self._setup_done:
             refusal = self.setup_error or "not ready: setup() is still running"
-        body = await _read_body(receive)
-        if refusal is not None:
-            return 503, _error(refusal), (_RETRY_AFTER,)
         try:
             priority, timeout = self._request_options(scope["headers"])
+            body = await _read_body(receive, self.max_body_bytes)
+            if refusal is not None:
+                return 503, _error(refusal), (_RETRY_AFTER,)
             item = _decode(body, model.decode)
         except _BadRequest as exc:
-            return exc.status, _error(str(exc)), ()
+            return exc.status, _error(str(exc)), exc.headers
         try:
             future = batcher.engine.afuture_on(loop, item, priority=priority)
         except QueueFullError:
@@ -339,25 +371,30 @@ class ServeApp:
         except ClosedError:
             return 503, _error("draining: the server is shutting down"), (_RETRY_AFTER,)
         except Exception as exc:
-            return 500, _error(f"{type(exc).__name__}: {exc}"), ()
+            return 500, _error(_describe(exc)), ()
         finally:
             if timer is not None:
                 timer.cancel()
         try:
             if model.encode is not None:
                 output = model.encode(output)
-            return 200, orjson.dumps(output, default=_to_json, option=_ORJSON_OPTIONS), ()
+            return 200, _dumps(output), ()
         except Exception as exc:
-            return 500, _error(f"cannot encode the output: {type(exc).__name__}: {exc}"), ()
+            return 500, _error(f"cannot encode the output: {_describe(exc)}"), ()
 
     def _request_options(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, float | None]:
-        """(priority, timeout) from the request headers and the app's default timeout."""
+        """(priority, timeout) from the request headers and the app's default timeout.
+
+        Raises:
+            _BadRequest: 400 for a bad header value; 413 for a ``Content-Length``
+                over ``max_body_bytes`` (before any of the body is read).
+        """
         priority, timeout = 0, self.timeout
         for name, value in headers:
             if name == PRIORITY_HEADER:
                 level = _PRIORITIES.get(value.strip().lower())
                 if level is None:
-                    raise _BadRequest(400, f"X-Priority must be high or normal, got {value!r}")
+                    raise _BadRequest(400, f"X-Priority must be high or normal, got {_text(value)}")
                 priority = level
             elif name == TIMEOUT_HEADER:
                 try:
@@ -365,7 +402,11 @@ class ServeApp:
                 except ValueError:
                     timeout = -1.0
                 if not timeout > 0:
-                    raise _BadRequest(400, f"X-Request-Timeout must be seconds > 0, got {value!r}")
+                    raise _BadRequest(
+                        400, f"X-Request-Timeout must be seconds > 0, got {_text(value)}"
+                    )
+            elif name == b"content-length" and int(value) > self.max_body_bytes:
+                raise _too_large(self.max_body_bytes)
         return priority, timeout
 
     async def _get(self, path: str, send: Send) -> None:
@@ -510,33 +551,76 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-async def _read_body(receive: Receive) -> bytes:
+def _too_large(limit: int) -> _BadRequest:
+    return _BadRequest(413, f"the request body is over {limit} bytes (max_body_bytes)", (_CLOSE,))
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The request body; `_BadRequest` 413 as soon as more than ``limit`` bytes came."""
     message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
+        if len(body) > limit:
+            raise _too_large(limit)
         return body
     parts = [body]
+    size = len(body)
     while message.get("more_body"):
         message = await receive()
-        parts.append(message.get("body", b""))
+        part = message.get("body", b"")
+        size += len(part)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(part)
     return b"".join(parts)
 
 
 def _decode(body: bytes, decode: Callable[[Any], Any] | None) -> Any:
     try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        if _LONG_NUMBER.search(body) is None:
+            payload = orjson.loads(body)
+        else:
+            payload = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # orjson's and json's errors are ValueErrors
         raise _BadRequest(422, f"the body is not JSON: {exc}") from None
     if decode is None:
         return payload
     try:
         return decode(payload)
     except Exception as exc:
-        raise _BadRequest(422, f"cannot decode the input: {type(exc).__name__}: {exc}") from None
+        raise _BadRequest(422, f"cannot decode the input: {_describe(exc)}") from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _dumps(output: Any) -> bytes:
+    """``output`` as JSON: orjson, or the stdlib for what orjson cannot write (an
+    integer beyond 64 bits), so that it comes back exactly."""
+    try:
+        return orjson.dumps(output, default=_to_json, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        text = json.dumps(output, default=_to_json, allow_nan=False, separators=(",", ":"))
+        return text.encode()
 
 
 def _error(message: str) -> bytes:
     return orjson.dumps({"error": " ".join(message.split())})
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, also when its ``__str__`` raises."""
+    try:
+        message = str(exc)
+    except Exception as error:
+        message = f"(str() of it raised {type(error).__name__})"
+    return f"{type(exc).__name__}: {message}"
+
+
+def _text(value: bytes) -> str:
+    """A header value as readable text for an error message (quoted, never a bytes repr)."""
+    return repr(value.decode("latin-1"))
 
 
 def _to_json(value: Any) -> Any:

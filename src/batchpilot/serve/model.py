@@ -8,22 +8,36 @@ A target is
   it is instantiated without arguments in the worker process, at startup;
 * an instance of such a class;
 * a ``"MODULE:ATTR"`` string naming any of these (ATTR may be dotted).
+
+In a server, ``predict`` raising `SystemExit` or `KeyboardInterrupt` is a failed
+prediction, not a reason to stop serving: `Model.predict` raises
+`PredictInterrupted` instead, which the server answers with 500 like any other error
+(an ``async def`` predict would otherwise raise it on into the server's event loop).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._core.callables import is_async_callable
 from .._core.targets import TargetImportError, import_target
 
-__all__ = ["Model", "TargetError", "load_model", "resolve_target"]
+__all__ = ["Model", "PredictInterrupted", "TargetError", "load_model", "resolve_target"]
 
 
 class TargetError(Exception):
     """The target cannot be served: bad ``MODULE:ATTR``, or not a function or model class."""
+
+
+class PredictInterrupted(Exception):
+    """The target's ``predict`` raised `SystemExit` or `KeyboardInterrupt` (the cause).
+
+    Its requests are answered 500; the server goes on serving.
+    """
 
 
 @dataclass(frozen=True)
@@ -32,7 +46,9 @@ class Model:
 
     Attributes:
         name: label for metrics, threads and ``/stats``.
-        predict: the batch function (a list of decoded inputs -> one output each).
+        predict: the batch function (a list of decoded inputs -> one output each);
+            raises `PredictInterrupted` where the target raised `SystemExit` or
+            `KeyboardInterrupt`.
         setup: called once in a worker thread before traffic, or None.
         decode: request JSON -> model input, or None (the JSON itself).
         encode: model output -> response JSON, or None (the output itself).
@@ -82,7 +98,7 @@ def load_model(
     if callable(predict) and not inspect.isroutine(resolved):
         return Model(
             name=type(resolved).__name__,
-            predict=predict,
+            predict=_contained(predict),
             setup=getattr(resolved, "setup", None),
             decode=decode or getattr(resolved, "decode", None),
             encode=encode or getattr(resolved, "encode", None),
@@ -90,7 +106,7 @@ def load_model(
     if callable(resolved):
         return Model(
             name=getattr(resolved, "__name__", type(resolved).__name__),
-            predict=resolved,
+            predict=_contained(resolved),
             decode=decode,
             encode=encode,
         )
@@ -98,3 +114,31 @@ def load_model(
         f"cannot serve a {type(resolved).__name__}: expected a batch function or a class "
         "with predict(self, batch)"
     )
+
+
+def _interrupted(exc: BaseException) -> PredictInterrupted:
+    return PredictInterrupted(f"predict() raised {type(exc).__name__}({exc})")
+
+
+def _contained(predict: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``predict`` (``def`` or ``async def``) raising `PredictInterrupted` in place of
+    `SystemExit` and `KeyboardInterrupt`."""
+    if is_async_callable(predict):
+
+        @functools.wraps(predict)
+        async def apredict(batch: Any) -> Any:
+            try:
+                return await predict(batch)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                raise _interrupted(exc) from exc
+
+        return apredict
+
+    @functools.wraps(predict)
+    def spredict(batch: Any) -> Any:
+        try:
+            return predict(batch)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise _interrupted(exc) from exc
+
+    return spredict

@@ -34,6 +34,36 @@ def test_stack_dicts_of_arrays_key_by_key() -> None:
     assert [int(p["s"]) for p in parts] == [0, 2, 4]
 
 
+def test_stack_passes_json_objects_as_a_list() -> None:
+    items = [{"a": 3}, {"a": 4}]
+    batch, layout = StackCollator().collate(items)
+    assert batch == items  # not {"a": [3, 4]}
+    assert StackCollator().split([{"y": x["a"] * 2} for x in batch], layout, 2) == [
+        {"y": 6},
+        {"y": 8},
+    ]
+
+
+def test_stack_never_drops_a_field_of_dicts_with_different_keys() -> None:
+    items = [{"x": np.zeros(2)}, {"x": np.ones(2), "y": np.ones(2)}, {"y": np.ones(2)}]
+    batch, layout = StackCollator().collate(items)
+    assert isinstance(batch, list)
+    assert all(got is item for got, item in zip(batch, items, strict=True))
+    parts = StackCollator().split(batch, layout, 3)
+    assert [sorted(p) for p in parts] == [["x"], ["x", "y"], ["y"]]
+
+
+def test_stack_passes_dicts_with_any_non_array_value_as_a_list() -> None:
+    items = [{"x": np.zeros(2), "label": "a"}, {"x": np.ones(2), "label": "b"}]
+    batch, _ = StackCollator().collate(items)
+    assert isinstance(batch, list) and batch[1]["label"] == "b"
+    nested = [{"inputs": {"ids": np.arange(3)}}, {"inputs": {"ids": np.arange(3)}}]
+    stacked, _ = StackCollator().collate(nested)
+    assert stacked["inputs"]["ids"].shape == (2, 3)  # a dict of dicts of arrays still stacks
+    empty, _ = StackCollator().collate([{}, {}])
+    assert empty == [{}, {}]
+
+
 def test_stack_falls_back_to_a_list_for_plain_objects() -> None:
     batch, _ = StackCollator().collate(["a", "b"])
     assert batch == ["a", "b"]
