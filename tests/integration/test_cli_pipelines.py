@@ -549,8 +549,6 @@ def test_resume_seeks_past_the_checkpoint_instead_of_rereading(
     workdir, capsys, monkeypatch, output
 ) -> None:
     tmp, module = workdir
-    # Parquet segments are durable per file of 65,536 rows (or 10 s): make them small here.
-    monkeypatch.setattr("batchpilot.cli.outputs._PARQUET_ROWS", 100)
     source = write_jsonl(tmp / "in.jsonl", [{"id": i, "pad": "x" * 200} for i in range(1_000)])
     progress = interrupt_a_job(capsys, module, "in.jsonl", output)
     assert progress["offset"] > 70_000 and 300 <= progress["items"] <= 600

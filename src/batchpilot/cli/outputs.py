@@ -9,8 +9,10 @@ table's ``part-*.parquet`` files.
 
 A run writes its rows into segments in the job's parts folder, never into the
 target: text as self-contained (compressed) pieces appended to one file per
-run, SQLite rows into one staging database, Parquet as one file per row group.
-A segment can be cut back to what the job committed (`trim`). `finish` then
+run, SQLite rows into one staging database, Parquet as one file per chunk
+(merged into row groups of 65,536 rows at the end). Every write is durable, so
+the job commits after each chunk. A segment can be cut back to what the job
+committed (`trim`). `finish` then
 moves the rows into the target in one step, honouring ``--if-exists``:
 
 - ``fail`` (default): refuse a target that exists (a file; a table of a
@@ -75,10 +77,8 @@ OUTPUT_FORMATS = {
 }
 IF_EXISTS = ("fail", "append", "replace")
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
-#: Rows a Parquet segment file holds at most (also what its schema is inferred from).
-_PARQUET_ROWS = 65_536
-#: Seconds after which buffered Parquet rows are written even if fewer.
-_PARQUET_SECONDS = 10.0
+#: Rows per row group of a finished Parquet output (the segment files, one per chunk, merge).
+_ROW_GROUP = 65_536
 
 
 def _json_default(value: Any) -> Any:
@@ -555,12 +555,55 @@ def _finish_sqlite(target: Target, staged: Path, if_exists: str) -> None:
 # ---------------------------------------------------------------- Parquet
 
 
-class _ParquetSegment:
-    """Rows buffered and written as files ``NNNNN-MMMMM.parquet``, one row group each.
+def _arrow_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """``rows`` as an Arrow table whose columns are every key of every row, in order of
+    first appearance (a row without a key is null there)."""
+    import pyarrow
 
-    A file is written when `_PARQUET_ROWS` rows are buffered, when
-    `_PARQUET_SECONDS` passed since the last one, and by `flush`; the schema is
-    that of the job's first file.
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    try:
+        return pyarrow.Table.from_pydict({name: [row.get(name) for row in rows] for name in names})
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
+        raise RecordsFormatError(f"results do not fit one Parquet schema: {exc}") from None
+
+
+def _unify(schemas: Iterable[Any]) -> Any:
+    """The one schema that holds every schema in ``schemas`` (None for none).
+
+    Columns are the union; a column null so far takes the type of its values, and
+    integers widen to floats. Types that cannot share a column are an error.
+    """
+    import pyarrow
+
+    known = [schema for schema in schemas if schema is not None]
+    if not known:
+        return None
+    try:
+        return pyarrow.unify_schemas(known, promote_options="permissive")
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
+        raise RecordsFormatError(f"results do not fit one Parquet schema: {exc}") from None
+
+
+def _conform(table: Any, schema: Any) -> Any:
+    """``table`` with the columns and types of ``schema`` (missing columns null)."""
+    import pyarrow
+
+    columns = [
+        table.column(field.name).cast(field.type)
+        if field.name in table.column_names
+        else pyarrow.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pyarrow.Table.from_arrays(columns, schema=schema)
+
+
+class _ParquetSegment:
+    """Rows written as files ``NNNNN-MMMMM.parquet``, one per write (one chunk).
+
+    Each write is durable at once, so a run commits after every chunk, as for
+    the other formats, and a resume redoes at most the chunks in flight. Each
+    file's schema is that of its rows; `_unify` checks at every write that they
+    still fit one schema, which `finish` gives them all.
     """
 
     columns: list[str] | None = None
@@ -570,85 +613,71 @@ class _ParquetSegment:
         self._parts = parts
         self._number = number
         self._files = 0
-        self._rows: list[dict[str, Any]] = []
-        self._written_at = time.monotonic()
-        first = next(iter(sorted(parts.glob("*.parquet"))), None)
-        self._schema = None if first is None else self._parquet.read_schema(first)
+        self._schema = _unify(self._parquet.read_schema(p) for p in sorted(parts.glob("*.parquet")))
 
     def __repr__(self) -> str:
-        return f"_ParquetSegment({self._number}, files={self._files}, buffered={len(self._rows)})"
+        return f"_ParquetSegment({self._number}, files={self._files})"
 
     def write(self, results: Sequence[Any]) -> bool:
-        self._rows.extend(to_row(value) for value in results)
-        if len(self._rows) >= _PARQUET_ROWS or (
-            time.monotonic() - self._written_at >= _PARQUET_SECONDS
-        ):
-            self.flush()
+        if not results:
             return True
-        return False
-
-    def flush(self) -> None:
-        import pyarrow
-
-        self._written_at = time.monotonic()
-        if not self._rows:
-            return
-        schema = self._schema
-        if schema is not None:
-            extra = {key for row in self._rows for key in row} - set(schema.names)
-            if extra:
-                raise RecordsFormatError(
-                    f"results gained columns {sorted(extra)} after the Parquet schema was "
-                    f"fixed to {schema.names}; write JSON Lines or SQLite instead"
-                )
-        try:
-            table = pyarrow.Table.from_pylist(self._rows, schema=schema)
-        except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
-            raise RecordsFormatError(f"results do not fit one Parquet schema: {exc}") from None
-        self._schema = table.schema
+        table = _arrow_table([to_row(value) for value in results])
+        self._schema = _unify([self._schema, table.schema])
         path = self._parts / f"{self._number:05d}-{self._files:05d}.parquet"
         partial = path.with_suffix(".partial")
         self._parquet.write_table(table, partial)
         os.replace(partial, path)
         self._files += 1
-        self._rows.clear()
+        return True
+
+    def flush(self) -> None:
+        """Every write is a file already."""
 
     def size(self) -> int:
         return self._files
 
     def close(self) -> None:
-        self._rows.clear()
+        """Nothing is held open between writes."""
 
 
-def _parquet_tables(files: Iterable[Path]) -> Iterator[Any]:
-    parquet = import_parquet()
-    for path in files:
-        yield parquet.read_table(path)
+def _parquet_batches(path: Path) -> Iterator[Any]:
+    """The rows of the Parquet file ``path`` as tables of at most `_ROW_GROUP` rows."""
+    import pyarrow
+
+    with contextlib.closing(import_parquet().ParquetFile(path)) as file:
+        for batch in file.iter_batches(batch_size=_ROW_GROUP):
+            yield pyarrow.Table.from_batches([batch])
 
 
-def _write_parquet(path: Path, tables: Iterable[Any]) -> None:
-    """Write ``tables`` into one new Parquet file at ``path`` (via a partial file)."""
+def _write_parquet(path: Path, files: Sequence[Path]) -> None:
+    """Write the rows of ``files`` into one new Parquet file at ``path`` (via a partial file).
+
+    The schema is the one that holds every file's (`_unify`); the rows go in row
+    groups of `_ROW_GROUP`, however small the files are.
+    """
     import pyarrow
 
     parquet = import_parquet()
-    partial = path.with_name(path.name + ".partial")
-    writer = None
     try:
-        for table in tables:
-            if writer is None:
-                writer = parquet.ParquetWriter(partial, table.schema)
-            try:
-                writer.write_table(table.cast(writer.schema))
-            except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, ValueError) as exc:
-                raise RecordsFormatError(
-                    f"{path}: rows do not fit the schema {writer.schema.names}: {exc}"
-                ) from None
-        if writer is None:
-            writer = parquet.ParquetWriter(partial, pyarrow.schema([]))
-        writer.close()
+        schema = _unify(parquet.read_schema(file) for file in files)
+    except RecordsFormatError as exc:
+        raise RecordsFormatError(f"{path}: {exc}") from None
+    schema = pyarrow.schema([]) if schema is None else schema
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with parquet.ParquetWriter(partial, schema) as writer:
+            pending: list[Any] = []
+            for file in files:
+                for table in _parquet_batches(file):
+                    pending.append(_conform(table, schema))
+                    buffered = pyarrow.concat_tables(pending)
+                    whole = buffered.num_rows - buffered.num_rows % _ROW_GROUP
+                    if whole:
+                        writer.write_table(buffered.slice(0, whole), row_group_size=_ROW_GROUP)
+                    pending = [buffered.slice(whole)]
+            if pending:
+                writer.write_table(pyarrow.concat_tables(pending), row_group_size=_ROW_GROUP)
     except BaseException:
-        if writer is not None:
-            writer.close()
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, path)
@@ -657,12 +686,12 @@ def _write_parquet(path: Path, tables: Iterable[Any]) -> None:
 def _finish_parquet(target: Target, files: list[Path], if_exists: str) -> None:
     if target.kind == "parquet":
         existing = [target.path] if if_exists == "append" and target.path.exists() else []
-        _write_parquet(target.path, _parquet_tables([*existing, *files]))
+        _write_parquet(target.path, [*existing, *files])
         return
     folder = target.table_dir
     folder.mkdir(parents=True, exist_ok=True)
     old = sorted(folder.glob("*.parquet")) if if_exists == "replace" else []
     _write_parquet(folder / f"part-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet",
-                   _parquet_tables(files))  # fmt: skip
+                   files)  # fmt: skip
     for path in old:
         path.unlink()
