@@ -31,11 +31,21 @@ from .._core.pidlock import LockHeldError, PidLock
 from .common import CliError
 from .records_io import Position
 
-__all__ = ["FORMAT", "Checkpoint", "JobFile", "JobLock", "input_identity", "parts_dir"]
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "JobFile",
+    "JobLock",
+    "input_identity",
+    "job_files",
+    "parts_dir",
+]
 
 #: The value of the job file's ``format`` entry; other values are refused.
 FORMAT = "batchpilot-run/1"
 _HEAD_BYTES = 1 << 16
+#: The files of an SQLite job file: itself and its write-ahead log and shared memory.
+_SQLITE_SUFFIXES = ("", "-wal", "-shm")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS segments (number INTEGER PRIMARY KEY, size INTEGER NOT NULL);
@@ -45,6 +55,13 @@ CREATE TABLE IF NOT EXISTS segments (number INTEGER PRIMARY KEY, size INTEGER NO
 def parts_dir(job: Path) -> Path:
     """The folder holding the output segments of the job file ``job``."""
     return job.with_name(job.name + ".parts")
+
+
+def job_files(job: Path) -> list[Path]:
+    """Every path the job file ``job`` writes: itself, its SQLite sidecars, its lock file
+    and its parts folder (all deleted when the job completes)."""
+    sqlite = [job.with_name(job.name + suffix) for suffix in _SQLITE_SUFFIXES]
+    return [*sqlite, JobLock(job).path, parts_dir(job)]
 
 
 def input_identity(path: Path) -> dict[str, Any]:
@@ -244,7 +261,7 @@ class JobFile:
         if self._db is not None:
             self._db.close()
             self._db = None
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in _SQLITE_SUFFIXES:
             self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
         shutil.rmtree(self.parts, ignore_errors=True)
         self.lock.release()

@@ -123,6 +123,16 @@ class Target:
         """A dataset table's folder."""
         return self.path / self.table
 
+    def files(self) -> list[Path]:
+        """The paths `finish` writes outside the job's parts folder: the output itself
+        and its temporary files."""
+        if self.kind == "stdout":
+            return []
+        if self.kind == "dataset":
+            return [self.path, self.table_dir]
+        temporary = ("-journal", "-wal", "-shm") if self.kind == "sqlite" else (".partial",)
+        return [self.path, *(self.path.with_name(self.path.name + end) for end in temporary)]
+
     def exists(self) -> bool:
         """Whether there is something ``--if-exists`` has to decide about."""
         if self.kind == "stdout":
@@ -153,7 +163,7 @@ def output_target(path: str | os.PathLike[str], table: str = "results") -> Targe
     """The target ``path`` names; see the module docstring.
 
     Raises:
-        RecordsFormatError: Unknown suffix, missing output folder, a folder named
+        RecordsFormatError: Unknown suffix, missing or read-only output folder, a folder named
             like a file, or a dataset ``table`` that is not one folder name.
     """
     text = os.fspath(path)
@@ -182,6 +192,8 @@ def output_target(path: str | os.PathLike[str], table: str = "results") -> Targe
         folder = target.parent
     if not folder.is_dir():
         raise RecordsFormatError(f"output folder not found: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RecordsFormatError(f"output folder not writable: {folder}")
     return Target(kind, target, codec, table)
 
 
@@ -345,7 +357,7 @@ def _finish_text(
         with target.path.open("ab") as out:
             _copy(pieces, out)
         return
-    partial = target.path.with_name(target.path.name + ".partial")
+    partial = target.files()[1]
     with partial.open("wb") as out:
         out.write(header)
         _copy(pieces, out)
@@ -560,9 +572,8 @@ def _arrow_table(rows: Sequence[dict[str, Any]]) -> Any:
     first appearance (a row without a key is null there)."""
     import pyarrow
 
-    names = list(dict.fromkeys(key for row in rows for key in row))
     try:
-        return pyarrow.Table.from_pydict({name: [row.get(name) for row in rows] for name in names})
+        return pyarrow.Table.from_struct_array(pyarrow.array(rows))
     except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
         raise RecordsFormatError(f"results do not fit one Parquet schema: {exc}") from None
 
