@@ -182,3 +182,54 @@ def test_an_output_that_cannot_be_written_at_the_end_keeps_the_job_and_no_lock(
     code, err = run(capsys, *argv, "--resume")  # every record was committed: FUNC never runs
     assert code == 0 and "30 resumed from the checkpoint" in err, err
     assert len((tmp / "out.jsonl").read_text().splitlines()) == 30
+
+
+# ------------------------------------------------------------ resuming over another input
+
+
+def interrupted_job(capsys, module: str, source: str, output: str) -> Path:
+    """Run ``stops_at_20`` until it stops itself; return its kept job file."""
+    code, err = run(
+        capsys, f"{module}:stops_at_20", "-i", source, "-o", output, "--batch-size", "5",
+        "--workers", "1", "--no-progress",
+    )  # fmt: skip
+    assert code == 1 and "interrupted" in err, err
+    job = job_path(Path(output))
+    assert job.exists()
+    return job
+
+
+def test_resume_after_an_edit_past_the_head_that_keeps_the_size_is_refused(workdir, capsys) -> None:
+    tmp, module = workdir
+    source = write_jsonl(tmp / "in.jsonl", [{"id": i, "pad": "x" * 100} for i in range(1_000)])
+    assert source.stat().st_size > 65_536 + 200  # the last line is past the first 64 KiB
+    job = interrupted_job(capsys, module, "in.jsonl", "out.jsonl")
+    before = job.read_bytes()
+    data = source.read_bytes()
+    edited = data.replace(b'{"id": 999,', b'{"id": 998,')  # the last line, same size
+    assert edited != data and len(edited) == len(data)
+    source.write_bytes(edited)
+    code, err = run(
+        capsys, f"{module}:stops_at_20", "-i", "in.jsonl", "-o", "out.jsonl", "--resume",
+        "--batch-size", "5", "--workers", "1", "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "different input (or the input changed)" in err
+    assert f"the job's input was {source.name} ({len(data)} bytes" in err
+    assert "same size, other content" in err
+    assert job.read_bytes() == before and not (tmp / "out.jsonl").exists()
+
+
+def test_resume_over_another_input_names_both_inputs(workdir, capsys) -> None:
+    tmp, module = workdir
+    write_jsonl(tmp / "a.jsonl", [{"id": i} for i in range(40)])
+    write_jsonl(tmp / "b.jsonl", [{"id": i} for i in range(41)])
+    interrupted_job(capsys, module, "a.jsonl", "out.jsonl")
+    code, err = run(
+        capsys, f"{module}:stops_at_20", "-i", "b.jsonl", "-o", "out.jsonl", "--resume",
+        "--batch-size", "5", "--workers", "1", "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    size_a, size_b = (tmp / "a.jsonl").stat().st_size, (tmp / "b.jsonl").stat().st_size
+    assert f"the job's input was a.jsonl ({size_a} bytes" in err
+    assert f"this run's is b.jsonl ({size_b} bytes" in err

@@ -422,6 +422,7 @@ def _prepare(
         "table": table,
         "schema": schema,
         "input": None if source.is_stdin else input_identity(source.path),
+        "input_path": str(source.path),
     }
     run_job_file = JobFile(job_file, settings)
     if not stdio:
