@@ -354,6 +354,18 @@ def test_bench_runs_each_script_and_reports_the_failed_ones(tmp_path: Path) -> N
     assert "table of a_ok ['--quick']" in only.stdout
 
 
+def test_bench_outside_a_checkout_says_where_the_benchmarks_are(tmp_path: Path) -> None:
+    # An installed batchpilot has no benchmarks/: they ship with the source checkout only.
+    done = subprocess.run(_cli("bench", "--list"), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"no benchmarks/ in {tmp_path}" in done.stderr
+    assert "ship with batchpilot's source checkout" in done.stderr and "--dir" in done.stderr
+    shown = subprocess.run(_cli("bench", "--help"), capture_output=True, text=True, timeout=60)
+    help_text = " ".join(shown.stdout.split())
+    assert "source tree" not in help_text and "source checkout" in help_text
+
+
 def test_a_job_runs_on_a_local_dask_cluster(workdir: tuple[Path, str], capsys) -> None:
     pytest.importorskip("dask.distributed")
     tmp, module = workdir
