@@ -9,11 +9,11 @@ table's ``part-*.parquet`` files.
 
 A run writes its rows into segments in the job's parts folder, never into the
 target: text as self-contained (compressed) pieces appended to one file per
-run, SQLite rows into one staging database, Parquet as one file per chunk
-(merged into row groups of 65,536 rows at the end). Every write is durable, so
-the job commits after each chunk. A segment can be cut back to what the job
-committed (`trim`). `finish` then
-moves the rows into the target in one step, honouring ``--if-exists``:
+run, SQLite rows into one staging database, Parquet rows as Arrow streams
+appended to one file per run (written as Parquet, in row groups of 65,536 rows,
+at the end). Every write is durable, so the job commits after each chunk. A
+segment can be cut back to what the job committed (`trim`). `finish` then moves
+the rows into the target in one step, honouring ``--if-exists``:
 
 - ``fail`` (default): refuse a target that exists (a file; a table of a
   database or dataset: other tables are no obstacle).
@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -77,7 +78,7 @@ OUTPUT_FORMATS = {
 }
 IF_EXISTS = ("fail", "append", "replace")
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
-#: Rows per row group of a finished Parquet output (the segment files, one per chunk, merge).
+#: Rows per row group of a finished Parquet output (the staged writes, one per chunk, merge).
 _ROW_GROUP = 65_536
 
 
@@ -244,16 +245,9 @@ def trim(target: Target, parts: Path, committed: dict[int, int]) -> None:
     for path in sorted(parts.iterdir()):
         if path.name in ("errors.jsonl", "rows.sqlite"):
             continue
-        if path.suffix == ".partial":
-            path.unlink()
-            continue
-        number, _, rest = path.stem.partition("-")
-        size = committed.get(int(number))
+        size = committed.get(int(path.stem))
         if size is None:
             path.unlink()
-        elif target.kind in ("parquet", "dataset"):
-            if int(rest) >= size:
-                path.unlink()
         else:
             with path.open("r+b") as file:
                 file.truncate(size)
@@ -270,8 +264,7 @@ def finish(
     if target.kind == "sqlite":
         _finish_sqlite(target, parts / "rows.sqlite", if_exists)
     elif target.kind in ("parquet", "dataset"):
-        files = sorted(parts.glob("*.parquet"))
-        _finish_parquet(target, files, if_exists)
+        _finish_parquet(target, [_staged(parts, number) for number in sorted(committed)], if_exists)
     else:
         pieces = [parts / f"{number:05d}.part" for number in sorted(committed)]
         _finish_text(target, pieces, columns, if_exists)
@@ -608,47 +601,71 @@ def _conform(table: Any, schema: Any) -> Any:
     return pyarrow.Table.from_arrays(columns, schema=schema)
 
 
-class _ParquetSegment:
-    """Rows written as files ``NNNNN-MMMMM.parquet``, one per write (one chunk).
+def _staged(parts: Path, number: int) -> Path:
+    """The file of the Parquet segment ``number`` in ``parts``."""
+    return parts / f"{number:05d}.arrows"
 
-    Each write is durable at once, so a run commits after every chunk, as for
-    the other formats, and a resume redoes at most the chunks in flight. Each
-    file's schema is that of its rows; `_unify` checks at every write that they
+
+def _staged_tables(source: Any) -> Iterator[Any]:
+    """The tables of a staged segment, one per write, read from the memory map ``source``
+    without copying."""
+    import pyarrow.ipc
+
+    size = source.size()
+    while source.tell() < size:
+        yield pyarrow.ipc.open_stream(source).read_all()
+
+
+class _ParquetSegment:
+    """Rows for a Parquet output, staged as Arrow: one self-contained IPC stream per
+    write (one chunk), appended to ``NNNNN.arrows``.
+
+    Each write is durable at once and costs no new file, so a run commits after
+    every chunk, as for the other formats, and a resume (which cuts the file back
+    to its committed size, see `trim`) redoes at most the chunks in flight. Each
+    stream's schema is that of its rows; `_unify` checks at every write that they
     still fit one schema, which `finish` gives them all.
     """
 
     columns: list[str] | None = None
 
     def __init__(self, parts: Path, number: int) -> None:
-        self._parquet = import_parquet()
-        self._parts = parts
-        self._number = number
-        self._files = 0
-        self._schema = _unify(self._parquet.read_schema(p) for p in sorted(parts.glob("*.parquet")))
+        import pyarrow
+
+        import_parquet()  # the final step needs it: refuse a missing pyarrow now
+        self.path = _staged(parts, number)
+        schemas: list[Any] = []
+        for path in sorted(parts.glob("*.arrows")):
+            with pyarrow.memory_map(str(path)) as source:
+                schemas.extend(table.schema for table in _staged_tables(source))
+        self._schema = _unify(schemas)
+        self._file = self.path.open("ab")
 
     def __repr__(self) -> str:
-        return f"_ParquetSegment({self._number}, files={self._files})"
+        return f"_ParquetSegment({str(self.path)!r})"
 
     def write(self, results: Sequence[Any]) -> bool:
+        import pyarrow.ipc
+
         if not results:
             return True
         table = _arrow_table([to_row(value) for value in results])
         self._schema = _unify([self._schema, table.schema])
-        path = self._parts / f"{self._number:05d}-{self._files:05d}.parquet"
-        partial = path.with_suffix(".partial")
-        self._parquet.write_table(table, partial)
-        os.replace(partial, path)
-        self._files += 1
+        sink = pyarrow.BufferOutputStream()
+        with pyarrow.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table)
+        self._file.write(sink.getvalue())
+        self._file.flush()
         return True
 
     def flush(self) -> None:
-        """Every write is a file already."""
+        self._file.flush()
 
     def size(self) -> int:
-        return self._files
+        return self._file.tell()
 
     def close(self) -> None:
-        """Nothing is held open between writes."""
+        self._file.close()
 
 
 def _parquet_batches(path: Path) -> Iterator[Any]:
@@ -660,49 +677,54 @@ def _parquet_batches(path: Path) -> Iterator[Any]:
             yield pyarrow.Table.from_batches([batch])
 
 
-def _write_parquet(path: Path, files: Sequence[Path]) -> None:
-    """Write the rows of ``files`` into one new Parquet file at ``path`` (via a partial file).
+def _write_parquet(path: Path, existing: Path | None, staged: Sequence[Path]) -> None:
+    """Write the rows of the Parquet file ``existing`` (if any), then those of the
+    ``staged`` segments, into one new Parquet file at ``path`` (via a partial file).
 
-    The schema is the one that holds every file's (`_unify`); the rows go in row
-    groups of `_ROW_GROUP`, however small the files are.
+    The schema is the one that holds them all (`_unify`); the rows go in row
+    groups of `_ROW_GROUP`, however small the staged writes were.
     """
     import pyarrow
 
     parquet = import_parquet()
-    try:
-        schema = _unify(parquet.read_schema(file) for file in files)
-    except RecordsFormatError as exc:
-        raise RecordsFormatError(f"{path}: {exc}") from None
-    schema = pyarrow.schema([]) if schema is None else schema
     partial = path.with_name(path.name + ".partial")
-    try:
-        with parquet.ParquetWriter(partial, schema) as writer:
-            pending: list[Any] = []
-            for file in files:
-                for table in _parquet_batches(file):
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(pyarrow.memory_map(str(file))) for file in staged]
+        pieces = [table for source in sources for table in _staged_tables(source)]
+        schemas = [parquet.read_schema(existing)] if existing is not None else []
+        try:
+            schema = _unify([*schemas, *(table.schema for table in pieces)])
+        except RecordsFormatError as exc:
+            raise RecordsFormatError(f"{path}: {exc}") from None
+        schema = pyarrow.schema([]) if schema is None else schema
+        tables = itertools.chain(_parquet_batches(existing) if existing else (), pieces)
+        try:
+            with parquet.ParquetWriter(partial, schema) as writer:
+                pending: list[Any] = []
+                for table in tables:
                     pending.append(_conform(table, schema))
                     buffered = pyarrow.concat_tables(pending)
                     whole = buffered.num_rows - buffered.num_rows % _ROW_GROUP
                     if whole:
                         writer.write_table(buffered.slice(0, whole), row_group_size=_ROW_GROUP)
                     pending = [buffered.slice(whole)]
-            if pending:
-                writer.write_table(pyarrow.concat_tables(pending), row_group_size=_ROW_GROUP)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+                if pending:
+                    writer.write_table(pyarrow.concat_tables(pending), row_group_size=_ROW_GROUP)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     os.replace(partial, path)
 
 
-def _finish_parquet(target: Target, files: list[Path], if_exists: str) -> None:
+def _finish_parquet(target: Target, staged: list[Path], if_exists: str) -> None:
     if target.kind == "parquet":
-        existing = [target.path] if if_exists == "append" and target.path.exists() else []
-        _write_parquet(target.path, [*existing, *files])
+        existing = target.path if if_exists == "append" and target.path.exists() else None
+        _write_parquet(target.path, existing, staged)
         return
     folder = target.table_dir
     folder.mkdir(parents=True, exist_ok=True)
     old = sorted(folder.glob("*.parquet")) if if_exists == "replace" else []
-    _write_parquet(folder / f"part-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet",
-                   files)  # fmt: skip
+    name = f"part-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
+    _write_parquet(folder / name, None, staged)
     for path in old:
         path.unlink()

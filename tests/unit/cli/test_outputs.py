@@ -127,6 +127,26 @@ def test_parquet_rows_whose_types_cannot_share_a_column_are_refused(tmp_path: Pa
         write_all(tmp_path / "o.parquet", [[{"id": 1}], [{"id": "two"}]])
 
 
+def test_a_parquet_segment_cut_back_to_a_commit_keeps_only_committed_rows(tmp_path) -> None:
+    target = output_target(tmp_path / "out.parquet")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    segment = open_segment(target, parts, 1, None)
+    segment.write([{"id": 1}, {"id": 2}])
+    committed = {1: segment.size()}
+    segment.write([{"id": 3, "late": "never committed"}])
+    segment.close()
+    with (parts / "00001.arrows").open("ab") as file:
+        file.write(b"half a stream")  # a kill in the middle of a write
+    trim(target, parts, committed)
+    second = open_segment(target, parts, 2, None)
+    second.write([{"id": 4}])
+    committed[2] = second.size()
+    second.close()
+    finish(target, parts, committed, None, "fail")
+    assert pq.read_table(target.path).to_pylist() == [{"id": 1}, {"id": 2}, {"id": 4}]
+
+
 def test_small_parquet_segments_merge_into_full_row_groups(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("batchpilot.cli.outputs._ROW_GROUP", 4)
     out = tmp_path / "out.parquet"
