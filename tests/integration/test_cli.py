@@ -354,6 +354,18 @@ def test_bench_runs_each_script_and_reports_the_failed_ones(tmp_path: Path) -> N
     assert "table of a_ok ['--quick']" in only.stdout
 
 
+def test_bench_outside_a_checkout_says_where_the_benchmarks_are(tmp_path: Path) -> None:
+    # An installed batchpilot has no benchmarks/: they ship with the source checkout only.
+    done = subprocess.run(_cli("bench", "--list"), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"no benchmarks/ in {tmp_path}" in done.stderr
+    assert "ship with batchpilot's source checkout" in done.stderr and "--dir" in done.stderr
+    shown = subprocess.run(_cli("bench", "--help"), capture_output=True, text=True, timeout=60)
+    help_text = " ".join(shown.stdout.split())
+    assert "source tree" not in help_text and "source checkout" in help_text
+
+
 def test_a_job_runs_on_a_local_dask_cluster(workdir: tuple[Path, str], capsys) -> None:
     pytest.importorskip("dask.distributed")
     tmp, module = workdir
@@ -435,6 +447,53 @@ def test_resume_after_sigkill_writes_every_record_exactly_once(workdir: tuple[Pa
     assert rerun_ids.isdisjoint(range(50)), "committed batches were run again"
     assert "50 resumed from the checkpoint" in second.stderr
     assert not job_path(tmp / "out.jsonl").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_parquet_output_resumes_after_sigkill_redoing_only_the_chunks_in_flight(
+    workdir: tuple[Path, str],
+) -> None:
+    # Far fewer rows than a Parquet row group of 65,536: progress must still be per chunk.
+    tmp, module = workdir
+    total, batch, workers = 2_000, 10, 1
+    (tmp / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(total)))
+    argv = _cli(
+        "run", f"{module}:gated", "-i", "in.csv", "-o", "out.parquet",
+        "--batch-size", str(batch), "--workers", str(workers), "--no-progress",
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp), *sys.path])}
+    job = job_path(tmp / "out.parquet")
+    first = subprocess.Popen(argv, cwd=tmp, env=env, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: (tmp / "blocked").exists(), "the gated batch to start")
+        # The five chunks before the gated one (ids 0-49) must be committed while it blocks.
+        _wait_for(lambda: _committed_items(job) >= 50, "50 committed")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        assert first.stderr is not None
+        first.stderr.close()
+    assert first.returncode == -signal.SIGKILL
+    committed = _committed_items(job)
+    first_ids = {int(i) for i in (tmp / "calls.log").read_text().split()}
+    (tmp / "calls.log").unlink()
+
+    (tmp / "go").touch()
+    second = subprocess.run([*argv, "--resume"], cwd=tmp, env=env, capture_output=True,
+                            text=True, timeout=90, check=False)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert f"{committed} resumed from the checkpoint" in second.stderr
+    assert pq.read_table(tmp / "out.parquet").to_pylist() == [
+        {"id": i, "square": i * i} for i in range(total)
+    ]
+    rerun_ids = [int(i) for i in (tmp / "calls.log").read_text().split()]
+    assert sorted(rerun_ids) == list(range(committed, total)), "a record was run twice or lost"
+    redone = first_ids & set(rerun_ids)
+    # At most the chunks in flight at the kill: the engine holds 2 x workers chunks at once.
+    assert 0 < len(redone) <= 2 * workers * batch
+    assert not job.exists() and not Path(f"{job}.lock").exists()
+    assert not Path(f"{job}.parts").exists()
 
 
 @pytest.mark.slow

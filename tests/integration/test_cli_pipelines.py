@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +27,8 @@ import pytest
 import zstandard
 
 from batchpilot.cli import errors_path, job_path, main
+from batchpilot.cli.job import FORMAT
+from batchpilot.cli.records_io import Position, RecordSource
 
 FUNCTIONS = textwrap.dedent(
     """
@@ -549,17 +552,22 @@ def test_resume_seeks_past_the_checkpoint_instead_of_rereading(
     workdir, capsys, monkeypatch, output
 ) -> None:
     tmp, module = workdir
-    # Parquet segments are durable per file of 65,536 rows (or 10 s): make them small here.
-    monkeypatch.setattr("batchpilot.cli.outputs._PARQUET_ROWS", 100)
-    source = write_jsonl(tmp / "in.jsonl", [{"id": i, "pad": "x" * 200} for i in range(1_000)])
+    write_jsonl(tmp / "in.jsonl", [{"id": i, "pad": "x" * 200} for i in range(1_000)])
     progress = interrupt_a_job(capsys, module, "in.jsonl", output)
     assert progress["offset"] > 70_000 and 300 <= progress["items"] <= 600
     assert not (tmp / output).exists()
-    # Garble committed lines past the input's fingerprinted head (64 KiB), keeping the size:
-    # a resume that re-read them would report malformed lines; one that seeks never sees them.
-    data = bytearray(source.read_bytes())
-    data[70_000 : progress["offset"] - 1] = b"#" * (progress["offset"] - 1 - 70_000)
-    source.write_bytes(bytes(data))
+    # Note every input line decoded: a resume that re-read the committed lines would
+    # decode them; one that seeks starts at the line after the checkpoint. (Editing the
+    # committed lines instead would change the input, which a resume refuses.)
+    decoded: list[int] = []
+    text_lines = RecordSource._text_lines
+
+    def noting(self: RecordSource, start: Position) -> Iterator[tuple[int, int, str]]:
+        for item in text_lines(self, start):
+            decoded.append(item[0])
+            yield item
+
+    monkeypatch.setattr(RecordSource, "_text_lines", noting)
     (tmp / "calls.log").unlink()
 
     code, err = run(
@@ -569,6 +577,7 @@ def test_resume_seeks_past_the_checkpoint_instead_of_rereading(
     assert code == 0, err
     assert f"{progress['items']} resumed from the checkpoint" in err
     assert int(calls(tmp)[0].split()[0]) == progress["items"]  # nothing before it ran again
+    assert min(decoded) == progress["line"] + 1  # no committed line was read again
     assert output_ids(tmp / output) == list(range(1_000))
     assert leftovers(tmp, output) == []
 
@@ -715,7 +724,7 @@ def test_a_broken_job_file_is_a_clear_error_naming_it(workdir, capsys, content, 
         with sqlite3.connect(job) as db:
             db.execute("CREATE TABLE run (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             db.execute("CREATE TABLE segments (number INTEGER PRIMARY KEY, size INTEGER)")
-            db.execute("INSERT INTO run VALUES ('format', 'batchpilot-run/1')")
+            db.execute("INSERT INTO run VALUES ('format', ?)", (FORMAT,))
     else:
         job.write_bytes(content)
     code, err = run(capsys, f"{module}:double", "-i", "in.jsonl", "-o", "out.jsonl", "--resume")

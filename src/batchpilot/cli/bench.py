@@ -22,8 +22,9 @@ def add_command(commands: Any) -> None:
         "bench",
         help="run the benchmark scripts in benchmarks/",
         description="Run the benchmark scripts (the benchmarks/*.py files with a __main__ "
-        "guard, of the current directory or the source tree, or --dir) one after another "
-        "with this Python, printing their tables.",
+        "guard, in the current directory, or in --dir) one after another with this Python, "
+        "printing their tables. The scripts ship with batchpilot's source checkout, not with "
+        "the installed package: run this in a checkout, or pass --dir.",
     )
     bench.add_argument("names", nargs="*", metavar="NAME", help="only these scripts (stem)")
     bench.add_argument("--dir", type=Path, default=None, help="benchmark directory")
@@ -40,11 +41,15 @@ def benchmark_scripts(directory: Path | None = None) -> list[Path]:
     Files starting with ``_`` and modules without a guard (helpers, harness plugins)
     are not scripts.
     """
+    if directory is not None and not directory.is_dir():
+        raise CliError(f"benchmark directory not found: {directory}")
     folder = directory or _default_bench_dir()
     if not folder.is_dir():
         raise CliError(
-            f"benchmark directory not found: {folder} "
-            "(run from a batchpilot checkout or pass --dir)"
+            f"no benchmarks/ in {folder.parent}: the benchmark scripts ship with batchpilot's "
+            "source checkout, not with the installed package; run batchpilot bench in a "
+            "checkout (a clone of the git repository you installed it from), or pass --dir "
+            "FOLDER"
         )
     return sorted(
         path
@@ -54,7 +59,7 @@ def benchmark_scripts(directory: Path | None = None) -> list[Path]:
 
 
 def _default_bench_dir() -> Path:
-    """``benchmarks/`` of the checkout the command runs in (an installed package has none)."""
+    """``benchmarks/`` of the current directory: a checkout's (the package ships none)."""
     return Path.cwd() / "benchmarks"
 
 

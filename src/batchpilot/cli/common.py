@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Literal
 
@@ -18,6 +19,7 @@ __all__ = [
     "port_number",
     "positive_float",
     "positive_int",
+    "same_file",
 ]
 
 EXIT_OK = 0
@@ -41,6 +43,16 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
     """Print ``message`` as the one-line ``batchpilot: error:`` and return ``code``."""
     print(f"batchpilot: error: {message}", file=sys.stderr)
     return code
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same inode when both exist (symlinks
+    and hard links followed), else the same path once symlinks are resolved."""
+    try:
+        first, second = os.stat(a), os.stat(b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def non_empty(text: str) -> str:

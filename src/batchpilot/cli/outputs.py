@@ -9,9 +9,11 @@ table's ``part-*.parquet`` files.
 
 A run writes its rows into segments in the job's parts folder, never into the
 target: text as self-contained (compressed) pieces appended to one file per
-run, SQLite rows into one staging database, Parquet as one file per row group.
-A segment can be cut back to what the job committed (`trim`). `finish` then
-moves the rows into the target in one step, honouring ``--if-exists``:
+run, SQLite rows into one staging database, Parquet rows as Arrow streams
+appended to one file per run (written as Parquet, in row groups of 65,536 rows,
+at the end). Every write is durable, so the job commits after each chunk. A
+segment can be cut back to what the job committed (`trim`). `finish` then moves
+the rows into the target in one step, honouring ``--if-exists``:
 
 - ``fail`` (default): refuse a target that exists (a file; a table of a
   database or dataset: other tables are no obstacle).
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -75,10 +78,8 @@ OUTPUT_FORMATS = {
 }
 IF_EXISTS = ("fail", "append", "replace")
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
-#: Rows a Parquet segment file holds at most (also what its schema is inferred from).
-_PARQUET_ROWS = 65_536
-#: Seconds after which buffered Parquet rows are written even if fewer.
-_PARQUET_SECONDS = 10.0
+#: Rows per row group of a finished Parquet output (the staged writes, one per chunk, merge).
+_ROW_GROUP = 65_536
 
 
 def _json_default(value: Any) -> Any:
@@ -123,6 +124,16 @@ class Target:
         """A dataset table's folder."""
         return self.path / self.table
 
+    def files(self) -> list[Path]:
+        """The paths `finish` writes outside the job's parts folder: the output itself
+        and its temporary files."""
+        if self.kind == "stdout":
+            return []
+        if self.kind == "dataset":
+            return [self.path, self.table_dir]
+        temporary = ("-journal", "-wal", "-shm") if self.kind == "sqlite" else (".partial",)
+        return [self.path, *(self.path.with_name(self.path.name + end) for end in temporary)]
+
     def exists(self) -> bool:
         """Whether there is something ``--if-exists`` has to decide about."""
         if self.kind == "stdout":
@@ -153,7 +164,7 @@ def output_target(path: str | os.PathLike[str], table: str = "results") -> Targe
     """The target ``path`` names; see the module docstring.
 
     Raises:
-        RecordsFormatError: Unknown suffix, missing output folder, a folder named
+        RecordsFormatError: Unknown suffix, missing or read-only output folder, a folder named
             like a file, or a dataset ``table`` that is not one folder name.
     """
     text = os.fspath(path)
@@ -182,6 +193,8 @@ def output_target(path: str | os.PathLike[str], table: str = "results") -> Targe
         folder = target.parent
     if not folder.is_dir():
         raise RecordsFormatError(f"output folder not found: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RecordsFormatError(f"output folder not writable: {folder}")
     return Target(kind, target, codec, table)
 
 
@@ -232,16 +245,9 @@ def trim(target: Target, parts: Path, committed: dict[int, int]) -> None:
     for path in sorted(parts.iterdir()):
         if path.name in ("errors.jsonl", "rows.sqlite"):
             continue
-        if path.suffix == ".partial":
-            path.unlink()
-            continue
-        number, _, rest = path.stem.partition("-")
-        size = committed.get(int(number))
+        size = committed.get(int(path.stem))
         if size is None:
             path.unlink()
-        elif target.kind in ("parquet", "dataset"):
-            if int(rest) >= size:
-                path.unlink()
         else:
             with path.open("r+b") as file:
                 file.truncate(size)
@@ -258,8 +264,7 @@ def finish(
     if target.kind == "sqlite":
         _finish_sqlite(target, parts / "rows.sqlite", if_exists)
     elif target.kind in ("parquet", "dataset"):
-        files = sorted(parts.glob("*.parquet"))
-        _finish_parquet(target, files, if_exists)
+        _finish_parquet(target, [_staged(parts, number) for number in sorted(committed)], if_exists)
     else:
         pieces = [parts / f"{number:05d}.part" for number in sorted(committed)]
         _finish_text(target, pieces, columns, if_exists)
@@ -345,7 +350,7 @@ def _finish_text(
         with target.path.open("ab") as out:
             _copy(pieces, out)
         return
-    partial = target.path.with_name(target.path.name + ".partial")
+    partial = target.files()[1]
     with partial.open("wb") as out:
         out.write(header)
         _copy(pieces, out)
@@ -555,114 +560,171 @@ def _finish_sqlite(target: Target, staged: Path, if_exists: str) -> None:
 # ---------------------------------------------------------------- Parquet
 
 
-class _ParquetSegment:
-    """Rows buffered and written as files ``NNNNN-MMMMM.parquet``, one row group each.
+def _arrow_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """``rows`` as an Arrow table whose columns are every key of every row, in order of
+    first appearance (a row without a key is null there)."""
+    import pyarrow
 
-    A file is written when `_PARQUET_ROWS` rows are buffered, when
-    `_PARQUET_SECONDS` passed since the last one, and by `flush`; the schema is
-    that of the job's first file.
+    try:
+        return pyarrow.Table.from_struct_array(pyarrow.array(rows))
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
+        raise RecordsFormatError(f"results do not fit one Parquet schema: {exc}") from None
+
+
+def _unify(schemas: Iterable[Any]) -> Any:
+    """The one schema that holds every schema in ``schemas`` (None for none).
+
+    Columns are the union; a column null so far takes the type of its values, and
+    integers widen to floats. Types that cannot share a column are an error.
+    """
+    import pyarrow
+
+    known = [schema for schema in schemas if schema is not None]
+    if not known:
+        return None
+    try:
+        return pyarrow.unify_schemas(known, promote_options="permissive")
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
+        raise RecordsFormatError(f"results do not fit one Parquet schema: {exc}") from None
+
+
+def _conform(table: Any, schema: Any) -> Any:
+    """``table`` with the columns and types of ``schema`` (missing columns null)."""
+    import pyarrow
+
+    columns = [
+        table.column(field.name).cast(field.type)
+        if field.name in table.column_names
+        else pyarrow.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pyarrow.Table.from_arrays(columns, schema=schema)
+
+
+def _staged(parts: Path, number: int) -> Path:
+    """The file of the Parquet segment ``number`` in ``parts``."""
+    return parts / f"{number:05d}.arrows"
+
+
+def _staged_tables(source: Any) -> Iterator[Any]:
+    """The tables of a staged segment, one per write, read from the memory map ``source``
+    without copying."""
+    import pyarrow.ipc
+
+    size = source.size()
+    while source.tell() < size:
+        yield pyarrow.ipc.open_stream(source).read_all()
+
+
+class _ParquetSegment:
+    """Rows for a Parquet output, staged as Arrow: one self-contained IPC stream per
+    write (one chunk), appended to ``NNNNN.arrows``.
+
+    Each write is durable at once and costs no new file, so a run commits after
+    every chunk, as for the other formats, and a resume (which cuts the file back
+    to its committed size, see `trim`) redoes at most the chunks in flight. Each
+    stream's schema is that of its rows; `_unify` checks at every write that they
+    still fit one schema, which `finish` gives them all.
     """
 
     columns: list[str] | None = None
 
     def __init__(self, parts: Path, number: int) -> None:
-        self._parquet = import_parquet()
-        self._parts = parts
-        self._number = number
-        self._files = 0
-        self._rows: list[dict[str, Any]] = []
-        self._written_at = time.monotonic()
-        first = next(iter(sorted(parts.glob("*.parquet"))), None)
-        self._schema = None if first is None else self._parquet.read_schema(first)
-
-    def __repr__(self) -> str:
-        return f"_ParquetSegment({self._number}, files={self._files}, buffered={len(self._rows)})"
-
-    def write(self, results: Sequence[Any]) -> bool:
-        self._rows.extend(to_row(value) for value in results)
-        if len(self._rows) >= _PARQUET_ROWS or (
-            time.monotonic() - self._written_at >= _PARQUET_SECONDS
-        ):
-            self.flush()
-            return True
-        return False
-
-    def flush(self) -> None:
         import pyarrow
 
-        self._written_at = time.monotonic()
-        if not self._rows:
-            return
-        schema = self._schema
-        if schema is not None:
-            extra = {key for row in self._rows for key in row} - set(schema.names)
-            if extra:
-                raise RecordsFormatError(
-                    f"results gained columns {sorted(extra)} after the Parquet schema was "
-                    f"fixed to {schema.names}; write JSON Lines or SQLite instead"
-                )
-        try:
-            table = pyarrow.Table.from_pylist(self._rows, schema=schema)
-        except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
-            raise RecordsFormatError(f"results do not fit one Parquet schema: {exc}") from None
-        self._schema = table.schema
-        path = self._parts / f"{self._number:05d}-{self._files:05d}.parquet"
-        partial = path.with_suffix(".partial")
-        self._parquet.write_table(table, partial)
-        os.replace(partial, path)
-        self._files += 1
-        self._rows.clear()
+        import_parquet()  # the final step needs it: refuse a missing pyarrow now
+        self.path = _staged(parts, number)
+        schemas: list[Any] = []
+        for path in sorted(parts.glob("*.arrows")):
+            with pyarrow.memory_map(str(path)) as source:
+                schemas.extend(table.schema for table in _staged_tables(source))
+        self._schema = _unify(schemas)
+        self._file = self.path.open("ab")
+
+    def __repr__(self) -> str:
+        return f"_ParquetSegment({str(self.path)!r})"
+
+    def write(self, results: Sequence[Any]) -> bool:
+        import pyarrow.ipc
+
+        if not results:
+            return True
+        table = _arrow_table([to_row(value) for value in results])
+        self._schema = _unify([self._schema, table.schema])
+        sink = pyarrow.BufferOutputStream()
+        with pyarrow.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table)
+        self._file.write(sink.getvalue())
+        self._file.flush()
+        return True
+
+    def flush(self) -> None:
+        self._file.flush()
 
     def size(self) -> int:
-        return self._files
+        return self._file.tell()
 
     def close(self) -> None:
-        self._rows.clear()
+        self._file.close()
 
 
-def _parquet_tables(files: Iterable[Path]) -> Iterator[Any]:
-    parquet = import_parquet()
-    for path in files:
-        yield parquet.read_table(path)
+def _parquet_batches(path: Path) -> Iterator[Any]:
+    """The rows of the Parquet file ``path`` as tables of at most `_ROW_GROUP` rows."""
+    import pyarrow
+
+    with contextlib.closing(import_parquet().ParquetFile(path)) as file:
+        for batch in file.iter_batches(batch_size=_ROW_GROUP):
+            yield pyarrow.Table.from_batches([batch])
 
 
-def _write_parquet(path: Path, tables: Iterable[Any]) -> None:
-    """Write ``tables`` into one new Parquet file at ``path`` (via a partial file)."""
+def _write_parquet(path: Path, existing: Path | None, staged: Sequence[Path]) -> None:
+    """Write the rows of the Parquet file ``existing`` (if any), then those of the
+    ``staged`` segments, into one new Parquet file at ``path`` (via a partial file).
+
+    The schema is the one that holds them all (`_unify`); the rows go in row
+    groups of `_ROW_GROUP`, however small the staged writes were.
+    """
     import pyarrow
 
     parquet = import_parquet()
     partial = path.with_name(path.name + ".partial")
-    writer = None
-    try:
-        for table in tables:
-            if writer is None:
-                writer = parquet.ParquetWriter(partial, table.schema)
-            try:
-                writer.write_table(table.cast(writer.schema))
-            except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, ValueError) as exc:
-                raise RecordsFormatError(
-                    f"{path}: rows do not fit the schema {writer.schema.names}: {exc}"
-                ) from None
-        if writer is None:
-            writer = parquet.ParquetWriter(partial, pyarrow.schema([]))
-        writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        partial.unlink(missing_ok=True)
-        raise
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(pyarrow.memory_map(str(file))) for file in staged]
+        pieces = [table for source in sources for table in _staged_tables(source)]
+        schemas = [parquet.read_schema(existing)] if existing is not None else []
+        try:
+            schema = _unify([*schemas, *(table.schema for table in pieces)])
+        except RecordsFormatError as exc:
+            raise RecordsFormatError(f"{path}: {exc}") from None
+        schema = pyarrow.schema([]) if schema is None else schema
+        tables = itertools.chain(_parquet_batches(existing) if existing else (), pieces)
+        try:
+            with parquet.ParquetWriter(partial, schema) as writer:
+                pending: list[Any] = []
+                for table in tables:
+                    pending.append(_conform(table, schema))
+                    buffered = pyarrow.concat_tables(pending)
+                    whole = buffered.num_rows - buffered.num_rows % _ROW_GROUP
+                    if whole:
+                        writer.write_table(buffered.slice(0, whole), row_group_size=_ROW_GROUP)
+                    pending = [buffered.slice(whole)]
+                if pending:
+                    writer.write_table(pyarrow.concat_tables(pending), row_group_size=_ROW_GROUP)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     os.replace(partial, path)
 
 
-def _finish_parquet(target: Target, files: list[Path], if_exists: str) -> None:
+def _finish_parquet(target: Target, staged: list[Path], if_exists: str) -> None:
     if target.kind == "parquet":
-        existing = [target.path] if if_exists == "append" and target.path.exists() else []
-        _write_parquet(target.path, _parquet_tables([*existing, *files]))
+        existing = target.path if if_exists == "append" and target.path.exists() else None
+        _write_parquet(target.path, existing, staged)
         return
     folder = target.table_dir
     folder.mkdir(parents=True, exist_ok=True)
     old = sorted(folder.glob("*.parquet")) if if_exists == "replace" else []
-    _write_parquet(folder / f"part-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet",
-                   _parquet_tables(files))  # fmt: skip
+    name = f"part-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
+    _write_parquet(folder / name, None, staged)
     for path in old:
         path.unlink()

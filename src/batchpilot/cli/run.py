@@ -46,11 +46,12 @@ from .common import (
     non_empty,
     port_number,
     positive_int,
+    same_file,
 )
 from .consume import ErrorLog, Outcome, consume
 from .csv_types import SchemaError, infer_types, parse_schema, resolve_types
 from .early_stop import StopRules, guard
-from .job import Checkpoint, JobFile, input_identity
+from .job import Checkpoint, JobFile, input_identity, job_files, parts_dir
 from .outputs import IF_EXISTS, OUTPUT_FORMATS, Target, finish, open_segment, output_target, trim
 from .records_io import INPUT_FORMATS, STDIO, Position, RecordsFormatError, RecordSource
 
@@ -392,7 +393,7 @@ def _prepare(
     source = RecordSource(input_path)
     target = output_target(output_path, table)
     stdio = source.is_stdin or target.kind == "stdout"
-    if not stdio and target.path.resolve() == source.path.resolve():
+    if not stdio and same_file(target.path, source.path):
         raise CliError(f"--output must differ from --input ({source.path})")
     if stdio and (resume or job is not None):
         raise CliError(f"--resume and --job need a file for --input and --output, not {STDIO}")
@@ -411,6 +412,8 @@ def _prepare(
         raise CliError(f"--job is a directory, not a file: {job_file}")
     if not job_file.parent.is_dir():
         raise CliError(f"folder of the job file not found: {job_file.parent}")
+    if not stdio:
+        _check_job_files(job_file, source, target)
     settings = {
         "function": function,
         "per_item": per_item,
@@ -419,6 +422,7 @@ def _prepare(
         "table": table,
         "schema": schema,
         "input": None if source.is_stdin else input_identity(source.path),
+        "input_path": str(source.path),
     }
     run_job_file = JobFile(job_file, settings)
     if not stdio:
@@ -431,6 +435,33 @@ def _prepare(
     except BaseException:
         run_job_file.lock.release()
         raise
+
+
+def _check_job_files(job: Path, source: RecordSource, target: Target) -> None:
+    """Refuse a job whose files (`job_files`) are the input or a file the run writes,
+    or whose parts folder (deleted when the job ends) holds one of them.
+
+    Symlinks and hard links count as the file they name.
+    """
+    theirs = [(source.path, "the input"), (errors_path(target.path), "the failures list")]
+    theirs += [
+        (path, "the output" if path == target.path else "a file the run writes")
+        for path in target.files()
+    ]
+    parts = parts_dir(job)
+    for path, role in theirs:
+        if Path(os.path.realpath(path)).is_relative_to(os.path.realpath(parts)):
+            raise CliError(
+                f"--job {job}: its parts folder {parts}, deleted when the job ends, holds "
+                f"{role} of this run ({path}); pass --job a file in another folder"
+            )
+        for mine in job_files(job):
+            if same_file(mine, path):
+                which = "" if mine == job else f" (its {mine.name})"
+                raise CliError(
+                    f"--job {job}{which} is {role} of this run ({path}); pass --job a file "
+                    "of its own, such as the default OUTPUT.job.sqlite"
+                )
 
 
 def _plan(
@@ -604,10 +635,11 @@ def run_job(
     try:
         finish(target, job_file.parts, outcome.checkpoint.segments,
                job_file.settings.get("columns"), if_exists)  # fmt: skip
-    except RecordsFormatError as exc:
+    except (RecordsFormatError, OSError) as exc:
         job_file.close()
+        problem = exc if isinstance(exc, RecordsFormatError) else f"cannot write {target}: {exc}"
         kept = f"; the results are kept in {job_file.path}" if plan.resumable else ""
-        raise RecordsFormatError(f"{exc}{kept}") from None
+        raise RecordsFormatError(f"{problem}{kept}") from None
     summary.items, summary.failed = outcome.checkpoint.items, outcome.checkpoint.failed
     if target.kind != "stdout":
         summary.first_failure = _place_errors(job_file.parts / "errors.jsonl", target.path)

@@ -100,17 +100,60 @@ def test_sqlite_append_adds_missing_columns(tmp_path: Path) -> None:
         assert db.execute("SELECT * FROM results").fetchall() == [(1, None), (2, 0.5)]
 
 
-def test_parquet_segments_become_one_file_with_the_first_schema(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr("batchpilot.cli.outputs._PARQUET_ROWS", 2)
+def test_parquet_segments_become_one_file_under_one_schema(tmp_path: Path) -> None:
     out = tmp_path / "out.parquet"
-    write_all(out, [[{"id": 1, "p": 0.5}, {"id": 2, "p": None}], [{"id": 3, "p": 1.5}]])
+    write_all(out, [[{"id": 1, "p": None}], [{"id": 2, "p": 0.5}], [{"id": 3, "p": 1}]])
     assert pq.read_table(out).to_pylist() == [
-        {"id": 1, "p": 0.5},
-        {"id": 2, "p": None},
-        {"id": 3, "p": 1.5},
+        {"id": 1, "p": None},
+        {"id": 2, "p": 0.5},
+        {"id": 3, "p": 1.0},
     ]
-    with pytest.raises(RecordsFormatError, match=r"gained columns \['extra'\]"):
-        write_all(tmp_path / "o2.parquet", [[{"id": 1}, {"id": 2}], [{"id": 3, "extra": 1}]])
+
+
+def test_parquet_rows_that_gain_columns_keep_them(tmp_path: Path) -> None:
+    # A key first seen in a later row (of the same chunk or a later one) is a column,
+    # null where a row lacks it: never silently dropped.
+    out = tmp_path / "out.parquet"
+    write_all(out, [[{"id": 1}, {"id": 2, "a": "x"}], [{"id": 3, "b": True}]])
+    assert pq.read_table(out).to_pylist() == [
+        {"id": 1, "a": None, "b": None},
+        {"id": 2, "a": "x", "b": None},
+        {"id": 3, "a": None, "b": True},
+    ]
+
+
+def test_parquet_rows_whose_types_cannot_share_a_column_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RecordsFormatError, match="do not fit one Parquet schema"):
+        write_all(tmp_path / "o.parquet", [[{"id": 1}], [{"id": "two"}]])
+
+
+def test_a_parquet_segment_cut_back_to_a_commit_keeps_only_committed_rows(tmp_path) -> None:
+    target = output_target(tmp_path / "out.parquet")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    segment = open_segment(target, parts, 1, None)
+    segment.write([{"id": 1}, {"id": 2}])
+    committed = {1: segment.size()}
+    segment.write([{"id": 3, "late": "never committed"}])
+    segment.close()
+    with (parts / "00001.arrows").open("ab") as file:
+        file.write(b"half a stream")  # a kill in the middle of a write
+    trim(target, parts, committed)
+    second = open_segment(target, parts, 2, None)
+    second.write([{"id": 4}])
+    committed[2] = second.size()
+    second.close()
+    finish(target, parts, committed, None, "fail")
+    assert pq.read_table(target.path).to_pylist() == [{"id": 1}, {"id": 2}, {"id": 4}]
+
+
+def test_small_parquet_segments_merge_into_full_row_groups(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("batchpilot.cli.outputs._ROW_GROUP", 4)
+    out = tmp_path / "out.parquet"
+    write_all(out, [[{"id": i}] for i in range(10)])  # ten files of one row
+    meta = pq.ParquetFile(out).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [4, 4, 2]
+    assert pq.read_table(out).column("id").to_pylist() == list(range(10))
 
 
 def test_an_existing_target_is_refused_under_fail(tmp_path: Path) -> None:
