@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -42,12 +40,27 @@ from .dashboard import DASHBOARD_ROUTES
 from .fleet import Fleet, Snapshot, all_set_up, merge_metrics, merge_stats, metric_samples
 from .model import Model, load_model
 from .telemetry import Telemetry
+from .wire import (
+    JSON,
+    ORJSON_OPTIONS,
+    RETRY_AFTER,
+    BadRequest,
+    Receive,
+    Scope,
+    Send,
+    decode_json,
+    describe,
+    dumps,
+    error_body,
+    header_text,
+    read_body,
+    send_response,
+    to_json,
+    too_large,
+)
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "PRIORITY_HEADER", "TIMEOUT_HEADER", "ServeApp", "app"]
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PRIORITY_HEADER = b"x-priority"
 """``X-Priority: high`` is served before ``normal`` (the default) when requests queue."""
@@ -57,28 +70,10 @@ DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 """A ``POST /predict`` body over this many bytes is refused with 413 (16 MiB)."""
 
 _PRIORITIES = {b"high": 1, b"normal": 0}
-_JSON = b"application/json"
-_RETRY_AFTER = (b"retry-after", b"1")
-_CLOSE = (b"connection", b"close")
 _ALLOW_POST = (b"allow", b"POST")
 _ALLOW_GET = (b"allow", b"GET, HEAD")
-_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _DEADLINE = "batchpilot.serve: request deadline"
-# A JSON number this long may be an integer outside orjson's 64 bits (which it would
-# read as a rounded float): such bodies are read by the stdlib, exactly.
-_LONG_NUMBER = re.compile(rb"\d{19}")
 _log = logging.getLogger("batchpilot.serve")
-
-
-class _BadRequest(Exception):
-    """A request the client must fix: answered with ``status`` and a one-line message."""
-
-    def __init__(
-        self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers
 
 
 class ServeApp:
@@ -227,7 +222,7 @@ class ServeApp:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
-                self.setup_error = f"setup() failed: {_describe(exc)}"
+                self.setup_error = f"setup() failed: {describe(exc)}"
                 _log.error("%s", self.setup_error)
                 return
         self._setup_done = True
@@ -287,12 +282,14 @@ class ServeApp:
                 if scope["method"] == "POST":
                     await self._predict(scope, receive, send)
                 else:
-                    await _send(send, 405, _error("use POST /predict"), _JSON, (_ALLOW_POST,))
+                    await send_response(
+                        send, 405, error_body("use POST /predict"), JSON, (_ALLOW_POST,)
+                    )
                 return
             if scope["method"] in ("GET", "HEAD"):
                 await self._get(path, send)
             else:
-                await _send(send, 405, _error(f"use GET {path}"), _JSON, (_ALLOW_GET,))
+                await send_response(send, 405, error_body(f"use GET {path}"), JSON, (_ALLOW_GET,))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -303,7 +300,7 @@ class ServeApp:
                 try:
                     await self.startup()
                 except Exception as exc:
-                    text = _describe(exc)
+                    text = describe(exc)
                     await send({"type": "lifespan.startup.failed", "message": text})
                     return
                 await send({"type": "lifespan.startup.complete"})
@@ -327,7 +324,7 @@ class ServeApp:
             telemetry.rejected += 1
         elif status == 504:
             telemetry.timed_out += 1
-        await _send(send, status, body, _JSON, extra)
+        await send_response(send, status, body, JSON, extra)
 
     async def _answer(
         self,
@@ -347,18 +344,18 @@ class ServeApp:
             refusal = self.setup_error or "not ready: setup() is still running"
         try:
             priority, timeout = self._request_options(scope["headers"])
-            body = await _read_body(receive, self.max_body_bytes)
+            body = await read_body(receive, self.max_body_bytes)
             if refusal is not None:
-                return 503, _error(refusal), (_RETRY_AFTER,)
-            item = _decode(body, model.decode)
-        except _BadRequest as exc:
-            return exc.status, _error(str(exc)), exc.headers
+                return 503, error_body(refusal), (RETRY_AFTER,)
+            item = decode_json(body, model.decode)
+        except BadRequest as exc:
+            return exc.status, error_body(str(exc)), exc.headers
         try:
             future = batcher.engine.afuture_on(loop, item, priority=priority)
         except QueueFullError:
-            return 503, _error(f"queue full ({self.max_queue} requests)"), (_RETRY_AFTER,)
+            return 503, error_body(f"queue full ({self.max_queue} requests)"), (RETRY_AFTER,)
         except ClosedError:
-            return 503, _error("draining: the server is shutting down"), (_RETRY_AFTER,)
+            return 503, error_body("draining: the server is shutting down"), (RETRY_AFTER,)
         # A deadline is one timer that cancels the future (the engine then drops a
         # queued item unrun): cheaper than asyncio.wait_for's waiter and callbacks.
         timer = None if timeout is None else loop.call_later(timeout, future.cancel, _DEADLINE)
@@ -367,26 +364,26 @@ class ServeApp:
         except asyncio.CancelledError as exc:
             if exc.args != (_DEADLINE,):
                 raise  # the request itself was cancelled
-            return 504, _error(f"deadline of {timeout:g} s passed"), ()
+            return 504, error_body(f"deadline of {timeout:g} s passed"), ()
         except ClosedError:
-            return 503, _error("draining: the server is shutting down"), (_RETRY_AFTER,)
+            return 503, error_body("draining: the server is shutting down"), (RETRY_AFTER,)
         except Exception as exc:
-            return 500, _error(_describe(exc)), ()
+            return 500, error_body(describe(exc)), ()
         finally:
             if timer is not None:
                 timer.cancel()
         try:
             if model.encode is not None:
                 output = model.encode(output)
-            return 200, _dumps(output), ()
+            return 200, dumps(output), ()
         except Exception as exc:
-            return 500, _error(f"cannot encode the output: {_describe(exc)}"), ()
+            return 500, error_body(f"cannot encode the output: {describe(exc)}"), ()
 
     def _request_options(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, float | None]:
         """(priority, timeout) from the request headers and the app's default timeout.
 
         Raises:
-            _BadRequest: 400 for a bad header value; 413 for a ``Content-Length``
+            BadRequest: 400 for a bad header value; 413 for a ``Content-Length``
                 over ``max_body_bytes`` (before any of the body is read).
         """
         priority, timeout = 0, self.timeout
@@ -394,7 +391,9 @@ class ServeApp:
             if name == PRIORITY_HEADER:
                 level = _PRIORITIES.get(value.strip().lower())
                 if level is None:
-                    raise _BadRequest(400, f"X-Priority must be high or normal, got {_text(value)}")
+                    raise BadRequest(
+                        400, f"X-Priority must be high or normal, got {header_text(value)}"
+                    )
                 priority = level
             elif name == TIMEOUT_HEADER:
                 try:
@@ -402,31 +401,31 @@ class ServeApp:
                 except ValueError:
                     timeout = -1.0
                 if not timeout > 0:
-                    raise _BadRequest(
-                        400, f"X-Request-Timeout must be seconds > 0, got {_text(value)}"
+                    raise BadRequest(
+                        400, f"X-Request-Timeout must be seconds > 0, got {header_text(value)}"
                     )
             elif name == b"content-length" and int(value) > self.max_body_bytes:
-                raise _too_large(self.max_body_bytes)
+                raise too_large(self.max_body_bytes)
         return priority, timeout
 
     async def _get(self, path: str, send: Send) -> None:
         route = self._get_routes.get(path)
         if route is not None:
             status, body, content_type = await route()
-            await _send(send, status, body, content_type)
+            await send_response(send, status, body, content_type)
             return
         page = DASHBOARD_ROUTES.get(path)
         if page is not None:
-            await _send(send, 200, page.body, page.content_type, page.headers)
+            await send_response(send, 200, page.body, page.content_type, page.headers)
             return
-        await _send(send, 404, _error(f"no route {path}"), _JSON)
+        await send_response(send, 404, error_body(f"no route {path}"), JSON)
 
     # -- the GET endpoints: (status, body, content type) ------------------------------
 
     async def _health(self) -> tuple[int, bytes, bytes]:
         if self.setup_error is not None:
-            return 500, orjson.dumps({"status": "failed", "error": self.setup_error}), _JSON
-        return 200, b'{"status":"ok"}', _JSON
+            return 500, orjson.dumps({"status": "failed", "error": self.setup_error}), JSON
+        return 200, b'{"status":"ok"}', JSON
 
     async def _ready(self) -> tuple[int, bytes, bytes]:
         ready = self.ready
@@ -442,7 +441,7 @@ class ServeApp:
             ready = body["ready"] = ready and all_set_up(snapshots)
             body["workers_set_up"] = sum(s is not None and s["setup_done"] for s in snapshots)
             body["workers"] = self.fleet.size
-        return (200 if ready else 503), orjson.dumps(body), _JSON
+        return (200 if ready else 503), orjson.dumps(body), JSON
 
     async def _metrics_page(self) -> tuple[int, bytes, bytes]:
         assert self._registry is not None
@@ -456,7 +455,7 @@ class ServeApp:
         if self.fleet is not None:
             snapshots = self.fleet.snapshots(self._snapshot(snapshot))
             snapshot = merge_stats(snapshots, self.ready and all_set_up(snapshots))
-        return 200, orjson.dumps(snapshot, default=_to_json, option=_ORJSON_OPTIONS), _JSON
+        return 200, orjson.dumps(snapshot, default=to_json, option=ORJSON_OPTIONS), JSON
 
     def _local_stats(self) -> dict[str, Any]:
         """This process's ``/stats`` body."""
@@ -549,96 +548,3 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root):
         return path[len(root) :] or "/"
     return path
-
-
-def _too_large(limit: int) -> _BadRequest:
-    return _BadRequest(413, f"the request body is over {limit} bytes (max_body_bytes)", (_CLOSE,))
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    """The request body; `_BadRequest` 413 as soon as more than ``limit`` bytes came."""
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        if len(body) > limit:
-            raise _too_large(limit)
-        return body
-    parts = [body]
-    size = len(body)
-    while message.get("more_body"):
-        message = await receive()
-        part = message.get("body", b"")
-        size += len(part)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(part)
-    return b"".join(parts)
-
-
-def _decode(body: bytes, decode: Callable[[Any], Any] | None) -> Any:
-    try:
-        if _LONG_NUMBER.search(body) is None:
-            payload = orjson.loads(body)
-        else:
-            payload = json.loads(body, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:  # orjson's and json's errors are ValueErrors
-        raise _BadRequest(422, f"the body is not JSON: {exc}") from None
-    if decode is None:
-        return payload
-    try:
-        return decode(payload)
-    except Exception as exc:
-        raise _BadRequest(422, f"cannot decode the input: {_describe(exc)}") from None
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _dumps(output: Any) -> bytes:
-    """``output`` as JSON: orjson, or the stdlib for what orjson cannot write (an
-    integer beyond 64 bits), so that it comes back exactly."""
-    try:
-        return orjson.dumps(output, default=_to_json, option=_ORJSON_OPTIONS)
-    except orjson.JSONEncodeError:
-        text = json.dumps(output, default=_to_json, allow_nan=False, separators=(",", ":"))
-        return text.encode()
-
-
-def _error(message: str) -> bytes:
-    return orjson.dumps({"error": " ".join(message.split())})
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` of ``exc``, also when its ``__str__`` raises."""
-    try:
-        message = str(exc)
-    except Exception as error:
-        message = f"(str() of it raised {type(error).__name__})"
-    return f"{type(exc).__name__}: {message}"
-
-
-def _text(value: bytes) -> str:
-    """A header value as readable text for an error message (quoted, never a bytes repr)."""
-    return repr(value.decode("latin-1"))
-
-
-def _to_json(value: Any) -> Any:
-    """Outputs orjson cannot write natively: numpy scalars of odd types, tuples, sets."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-async def _send(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes,
-    extra: tuple[tuple[bytes, bytes], ...] = (),
-) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
