@@ -366,14 +366,14 @@ MAP_BATCHES_ARGS: dict[str, dict[str, Any]] = {
     "fifo32": {"batch_size": COUNT},
     "one": {"batch_size": 1},
     "fifo-budget": {
-        "max_batch_size": WINDOW,
+        "batch_size": WINDOW,
         "cost": len,
         "max_batch_cost": BUDGET,
         "padded": True,
         "sort_window": 0,
     },
     "sorted-budget": {
-        "max_batch_size": WINDOW,
+        "batch_size": WINDOW,
         "cost": len,
         "max_batch_cost": BUDGET,
         "padded": True,
