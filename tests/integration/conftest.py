@@ -85,3 +85,19 @@ def _doc_blocks(page: str) -> list[DocBlock]:
 def doc_blocks() -> Callable[[str], list[DocBlock]]:
     """``doc_blocks(page)``: the fenced code blocks of ``page``, in order."""
     return _doc_blocks
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random-weight encoder saved once per test session (no hub, no download)."""
+    pytest.importorskip("transformers")
+    from batchpilot.random_encoder import save_random_encoder
+
+    return save_random_encoder(
+        tmp_path_factory.mktemp("encoder") / "tiny-bert",
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )

@@ -10,11 +10,15 @@ served.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from .common import CliError, port_number, positive_float, positive_int
+from .common import CliError, non_negative_int, port_number, positive_float, positive_int
 
-__all__ = ["add_command"]
+__all__ = ["EMBEDDINGS_TARGET", "add_command"]
+
+EMBEDDINGS_TARGET = "batchpilot.serve.embeddings:Embedder"
+"""What ``--embeddings MODEL_DIR`` serves (with the folder as its ``model_dir``)."""
 
 
 def add_command(commands: Any) -> None:
@@ -28,7 +32,12 @@ def add_command(commands: Any) -> None:
         "dashboard at /. Prints the address once listening. SIGTERM drains (at most "
         "--drain-timeout) and exits 0.",
     )
-    serve.add_argument("target", metavar="MODULE:ATTR", help="the batch function or model class")
+    serve.add_argument(
+        "target",
+        metavar="MODULE:ATTR",
+        nargs="?",
+        help="the batch function or model class (or --embeddings MODEL_DIR)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument(
         "--port", type=port_number, default=8000, help="port to listen on (8000; 0: any free)"
@@ -86,7 +95,70 @@ def add_command(commands: Any) -> None:
         choices=("critical", "error", "warning", "info", "debug"),
         help="server log level (warning)",
     )
+    _add_embeddings_options(serve)
     serve.set_defaults(handler=_serve_command)
+
+
+def _add_embeddings_options(serve: Any) -> None:
+    group = serve.add_argument_group(
+        "embeddings",
+        "serve a local Hugging Face encoder at POST /v1/embeddings, the OpenAI shape "
+        "(extra embeddings; docs/tokens.md)",
+    )
+    group.add_argument(
+        "--embeddings",
+        metavar="MODEL_DIR",
+        help="a folder written by save_pretrained (tokenizer and model), served instead "
+        "of MODULE:ATTR; nothing is downloaded",
+    )
+    group.add_argument(
+        "--device", default="cpu", help="where the encoder runs: cpu, cuda or cuda:N (cpu)"
+    )
+    group.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="return embeddings as pooled, not scaled to unit length",
+    )
+    group.add_argument(
+        "--max-batch-tokens",
+        type=non_negative_int,
+        default=4096,
+        metavar="N",
+        help="padded tokens per batch: texts of like length are batched together under "
+        "this budget (4096; 0: count items only, --max-batch-size)",
+    )
+    group.add_argument(
+        "--sort-window",
+        type=non_negative_int,
+        default=256,
+        metavar="N",
+        help="waiting texts that may be regrouped by length (256; 0: first in, first out)",
+    )
+
+
+def _target(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The target string and the extra ServeApp options of ``args``."""
+    if args.embeddings is None:
+        if args.target is None:
+            raise CliError("serve needs MODULE:ATTR, or --embeddings MODEL_DIR")
+        return args.target, {}
+    if args.target is not None:
+        raise CliError("give MODULE:ATTR or --embeddings MODEL_DIR, not both")
+    folder = Path(args.embeddings)
+    if not (folder / "config.json").is_file():
+        raise CliError(f"--embeddings {folder}: not a model folder (no config.json in it)")
+    options: dict[str, Any] = {
+        "target_options": {
+            "model_dir": str(folder.resolve()),
+            "device": args.device,
+            "normalize": not args.no_normalize,
+        }
+    }
+    if args.max_batch_tokens:
+        options.update(
+            max_batch_cost=args.max_batch_tokens, padded=True, sort_window=args.sort_window
+        )
+    return EMBEDDINGS_TARGET, options
 
 
 def _serve_command(args: argparse.Namespace) -> int:
@@ -94,10 +166,12 @@ def _serve_command(args: argparse.Namespace) -> int:
         from .. import serve
     except ImportError as exc:
         raise CliError(str(exc)) from None
+    target, extra = _target(args)
     try:
-        serve.load_model(args.target)  # fail fast on a bad target, before binding the port
+        if not extra:
+            serve.load_model(target)  # fail fast on a bad target, before binding the port
         return serve.run(
-            args.target,
+            target,
             host=args.host,
             port=args.port,
             workers=args.workers,
@@ -108,6 +182,7 @@ def _serve_command(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             drain_timeout=args.drain_timeout,
             max_body_bytes=args.max_body_bytes or serve.DEFAULT_MAX_BODY_BYTES,
+            **extra,
         )
     except serve.TargetError as exc:
         raise CliError(str(exc)) from None

@@ -39,6 +39,13 @@ from ..metrics import PrometheusMetrics
 from .dashboard import DASHBOARD_ROUTES
 from .fleet import Fleet, Snapshot, all_set_up, merge_metrics, merge_stats, metric_samples
 from .model import Model, load_model
+from .openai_shape import (
+    EmbeddingsRequest,
+    InvalidRequest,
+    embeddings_response,
+    models_response,
+    openai_error,
+)
 from .telemetry import Telemetry
 from .wire import (
     JSON,
@@ -73,6 +80,11 @@ _PRIORITIES = {b"high": 1, b"normal": 0}
 _ALLOW_POST = (b"allow", b"POST")
 _ALLOW_GET = (b"allow", b"GET, HEAD")
 _DEADLINE = "batchpilot.serve: request deadline"
+_EMBEDDINGS_PATHS = ("/v1/embeddings", "/embeddings")
+_Answerer = Callable[
+    [Scope, Receive, asyncio.AbstractEventLoop, Batcher[Any, Any], Model],
+    Awaitable[tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]],
+]
 _log = logging.getLogger("batchpilot.serve")
 
 
@@ -95,6 +107,8 @@ class ServeApp:
         decode: request JSON -> model input; overrides the target's ``decode``.
         encode: model output -> response JSON; overrides the target's ``encode``.
         history: seconds of per-second samples kept for ``/stats`` and the dashboard.
+        target_options: keyword arguments for the target when it is a class (JSON
+            values when ``--workers N`` ships them to worker processes).
         drain_timeout: seconds from `begin_drain` to the end of the drain: the server
             closes connections still open by then, and the lifespan shutdown stops
             waiting for queued items (None: ``timeout`` + 5, or 30 without ``timeout``).
@@ -121,6 +135,7 @@ class ServeApp:
         encode: Callable[[Any], Any] | None = None,
         history: int = 300,
         drain_timeout: float | None = None,
+        target_options: dict[str, Any] | None = None,
         **batcher_options: Any,
     ) -> None:
         if timeout is not None and not timeout > 0:
@@ -134,7 +149,7 @@ class ServeApp:
         if not 0 < ready_queue_fraction <= 1:
             raise ValueError(f"ready_queue_fraction must be in (0, 1], got {ready_queue_fraction}")
         self._target = target
-        self._hooks = {"decode": decode, "encode": encode}
+        self._hooks = {"decode": decode, "encode": encode, "init": target_options}
         self._batcher_options = {
             "max_batch_size": max_batch_size,
             "max_wait": max_wait,
@@ -161,6 +176,7 @@ class ServeApp:
         self.setup_error: str | None = None
         self.draining = False
         self._drain_started: float | None = None
+        self._created = int(time.time())  # when this app was made (OpenAI's model "created")
         self.fleet: Fleet | None = None
         """The other workers of a ``--workers N`` server (set by the worker process)."""
         self._background: list[asyncio.Task[Any]] = []
@@ -169,6 +185,9 @@ class ServeApp:
             "/ready": self._ready,
             "/metrics": self._metrics_page,
             "/stats": self._stats,
+        }
+        self._post_routes: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            "/predict": self._predict
         }
 
     # -- lifecycle ------------------------------------------------------------------
@@ -190,7 +209,7 @@ class ServeApp:
         """
         if self._started is not None:
             return
-        model = load_model(self._target, **self._hooks)
+        model = load_model(self._target, **self._hooks)  # type: ignore[arg-type]
         self.model = model
         self.telemetry = Telemetry(self._history)
         self._registry = CollectorRegistry()
@@ -201,9 +220,14 @@ class ServeApp:
         defaults = {"name": model.name, "priority_levels": 2, "placement": "thread"}
         if model.decode is None:
             defaults["collate"] = "list"
+        if model.cost is not None and "max_batch_cost" in self._batcher_options:
+            defaults["cost"] = model.cost  # the model declares its items' cost
         options = {**defaults, **self._batcher_options}
         options["listeners"] = [*options.get("listeners", ()), self._metrics]
         self.batcher = Batcher(model.predict, **options)
+        if model.tokenize is not None:
+            self._post_routes.update(dict.fromkeys(_EMBEDDINGS_PATHS, self._embeddings))
+            self._get_routes["/v1/models"] = self._models
         self._started = asyncio.create_task(self._run_setup(model))
         self._background.append(asyncio.create_task(self._tick_every_second()))
 
@@ -278,13 +302,13 @@ class ServeApp:
             if self._started is None:
                 await self.startup()
             path = _route_path(scope)
-            if path == "/predict":
+            post = self._post_routes.get(path)
+            if post is not None:
                 if scope["method"] == "POST":
-                    await self._predict(scope, receive, send)
+                    await post(scope, receive, send)
                 else:
-                    await send_response(
-                        send, 405, error_body("use POST /predict"), JSON, (_ALLOW_POST,)
-                    )
+                    refusal = error_body(f"use POST {path}")
+                    await send_response(send, 405, refusal, JSON, (_ALLOW_POST,))
                 return
             if scope["method"] in ("GET", "HEAD"):
                 await self._get(path, send)
@@ -310,13 +334,22 @@ class ServeApp:
                 return
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handle(scope, receive, send, self._answer_predict)
+
+    async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handle(scope, receive, send, self._answer_embeddings)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, answer: _Answerer) -> None:
+        """Answer one POST with ``answer``, counted in the telemetry."""
         telemetry, batcher, model = self.telemetry, self.batcher, self.model
         assert telemetry is not None and batcher is not None and model is not None
         loop = asyncio.get_running_loop()
         started = loop.time()
         telemetry.in_flight += 1
         try:
-            status, body, extra = await self._answer(scope, receive, loop, batcher, model)
+            status, body, extra = await answer(scope, receive, loop, batcher, model)
+        except _Reply as reply:
+            status, body, extra = reply.status, reply.body, reply.headers
         finally:
             telemetry.in_flight -= 1
         telemetry.record(status, loop.time() - started)
@@ -326,7 +359,7 @@ class ServeApp:
             telemetry.timed_out += 1
         await send_response(send, status, body, JSON, extra)
 
-    async def _answer(
+    async def _answer_predict(
         self,
         scope: Scope,
         receive: Receive,
@@ -335,40 +368,22 @@ class ServeApp:
         model: Model,
     ) -> tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]:
         """(status, body, extra headers) of one ``/predict`` request."""
-        # Admission is decided on arrival, before any await: a request that reached
-        # the app before the drain began is in flight, and is answered.
-        refusal = None
-        if self.draining:
-            refusal = "draining: the server is shutting down"
-        elif not self._setup_done:
-            refusal = self.setup_error or "not ready: setup() is still running"
+        priority, timeout, body = await self._admit(scope, receive, error_body)
         try:
-            priority, timeout = self._request_options(scope["headers"])
-            body = await read_body(receive, self.max_body_bytes)
-            if refusal is not None:
-                return 503, error_body(refusal), (RETRY_AFTER,)
             item = decode_json(body, model.decode)
         except BadRequest as exc:
             return exc.status, error_body(str(exc)), exc.headers
         try:
             future = batcher.engine.afuture_on(loop, item, priority=priority)
-        except QueueFullError:
-            return 503, error_body(f"queue full ({self.max_queue} requests)"), (RETRY_AFTER,)
-        except ClosedError:
-            return 503, error_body("draining: the server is shutting down"), (RETRY_AFTER,)
+        except (QueueFullError, ClosedError) as exc:
+            raise self._refused(exc, error_body) from None
         # A deadline is one timer that cancels the future (the engine then drops a
         # queued item unrun): cheaper than asyncio.wait_for's waiter and callbacks.
         timer = None if timeout is None else loop.call_later(timeout, future.cancel, _DEADLINE)
         try:
             output = await future
-        except asyncio.CancelledError as exc:
-            if exc.args != (_DEADLINE,):
-                raise  # the request itself was cancelled
-            return 504, error_body(f"deadline of {timeout:g} s passed"), ()
-        except ClosedError:
-            return 503, error_body("draining: the server is shutting down"), (RETRY_AFTER,)
-        except Exception as exc:
-            return 500, error_body(describe(exc)), ()
+        except BaseException as exc:
+            raise _failed(exc, timeout, error_body) from None
         finally:
             if timer is not None:
                 timer.cancel()
@@ -378,6 +393,74 @@ class ServeApp:
             return 200, dumps(output), ()
         except Exception as exc:
             return 500, error_body(f"cannot encode the output: {describe(exc)}"), ()
+
+    async def _answer_embeddings(
+        self,
+        scope: Scope,
+        receive: Receive,
+        loop: asyncio.AbstractEventLoop,
+        batcher: Batcher[Any, Any],
+        model: Model,
+    ) -> tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]:
+        """(status, body, extra headers) of one OpenAI ``/v1/embeddings`` request.
+
+        Each input is its own item, so a request of many inputs is never one giant
+        item; the texts are tokenised on a worker thread, off the event loop.
+        """
+        assert model.tokenize is not None
+        priority, timeout, body = await self._admit(scope, receive, openai_error)
+        try:
+            request = EmbeddingsRequest.parse(decode_json(body, None))
+        except (BadRequest, InvalidRequest) as exc:
+            return getattr(exc, "status", 400), openai_error(str(exc)), ()
+        items = await loop.run_in_executor(None, model.tokenize, request.texts)
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for item in items:
+                futures.append(batcher.engine.afuture_on(loop, item, priority=priority))
+        except (QueueFullError, ClosedError) as exc:
+            _cancel_all(futures)
+            raise self._refused(exc, openai_error) from None
+        timer = None if timeout is None else loop.call_later(timeout, _cancel_all, futures)
+        try:
+            vectors = await asyncio.gather(*futures)
+        except BaseException as exc:
+            _cancel_all(futures)
+            raise _failed(exc, timeout, openai_error) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        tokens = sum(len(item) for item in items)
+        response = embeddings_response(request, vectors, tokens, request.model or model.name)
+        return 200, orjson.dumps(response), ()
+
+    async def _admit(
+        self, scope: Scope, receive: Receive, error: Callable[[str], bytes]
+    ) -> tuple[int, float | None, bytes]:
+        """(priority, timeout, body) of a request this server takes, or a `_Reply`.
+
+        Admission is decided on arrival, before any await: a request that reached the
+        app before the drain began is in flight, and is answered.
+        """
+        refusal = None
+        if self.draining:
+            refusal = "draining: the server is shutting down"
+        elif not self._setup_done:
+            refusal = self.setup_error or "not ready: setup() is still running"
+        try:
+            priority, timeout = self._request_options(scope["headers"])
+            body = await read_body(receive, self.max_body_bytes)
+        except BadRequest as exc:
+            raise _Reply(exc.status, error(str(exc)), exc.headers) from None
+        if refusal is not None:
+            raise _Reply(503, error(refusal), (RETRY_AFTER,))
+        return priority, timeout, body
+
+    def _refused(self, exc: Exception, error: Callable[[str], bytes]) -> _Reply:
+        """The 503 of a submission the engine refused (queue full, or closing)."""
+        if isinstance(exc, QueueFullError):
+            return _Reply(503, error(f"queue full ({self.max_queue} requests)"), (RETRY_AFTER,))
+        return _Reply(503, error("draining: the server is shutting down"), (RETRY_AFTER,))
 
     def _request_options(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, float | None]:
         """(priority, timeout) from the request headers and the app's default timeout.
@@ -421,6 +504,10 @@ class ServeApp:
         await send_response(send, 404, error_body(f"no route {path}"), JSON)
 
     # -- the GET endpoints: (status, body, content type) ------------------------------
+
+    async def _models(self) -> tuple[int, bytes, bytes]:
+        assert self.model is not None
+        return 200, orjson.dumps(models_response(self.model.name, self._created)), JSON
 
     async def _health(self) -> tuple[int, bytes, bytes]:
         if self.setup_error is not None:
@@ -548,3 +635,36 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root):
         return path[len(root) :] or "/"
     return path
+
+
+class _Reply(Exception):
+    """An answer decided before the model's outcome: raised, and sent as it is."""
+
+    def __init__(self, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+def _failed(
+    exc: BaseException, timeout: float | None, error: Callable[[str], bytes]
+) -> BaseException:
+    """What to raise for a prediction that did not come: a `_Reply` (504 at its deadline,
+    503 when closing, 500 for the model's exception), or ``exc`` itself when the request
+    was cancelled or the process is ending."""
+    if isinstance(exc, asyncio.CancelledError):
+        if exc.args != (_DEADLINE,):
+            return exc  # the request itself was cancelled
+        return _Reply(504, error(f"deadline of {timeout:g} s passed"), ())
+    if isinstance(exc, ClosedError):
+        return _Reply(503, error("draining: the server is shutting down"), (RETRY_AFTER,))
+    if isinstance(exc, Exception):
+        return _Reply(500, error(describe(exc)), ())
+    return exc
+
+
+def _cancel_all(futures: list[asyncio.Future[Any]]) -> None:
+    """Cancel every future of a request (its deadline passed, or one of them failed)."""
+    for future in futures:
+        future.cancel(_DEADLINE)

@@ -55,7 +55,6 @@ class Embedder:
 
     def setup(self) -> None:
         """Load the tokenizer and the model (once per worker process)."""
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
         if not self.model_dir.is_dir():
@@ -65,7 +64,6 @@ class Embedder:
         if self.max_length is None:
             self.max_length = min(int(self.tokenizer.model_max_length), 8192)
         self._collator = PadCollator(pad_id=int(self.tokenizer.pad_token_id or 0))
-        torch.set_grad_enabled(False)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text (with the model's special tokens), truncated."""
@@ -89,7 +87,7 @@ class Embedder:
             for key, value in columns.items()
         }
         mask = inputs["attention_mask"].unsqueeze(-1).to(torch.float32)
-        with self._model_lock:
+        with self._model_lock, torch.inference_mode():  # grad mode is per thread
             hidden = self.model(**inputs).last_hidden_state
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
             if self.normalize:

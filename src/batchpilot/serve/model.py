@@ -4,7 +4,10 @@ A target is
 
 * a batch function: a list of inputs -> a list of outputs (``def`` or ``async def``);
 * a class with ``predict(self, batch)`` and optionally ``setup(self)`` (load the model,
-  once per worker process), ``decode(self, request_json)`` and ``encode(self, output)``;
+  once per worker process), ``decode(self, request_json)``, ``encode(self, output)``,
+  ``cost(self, item)`` (an item's cost, e.g. its token count: batches are then sized
+  by ``max_batch_cost``), ``tokenize(self, texts)`` (texts -> items: the model is
+  then also served at ``POST /v1/embeddings``) and a ``name`` string;
   it is instantiated without arguments in the worker process, at startup;
 * an instance of such a class;
 * a ``"MODULE:ATTR"`` string naming any of these (ATTR may be dotted).
@@ -52,6 +55,10 @@ class Model:
         setup: called once in a worker thread before traffic, or None.
         decode: request JSON -> model input, or None (the JSON itself).
         encode: model output -> response JSON, or None (the output itself).
+        cost: an item's cost (e.g. its token count), for batches sized by cost
+            (``max_batch_cost``), or None (items are counted).
+        tokenize: texts -> one item each; a model that has it is also served at
+            ``POST /v1/embeddings`` (the OpenAI shape), or None.
     """
 
     name: str
@@ -59,6 +66,8 @@ class Model:
     setup: Callable[[], Any] | None = None
     decode: Callable[[Any], Any] | None = None
     encode: Callable[[Any], Any] | None = None
+    cost: Callable[[Any], float] | None = None
+    tokenize: Callable[[list[str]], list[Any]] | None = None
 
 
 def resolve_target(target: Any) -> Any:
@@ -81,8 +90,10 @@ def load_model(
     *,
     decode: Callable[[Any], Any] | None = None,
     encode: Callable[[Any], Any] | None = None,
+    init: dict[str, Any] | None = None,
 ) -> Model:
-    """The `Model` of ``target`` (see the module docstring); a class is instantiated here.
+    """The `Model` of ``target`` (see the module docstring); a class is instantiated here,
+    with ``init`` as its keyword arguments.
 
     ``decode``/``encode`` given here override the target's own hooks.
 
@@ -90,18 +101,23 @@ def load_model(
         TargetError: ``target`` is neither a batch function nor a model.
     """
     resolved = resolve_target(target)
+    if init and not inspect.isclass(resolved):
+        raise TargetError(f"target options {sorted(init)} need a class to pass them to")
     if inspect.isclass(resolved):
         if not callable(getattr(resolved, "predict", None)):
             raise TargetError(f"class {resolved.__qualname__} has no predict(self, batch) method")
-        resolved = resolved()
+        resolved = resolved(**(init or {}))
     predict = getattr(resolved, "predict", None)
     if callable(predict) and not inspect.isroutine(resolved):
+        name = getattr(resolved, "name", None)
         return Model(
-            name=type(resolved).__name__,
+            name=name if isinstance(name, str) and name else type(resolved).__name__,
             predict=_contained(predict),
             setup=getattr(resolved, "setup", None),
             decode=decode or getattr(resolved, "decode", None),
             encode=encode or getattr(resolved, "encode", None),
+            cost=getattr(resolved, "cost", None),
+            tokenize=getattr(resolved, "tokenize", None),
         )
     if callable(resolved):
         return Model(

@@ -17,8 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
-__all__ = ["EmbeddingsRequest", "InvalidRequest", "embeddings_response", "models_response"]
+__all__ = [
+    "EmbeddingsRequest",
+    "InvalidRequest",
+    "embeddings_response",
+    "models_response",
+    "openai_error",
+]
 
 MAX_INPUTS = 2048
 """The most inputs one request may carry (OpenAI's own limit)."""
@@ -101,3 +108,9 @@ def models_response(model: str, created: int) -> dict[str, Any]:
         "object": "list",
         "data": [{"id": model, "object": "model", "created": created, "owned_by": "batchpilot"}],
     }
+
+
+def openai_error(message: str) -> bytes:
+    """An error body in OpenAI's shape, which its SDK shows as the exception's message."""
+    error = {"message": " ".join(message.split()), "type": "invalid_request_error"}
+    return orjson.dumps({"error": {**error, "param": None, "code": None}})
