@@ -188,6 +188,7 @@ class Engine:
             expiring=self._item_timeout is not None,
         )
         self._tally = BatchTally()
+        self._started_at = options.clock.now()  # when the engine started (for its rate)
         self._runner = BatchRunner(
             fn, options, self._collator, listeners, self._probe, self._record, self._queue.__len__
         )
@@ -1096,20 +1097,23 @@ class Engine:
         fit = self._current_fit()
         with self._lock:
             tally = self._tally
+            queue_size = self.queue_size
             return EngineStatistics(
                 name=self.name,
-                queue_size=self.queue_size,
-                active_batches=self._active,
+                batches=tally.batches,
+                items=tally.items,
+                succeeded=tally.succeeded,
+                failed=tally.failed,
                 current_batch_size=self.current_batch_size,
+                queue_depth=queue_size,
+                rate=tally.rate(self._clock.now() - self._started_at),
+                queue_size=queue_size,
+                active_batches=self._active,
                 max_batch_size=self._max_batch_size,
                 max_wait=self._max_wait,
                 paused=self._paused,
                 closed=self._closing,
                 placement=self.placement,
-                batches=tally.batches,
-                items=tally.items,
-                succeeded=tally.succeeded,
-                failed=tally.failed,
                 expired=tally.expired,
                 cancelled=tally.cancelled,
                 failed_batches=tally.failed_batches,
