@@ -76,7 +76,7 @@ class Deadlines:
     def _start(self) -> None:
         state = self._state
         with state.lock:
-            if self._thread is not None or state.closed:
+            if self._thread is not None or state.finished:
                 return
             self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
         self._thread.start()
@@ -91,7 +91,7 @@ class Deadlines:
         state = self._state
         queue = state.queue
         try:
-            while not state.closed:
+            while not state.finished:
                 deadline = self.next()
                 if deadline is None and not len(queue):
                     queue.wait()  # until an item is queued or the queue is closed

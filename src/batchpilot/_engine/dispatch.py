@@ -325,7 +325,7 @@ class LoopDispatch:
             await self._runner.run_async(batch, loop, callers_loop=not self._on_private_loop(loop))
         finally:
             state = self._state
-            if len(state.queue) and loop not in self.pending_loops and not state.closed:
+            if len(state.queue) and loop not in self.pending_loops and not state.finished:
                 self.schedule(loop, threadsafe=False)
 
     def _run_inbox(self, inbox: Inbox, loop: asyncio.AbstractEventLoop, until: float) -> int:

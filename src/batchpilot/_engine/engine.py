@@ -344,7 +344,7 @@ class Engine:
         state = self._state
         with state.lock:
             state.paused = False
-        if (len(self._queue) or state.staged is not None) and not state.closed:
+        if (len(self._queue) or state.staged is not None) and not state.finished:
             self._wake_dispatchers()
 
     def set_max_batch_size(self, n: int) -> None:
@@ -545,7 +545,7 @@ class Engine:
     @property
     def closed(self) -> bool:
         """True once `close` was called (submits then raise `ClosedError`)."""
-        return self._state.closing
+        return not self._state.open
 
     @property
     def controller(self) -> SizeController:
@@ -579,7 +579,7 @@ class Engine:
                 max_batch_size=self._max_batch_size,
                 max_wait=self._pool.max_wait,
                 paused=state.paused,
-                closed=state.closing,
+                closed=not state.open,
                 placement=self.placement,
                 expired=tally.expired,
                 cancelled=tally.cancelled,
@@ -592,7 +592,9 @@ class Engine:
             )
 
     def __repr__(self) -> str:
-        state = "closed" if self._state.closing else "paused" if self._state.paused else "running"
+        state = "paused" if self._state.paused else "running"
+        if not self._state.open:
+            state = "closed"
         return (
             f"Engine({self.name or getattr(self._fn, '__name__', 'fn')!s}, {state}, "
             f"queue_size={len(self._queue)}, active_batches={self._state.active}, "

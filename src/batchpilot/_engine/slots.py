@@ -114,7 +114,7 @@ class Slots:
         state.active -= 1
         if state.staged is not None:  # a staged batch waits for exactly this
             state.work.notify()
-        if state.closing and state.active == 0:
+        if not state.open and state.active == 0:
             state.drained.notify_all()
 
     def count_cancelled(self, count: int) -> None:

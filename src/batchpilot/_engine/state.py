@@ -108,13 +108,13 @@ class EngineState:
         self.drained = threading.Condition(self.lock)  # close() waits here
 
     @property
-    def closing(self) -> bool:
-        """Items are refused: close was called or the engine failed."""
-        return self.lifecycle is not Lifecycle.OPEN
+    def open(self) -> bool:
+        """OPEN: items are taken (else close was called, or the engine failed)."""
+        return self.lifecycle is Lifecycle.OPEN
 
     @property
-    def closed(self) -> bool:
-        """Shut down (or failed): the engine's threads stop."""
+    def finished(self) -> bool:
+        """CLOSED or FAILED: nothing is pending any more and the engine's threads stop."""
         return self.lifecycle is Lifecycle.CLOSED or self.lifecycle is Lifecycle.FAILED
 
     def reset_after_fork(self) -> None:

@@ -96,7 +96,9 @@ class WorkerPool:
     def wake_all(self) -> None:
         """Start workers for the queued items and wake every waiting one (resume, close)."""
         state = self._state
-        while len(self.threads) < min(state.max_concurrent, len(state.queue)) and not state.closed:
+        while (
+            len(self.threads) < min(state.max_concurrent, len(state.queue)) and not state.finished
+        ):
             self._start()
         with state.lock:
             state.work.notify_all()
@@ -104,7 +106,7 @@ class WorkerPool:
     def _start(self) -> None:
         state = self._state
         with state.lock:
-            if len(self.threads) >= state.max_concurrent or state.closed:
+            if len(self.threads) >= state.max_concurrent or state.finished:
                 return
             worker = threading.Thread(
                 target=self._run, name=f"{self._thread_name}-{len(self.threads)}", daemon=True
@@ -164,7 +166,7 @@ class WorkerPool:
                 or state.active >= state.max_concurrent
                 or (not len(state.queue) and state.staged is None)
             ):
-                if state.closed:
+                if state.finished:
                     state.idle_workers -= 1
                     return None
                 if patience > 0:
@@ -202,7 +204,7 @@ class WorkerPool:
         """
         state = self._state
         waited = False
-        while not state.closing and not state.paused:
+        while state.open and not state.paused:
             remaining = self.planned_wait(len(state.queue), expected) - (time.monotonic() - since)
             if remaining <= 0:
                 break
