@@ -563,32 +563,19 @@ class Engine:
         fit = self._pool.current_fit()
         state = self._state
         with state.lock:
-            tally = state.tally
-            queue_size = self.queue_size
-            return EngineStatistics(
+            return EngineStatistics.of(
+                state.tally,
+                fit,
+                state.clock.now() - state.started_at,
                 name=self.name,
-                batches=tally.batches,
-                items=tally.items,
-                succeeded=tally.succeeded,
-                failed=tally.failed,
                 current_batch_size=self.current_batch_size,
-                queue_depth=queue_size,
-                rate=tally.rate(state.clock.now() - state.started_at),
-                queue_size=queue_size,
+                queue_size=self.queue_size,
                 active_batches=state.active,
                 max_batch_size=self._max_batch_size,
                 max_wait=self._pool.max_wait,
                 paused=state.paused,
                 closed=not state.open,
                 placement=self.placement,
-                expired=tally.expired,
-                cancelled=tally.cancelled,
-                failed_batches=tally.failed_batches,
-                waits=tally.waits,
-                mean_batch_size=tally.mean_batch_size,
-                mean_batch_duration=tally.mean_batch_duration,
-                cost_fixed=None if fit is None else fit[0],
-                cost_per_item=None if fit is None else fit[1],
             )
 
     def __repr__(self) -> str:

@@ -70,6 +70,51 @@ class EngineStatistics(Statistics):
     cost_fixed: float | None
     cost_per_item: float | None
 
+    @classmethod
+    def of(
+        cls,
+        tally: BatchTally,
+        fit: tuple[float, float] | None,
+        elapsed: float,
+        *,
+        name: str,
+        current_batch_size: int,
+        queue_size: int,
+        active_batches: int,
+        max_batch_size: int,
+        max_wait: float,
+        paused: bool,
+        closed: bool,
+        placement: str,
+    ) -> EngineStatistics:
+        """The snapshot of ``tally`` (``fit``: its cost model; ``elapsed``: seconds since
+        the engine started) and the engine's live state."""
+        return cls(
+            name=name,
+            batches=tally.batches,
+            items=tally.items,
+            succeeded=tally.succeeded,
+            failed=tally.failed,
+            current_batch_size=current_batch_size,
+            queue_depth=queue_size,
+            rate=tally.rate(elapsed),
+            queue_size=queue_size,
+            active_batches=active_batches,
+            max_batch_size=max_batch_size,
+            max_wait=max_wait,
+            paused=paused,
+            closed=closed,
+            placement=placement,
+            expired=tally.expired,
+            cancelled=tally.cancelled,
+            failed_batches=tally.failed_batches,
+            waits=tally.waits,
+            mean_batch_size=tally.mean_batch_size,
+            mean_batch_duration=tally.mean_batch_duration,
+            cost_fixed=None if fit is None else fit[0],
+            cost_per_item=None if fit is None else fit[1],
+        )
+
 
 class BatchTally:
     """An engine's counters and cost model; the engine's lock guards every access.
