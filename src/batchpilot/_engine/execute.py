@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .._core.clock import SYSTEM_CLOCK
 from .._core.collate import Collator
@@ -35,9 +35,17 @@ __all__ = ["BatchRunner", "Recorder"]
 
 _log = logging.getLogger("batchpilot")
 
-#: ``record(size, duration, failed, ok, batch_id)``: the engine counts a finished
-#: batch, frees its slot and returns whether its outcomes are still to be delivered.
-Recorder = Callable[[int, float, int, bool, int | None], bool]
+
+class Recorder(Protocol):
+    """The engine's count of a finished batch (`Slots.record`): ``size`` items in
+    ``duration`` seconds, ``failed`` of them failed, ``ok`` if the first attempt
+    succeeded, ``batch_id`` its in-flight key (None: run straight from an inbox).
+    It frees the batch's slot and returns whether the outcomes are still to be
+    delivered."""
+
+    def __call__(
+        self, *, size: int, duration: float, failed: int, ok: bool, batch_id: int | None
+    ) -> bool: ...
 
 
 def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[int, int], Any]:
@@ -242,7 +250,9 @@ class BatchRunner:
         """Record a finished batch, free its slot and deliver its outcomes (once)."""
         duration = self._clock.now() - started
         failed = 0 if oks is None else oks.count(False)
-        owned = self._record(len(batch), duration, failed, ok, id(batch))
+        owned = self._record(
+            size=len(batch), duration=duration, failed=failed, ok=ok, batch_id=id(batch)
+        )
         # Listeners (metrics) first: whoever has a result then also sees its batch counted.
         # A batch whose items close() already failed reports nothing: none got its result.
         try:

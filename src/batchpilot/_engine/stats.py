@@ -2,8 +2,9 @@
 
 `BatchTally` is the engine's running account (batches, items, outcomes, waits) and
 its `LinearCostModel` of batch durations; `EngineStatistics` is the frozen snapshot
-`Engine.statistics` returns. The tally is not locked on its own: the engine updates
-and reads it under its lock, together with the slot bookkeeping of the same step.
+`Engine.statistics` returns (a `Statistics`, the vocabulary every engine shares).
+The tally is not locked on its own: the engine updates and reads it under its lock,
+together with the slot bookkeeping of the same step.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._core.sizing import LinearCostModel
+from .._core.statistics import Statistics
 
 __all__ = ["BatchTally", "EngineStatistics"]
 
@@ -18,24 +20,30 @@ _REFIT_EVERY = 16  # batches between refits of the cost model
 
 
 @dataclass(frozen=True)
-class EngineStatistics:
+class EngineStatistics(Statistics):
     """A snapshot of an `Engine` (plain values, never live internals).
+
+    The fields every engine shares come first (`Statistics`: name, batches, items,
+    succeeded, failed, current_batch_size, queue_depth, rate); ``queue_depth`` and
+    ``queue_size`` are the same number.
 
     Attributes:
         name: the engine's name.
+        batches: batches finished.
+        items: items in finished batches.
+        succeeded: items that got a result.
+        failed: items that got an exception from the batch function.
+        current_batch_size: the size limit of the next batch.
+        queue_depth: items waiting now (the shared name of ``queue_size``).
+        rate: items finished per second since the engine started, by its clock.
         queue_size: items waiting now.
         active_batches: batches running now.
-        current_batch_size: the size limit of the next batch.
         max_batch_size: the hard cap on any batch.
         max_wait: upper bound of a deliberate wait, seconds.
         paused: no batch starts while paused.
         closed: ``close`` was called.
         placement: where plain-``def`` batches run now for asyncio callers:
             ``"inline"`` or ``"thread"``; ``"task"`` for ``async def`` functions.
-        batches: batches finished.
-        items: items in finished batches.
-        succeeded: items that got a result.
-        failed: items that got an exception from the batch function.
         expired: items failed with `ItemTimeoutError` before a batch took them.
         cancelled: items whose caller cancelled before a batch took them.
         failed_batches: batches whose first attempt raised.
@@ -46,19 +54,13 @@ class EngineStatistics:
         cost_per_item: fitted seconds per item, or None before a fit.
     """
 
-    name: str
     queue_size: int
     active_batches: int
-    current_batch_size: int
     max_batch_size: int
     max_wait: float
     paused: bool
     closed: bool
     placement: str
-    batches: int
-    items: int
-    succeeded: int
-    failed: int
     expired: int
     cancelled: int
     failed_batches: int
@@ -67,6 +69,51 @@ class EngineStatistics:
     mean_batch_duration: float
     cost_fixed: float | None
     cost_per_item: float | None
+
+    @classmethod
+    def of(
+        cls,
+        tally: BatchTally,
+        fit: tuple[float, float] | None,
+        elapsed: float,
+        *,
+        name: str,
+        current_batch_size: int,
+        queue_size: int,
+        active_batches: int,
+        max_batch_size: int,
+        max_wait: float,
+        paused: bool,
+        closed: bool,
+        placement: str,
+    ) -> EngineStatistics:
+        """The snapshot of ``tally`` (``fit``: its cost model; ``elapsed``: seconds since
+        the engine started) and the engine's live state."""
+        return cls(
+            name=name,
+            batches=tally.batches,
+            items=tally.items,
+            succeeded=tally.succeeded,
+            failed=tally.failed,
+            current_batch_size=current_batch_size,
+            queue_depth=queue_size,
+            rate=tally.rate(elapsed),
+            queue_size=queue_size,
+            active_batches=active_batches,
+            max_batch_size=max_batch_size,
+            max_wait=max_wait,
+            paused=paused,
+            closed=closed,
+            placement=placement,
+            expired=tally.expired,
+            cancelled=tally.cancelled,
+            failed_batches=tally.failed_batches,
+            waits=tally.waits,
+            mean_batch_size=tally.mean_batch_size,
+            mean_batch_duration=tally.mean_batch_duration,
+            cost_fixed=None if fit is None else fit[0],
+            cost_per_item=None if fit is None else fit[1],
+        )
 
 
 class BatchTally:
@@ -147,6 +194,10 @@ class BatchTally:
     def mean_batch_size(self) -> float:
         """Items per finished batch (0 before the first)."""
         return self.items / self.batches if self.batches else 0.0
+
+    def rate(self, elapsed: float) -> float:
+        """Items finished per second over ``elapsed`` seconds (0 before any time passed)."""
+        return self.items / elapsed if elapsed > 0 else 0.0
 
     @property
     def mean_batch_duration(self) -> float:

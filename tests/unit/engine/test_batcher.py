@@ -118,3 +118,33 @@ def test_call_after_close_raises_closed_error() -> None:
         batcher(1)
     with pytest.raises(ClosedError):
         batcher.submit(1)
+
+
+def test_statistics_speak_the_shared_vocabulary() -> None:
+    """Issue 24 item 8: the snapshot is a `Statistics` (shared fields first), keeps every
+    field it had, and its rate is items per second since start, by the engine's clock."""
+    from dataclasses import fields
+
+    from batchpilot._core.statistics import Statistics
+    from batchpilot.testing import FakeClock
+
+    clock = FakeClock()
+
+    @batch(max_batch_size=4, max_wait=0, clock=clock)
+    def double(xs: np.ndarray) -> np.ndarray:
+        return xs * 2
+
+    with double:
+        assert double.statistics().rate == 0.0
+        for i in range(6):
+            double(np.array([i]))
+        clock.advance(2.0)
+        stats = double.statistics()
+
+    assert isinstance(stats, Statistics)
+    names = [field.name for field in fields(stats)]
+    assert names[:8] == [field.name for field in fields(Statistics)]
+    assert {"queue_size", "active_batches", "placement", "cost_per_item"} <= set(names)
+    assert (stats.items, stats.queue_depth, stats.queue_size) == (6, 0, 0)
+    assert stats.rate == pytest.approx(3.0)
+    assert stats.as_dict()["queue_depth"] == 0
