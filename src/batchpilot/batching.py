@@ -22,8 +22,9 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar, overload
 
+from ._core.keywords import fn_and_options_as_keywords, options_as_keywords
 from ._engine.engine import Engine
-from ._engine.options import EngineOptions, fn_and_options_as_keywords, options_as_keywords
+from ._engine.options import EngineOptions
 from ._engine.stats import EngineStatistics
 
 __all__ = ["Batcher", "batch"]

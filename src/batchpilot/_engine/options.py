@@ -3,17 +3,15 @@
 `batchpilot.batching.Batcher` (and so the ``batch`` decorator) and
 `batchpilot.online.BatchProcessor` each build one `EngineOptions` and give it to
 `Engine`. ``Batcher`` and ``batch`` take the fields as keyword arguments:
-`options_as_keywords` and `fn_and_options_as_keywords` give them the fields'
-signature (for type checkers, ``help`` and the generated docs), so the list of
-settings is written here only.
+`batchpilot._core.keywords` gives them the fields' signature (for type checkers,
+``help`` and the generated docs), so the list of settings is written here only.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Literal
 
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.collate import Collator, get_collator
@@ -23,19 +21,10 @@ from .._core.sizing import SizeController
 from .._core.validate import check_number, positive_int
 from ..errors import ConfigError
 
-__all__ = [
-    "PLACEMENTS",
-    "EngineOptions",
-    "Placement",
-    "fn_and_options_as_keywords",
-    "options_as_keywords",
-]
+__all__ = ["PLACEMENTS", "EngineOptions", "Placement"]
 
 Placement = Literal["auto", "inline", "thread"]
 PLACEMENTS = ("auto", "inline", "thread")
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,46 +113,3 @@ class EngineOptions:
                 f"controller needs observe() and next_size(), got {self.controller!r}"
             )
         get_collator(self.collate)  # raises for an unknown mode or a non-collator
-
-
-def _take_keywords(function: Callable[..., Any], source: Callable[..., Any]) -> None:
-    """Give ``function(..., **options)`` the signature and docs of ``source``'s keywords."""
-    signature = inspect.signature(function)
-    leading = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    keywords = [
-        p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(source).parameters.values()
-    ]
-    function.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=leading + keywords
-    )
-    function.__doc__ = function.__doc__ or inspect.getdoc(source)
-
-
-def options_as_keywords(
-    source: Callable[P, object],
-) -> Callable[[Callable[..., R]], Callable[P, R]]:
-    """Declare that a ``def f(**options)`` takes exactly ``source``'s parameters.
-
-    Type checkers then check each keyword; ``inspect.signature`` and ``help`` show
-    them, and a function without a docstring takes ``source``'s.
-    """
-
-    def declare(function: Callable[..., R]) -> Callable[P, R]:
-        _take_keywords(function, source)
-        return function
-
-    return declare
-
-
-def fn_and_options_as_keywords(
-    source: Callable[P, object],
-) -> Callable[[Callable[..., R]], Callable[Concatenate[Any, Callable[[Any], Any], P], R]]:
-    """`options_as_keywords` for ``def __init__(self, fn, **options)``."""
-
-    def declare(
-        function: Callable[..., R],
-    ) -> Callable[Concatenate[Any, Callable[[Any], Any], P], R]:
-        _take_keywords(function, source)
-        return function
-
-    return declare

@@ -32,7 +32,7 @@ from .._core.validate import check_int
 from ..errors import ConfigError
 from .runner import checked_results
 
-__all__ = ["DEFAULT_SORT_WINDOW", "CostGroupedBatches", "cost_grouped"]
+__all__ = ["DEFAULT_SORT_WINDOW", "CostGroupedBatches", "cost_budget", "cost_grouped"]
 
 DEFAULT_SORT_WINDOW = 256
 """Items regrouped by cost together (one bulk chunk) unless ``sort_window`` says otherwise."""
@@ -101,17 +101,10 @@ class CostGroupedBatches:
             self._run(items, costs, [positions[i] for i in half], results)
 
 
-def cost_grouped(
-    fn: Callable[[list[Any]], Sequence[Any]],
-    batch_size: Any,
-    *,
-    cost: Callable[[Any], float],
-    max_batch_cost: float,
-    padded: bool,
-    sort_window: int,
-    is_oom: OomPredicate | None,
-) -> tuple[CostGroupedBatches, int]:
-    """The chunk function and chunk size (in items) of a `map_batches` run with ``cost=``.
+def cost_budget(
+    batch_size: Any, *, cost: Any, max_batch_cost: float, padded: bool, sort_window: int
+) -> tuple[CostBudget, int]:
+    """The limits of one batch and the chunk size (in items) of a `map_batches` run with ``cost=``.
 
     ``batch_size`` bounds the items of one batch (an int; ``"auto"``: the window).
     A chunk is ``sort_window`` items, regrouped by cost; with ``sort_window=0`` it
@@ -119,8 +112,6 @@ def cost_grouped(
     """
     if not callable(cost):
         raise ConfigError(f"cost must be a function of one item, got {type(cost).__name__}")
-    if is_async_callable(fn):
-        raise ConfigError("cost= needs a plain batch function; async def is not supported yet")
     window = check_int("sort_window", sort_window, minimum=0) or DEFAULT_SORT_WINDOW
     if batch_size == "auto":
         batch_size = window
@@ -129,8 +120,18 @@ def cost_grouped(
             f"with cost=, batch_size bounds the items of one batch: an int or 'auto', "
             f"got {batch_size!r}"
         )
-    budget = CostBudget(batch_size, max_batch_cost, padded)
-    grouped = CostGroupedBatches(
-        fn, cost, budget, regroup=sort_window > 0, is_oom=is_oom or is_out_of_memory
-    )
-    return grouped, window
+    return CostBudget(batch_size, max_batch_cost, padded), window
+
+
+def cost_grouped(
+    fn: Callable[[list[Any]], Sequence[Any]],
+    cost: Callable[[Any], float],
+    budget: CostBudget,
+    *,
+    regroup: bool,
+    is_oom: OomPredicate | None,
+) -> CostGroupedBatches:
+    """The chunk function of a `map_batches` run with ``cost=`` (see `cost_budget`)."""
+    if is_async_callable(fn):
+        raise ConfigError("cost= needs a plain batch function; async def is not supported yet")
+    return CostGroupedBatches(fn, cost, budget, regroup=regroup, is_oom=is_oom or is_out_of_memory)
