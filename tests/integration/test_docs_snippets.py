@@ -46,6 +46,11 @@ SKIPPED = {
         "needs Ray Serve; tests/integration/serve/test_ray_serve.py mounts the app in it",
     ),
     ("docs/buffer.md", "the signature with its defaults, not a program"),
+    (
+        "docs/serve.md",
+        "needs an embeddings server; tests/integration/serve/test_embeddings_server.py "
+        "runs it against one",
+    ),
 }
 
 #: What each page leaves to the reader, defined before its first block.

@@ -100,3 +100,14 @@ def test_embeddings_usage_errors_are_exit_2(
         args = (*args[:-1], str(Path.cwd()))
     assert main(["serve", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_serve_page_example_runs_against_a_real_server(
+    serve: Any, encoder_dir: Path, doc_blocks: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (block,) = [b for b in doc_blocks("docs/serve.md") if "client.embeddings.create" in b.code]
+    server = embeddings_server(serve, encoder_dir, "--max-batch-tokens", "0")
+    code = block.code.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+    exec(compile(code, "docs/serve.md", "exec"), {})
+    count, tokens = capsys.readouterr().out.split()
+    assert int(count) == 2 and int(tokens) > 2
