@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._core.events import BatchListener, BatchRecord, notify
+from .._core.events import BatchListener, BatchRecord, as_listener, notify
 from .._core.stats import BatchStats
 from .delivery import Delivery, FlushJob
 from .statistics import COUNTERS
@@ -29,7 +29,11 @@ class FlushAccount:
     """Counters and figures of one manager; not locked on its own (the manager's lock is)."""
 
     def __init__(
-        self, name: str, monitoring: bool, listeners: Iterable[BatchListener], started: float
+        self,
+        name: str,
+        monitoring: bool,
+        listeners: Iterable[BatchListener | Callable[[BatchRecord], object]],
+        started: float,
     ) -> None:
         self.counts: Counter[str] = Counter()  # the counters of get_detailed_stats
         self.queue_seconds = 0.0  # time spent inside queue_entry, all calls together
@@ -37,7 +41,7 @@ class FlushAccount:
         self._window = BatchStats(_STATS_WINDOW)  # the moving window of the last flushes
         self._name = name  # for the log and the batch records
         self._monitoring = monitoring  # keep the moving window
-        self._listeners = list(listeners)  # get one BatchRecord per flush
+        self._listeners = [as_listener(hook) for hook in listeners]  # one record per flush
         self._started = started  # when the manager started, for the rate
 
     def book(self, size: int, delivery: Delivery, kept: int, event: dict[str, Any] | None) -> None:

@@ -13,6 +13,7 @@ written into a `Delivery`; delivered entries leave the journal at once.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -25,7 +26,15 @@ from ..errors import QueueFullError
 from .journal import EntryJournal
 from .state import BufferedEntry
 
-__all__ = ["DeadLetterHandler", "Deliverer", "Delivery", "FlushBatch", "FlushCallback", "FlushJob"]
+__all__ = [
+    "DeadLetterHandler",
+    "Deliverer",
+    "Delivery",
+    "FlushBatch",
+    "FlushCallback",
+    "FlushJob",
+    "takes_entries",
+]
 
 _log = logging.getLogger("batchpilot.buffer")
 
@@ -213,3 +222,28 @@ class Deliverer:
             self._journal.remove(item.journal_id for item in entries)
         except Exception:
             _log.exception("%s: journal cleanup failed; entries may be flushed again", self._name)
+
+
+def takes_entries(func: object) -> bool:
+    """True if ``func`` takes the entries, False if it takes no argument.
+
+    Raises:
+        TypeError: ``func`` is not callable, or needs more than one argument.
+    """
+    if not callable(func):
+        raise TypeError(f"flush_callback must be callable, got {func!r}")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(None)
+    except TypeError:
+        try:
+            signature.bind()
+        except TypeError:
+            raise TypeError(
+                f"flush_callback must accept one argument (the entries) or none: {func!r}"
+            ) from None
+        return False
+    return True

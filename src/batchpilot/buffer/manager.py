@@ -10,7 +10,6 @@ joins the `registry` that the global report (`report`) reads.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import os
@@ -24,7 +23,7 @@ from enum import Enum
 from typing import Any
 
 from .._core.clock import SYSTEM_CLOCK, Clock
-from .._core.events import BatchListener, BatchRecord, as_listener
+from .._core.events import BatchListener, BatchRecord
 from .._core.health import process_rss_mb
 from .._core.retry import RetryPolicy, RetryPredicate, retry_unless_permanent
 from .._core.validate import check_int
@@ -32,12 +31,19 @@ from ..errors import ClosedError, ConfigError, QueueFullError
 from .account import FlushAccount
 from .codec import Serializer
 from .config import BatchProcessingConfig
-from .delivery import DeadLetterHandler, Deliverer, Delivery, FlushCallback, FlushJob
+from .delivery import (
+    DeadLetterHandler,
+    Deliverer,
+    Delivery,
+    FlushCallback,
+    FlushJob,
+    takes_entries,
+)
 from .journal import Durability, EntryJournal
 from .lifecycle import Lifecycle
 from .registry import register, unregister
 from .state import PRIORITIES, BufferedEntry, EntryBuffer, RecentKeys
-from .statistics import BufferStatistics, detailed_view, health_status
+from .statistics import BufferStatistics, buffer_fields, detailed_view, health_status
 from .triggers import FlushTriggers
 
 __all__ = ["BatchStateManager"]
@@ -88,25 +94,10 @@ class BatchStateManager:
             Default `retry_unless_permanent`: every `Exception` but the database
             errors about the data (``IntegrityError``, ``DataError``, ...).
 
-    A flush whose callback raises is retried with back-off while ``retry_on``
-    accepts the error. An error it rejects (permanent) bisects the batch, as the
-    other engines do (`batchpilot._core.isolation`): the halves are tried again
-    until each failing entry is alone, so only the bad entries fail and the
-    rest are delivered. An accepted error that outlasts every retry fails the
-    whole batch (the sink is down; bisecting would only hammer it). Failed
-    entries go to ``on_dead_letter`` (one call per distinct error), else back to
-    the buffer.
-
-    User code (callback, dead letter handler, listeners, memory reader) that
-    raises something that is not an `Exception` (``SystemExit``,
-    ``KeyboardInterrupt``) stops the manager: its flush's entries are kept,
-    ``queue_entry`` and `flush` raise `ClosedError` naming the cause, and
-    `close` re-raises it after closing (the entries stay in the journal; a
-    second `close` returns them). Nothing is swallowed and nothing is lost.
-
-    After a flush failed all its retries and its entries were kept, automatic
-    triggers pause for one more back-off step (at least 1 s), so a broken
-    callback is not called in a loop; `flush` and `close` do not wait.
+    Failures (retries, bisection, dead letters, the cool-down) and user code that
+    raises a `BaseException` are handled as the package docstring
+    (`batchpilot.buffer`) and docs/buffer.md describe: nothing is swallowed and
+    nothing is lost.
 
     `statistics` returns a frozen `BufferStatistics`; `get_detailed_stats` is the
     seed's dictionary view of it.
@@ -145,16 +136,13 @@ class BatchStateManager:
         self.name = name if name is not None else f"buffer-{next(_NAMES)}"  # reports, logs
         self._clock = clock  # every age trigger, retry wait and flush time
         self._callback = flush_callback  # where flushed entries go; None: they accumulate
-        self._callback_takes_entries = flush_callback is None or _takes_entries(flush_callback)
+        self._callback_takes_entries = flush_callback is None or takes_entries(flush_callback)
         retry = RetryPolicy(cfg.max_retries, cfg.retry_delay, retry_on=retry_on)
         self._triggers = FlushTriggers(  # when a flush starts, and how many entries it takes
             cfg, self.max_buffer_age_seconds, retry, memory_reader, clock, self.name
         )
         self._account = FlushAccount(  # counters, moving window, size events, listeners
-            self.name,
-            cfg.enable_performance_monitoring,
-            [as_listener(hook) for hook in listeners],
-            clock.now(),
+            self.name, cfg.enable_performance_monitoring, listeners, clock.now()
         )
         self._lock = threading.Lock()  # guards everything below, triggers and account
         self._not_full = threading.Condition(self._lock)  # room was freed in the buffer
@@ -175,17 +163,17 @@ class BatchStateManager:
         )
         if self._journal is not None:
             self._recover(self._journal)
-        self._threads = self._start_flushers(cfg.max_concurrent_flushes)  # call the callback
+        self._threads = _start_flushers(self, cfg.max_concurrent_flushes)  # call the callback
         register(self)
 
     # ------------------------------------------------------------------ public API
 
     def set_flush_callback(self, flush_callback: FlushCallback) -> None:
         """Set (or replace) where flushed entries go."""
-        takes_entries = _takes_entries(flush_callback)
+        takes = takes_entries(flush_callback)
         with self._lock:
             self._callback = flush_callback
-            self._callback_takes_entries = takes_entries
+            self._callback_takes_entries = takes
             self._pending = "callback_set"
         self._wake.set()
 
@@ -221,32 +209,22 @@ class BatchStateManager:
                 was journaled or queued.
         """
         started = time.perf_counter()
-        if type(priority) is not int or priority not in PRIORITIES:
-            priority = _check_priority(priority)  # the common case skips two calls
-        key = uuid if type(uuid) is str else _uuid_key(uuid)
-        if not key:
-            raise ConfigError("uuid must be a non-empty string")
-        if not isinstance(source, str):
-            raise ConfigError(f"source must be a str, got {source!r}")
+        key = uuid if type(uuid) is str else ""
+        if not key or priority not in PRIORITIES or (type(priority), type(source)) != (int, str):
+            key, priority = _checked(uuid, source, priority)  # the common case skips the call
         now = self._clock.now()
         wall = time.time()
         with self._lock:
             if not self._life.open:
                 raise self._life.refusal(self.name)
+            if key not in self._seen and self._buffer.full:
+                self._make_room(timeout)  # a repeat may arrive while it waits
             if key in self._seen:
                 self._account.counts["duplicates_ignored"] += 1
                 return False
-            if self._buffer.full:
-                self._make_room(
-                    self.config.overflow_timeout_seconds if timeout is _UNSET else timeout
-                )
-                if key in self._seen:
-                    self._account.counts["duplicates_ignored"] += 1
-                    return False
+            journal = self._journal
             journal_id = (
-                self._journal.append(key, source, priority, wall, entry)
-                if self._journal is not None
-                else None
+                None if journal is None else journal.append(key, source, priority, wall, entry)
             )
             self._buffer.add(BufferedEntry(entry, source, key, priority, now, wall, journal_id))
             self._seen.add(key)
@@ -348,12 +326,7 @@ class BatchStateManager:
             else:
                 self._life.release(leftovers)
         if running:
-            _log.warning(
-                "%s: close(timeout=%s) gave up waiting: %d undelivered entries returned, "
-                "%d still in a flush that makes no further attempt (a later close() "
-                "returns them if it fails)",
-                self.name, timeout, len(leftovers), in_flight,
-            )  # fmt: skip
+            _log_gave_up(self.name, timeout, len(leftovers), in_flight)
         else:
             self._release(leftovers)
         return leftovers
@@ -384,16 +357,9 @@ class BatchStateManager:
         now = self._clock.now()
         rss = process_rss_mb()
         with self._lock:
-            buffer, separate = self._buffer, self._buffer.separate_priorities
-            oldest = buffer.oldest_queued_at()
+            buffer = self._buffer
             return BufferStatistics(
                 current_batch_size=self._triggers.size,
-                queue_depth=buffer.buffered,
-                normal_buffered=buffer.count((0,)) if separate else buffer.buffered,
-                priority_buffered=buffer.count((1, 2)) if separate else 0,
-                in_flight=buffer.in_flight,
-                max_buffer_size=buffer.capacity,
-                oldest_entry_age=0.0 if oldest is None else now - oldest,
                 flushing=self._running > 0,
                 closed=not self._life.open,
                 journal_path=None if self._journal is None else self._journal.path,
@@ -401,6 +367,7 @@ class BatchStateManager:
                 process_rss_mb=rss,
                 health=health_status(memory, self.config, 100.0 * buffer.held / buffer.capacity),
                 flush_triggers=dict(self._triggers.fired),
+                **buffer_fields(buffer, now),
                 **self._account.figures(now),
             )
 
@@ -424,22 +391,6 @@ class BatchStateManager:
 
     # ----------------------------------------------------------------- internals
 
-    def _start_flushers(self, count: int) -> tuple[threading.Thread, ...]:
-        wake = self._wake
-        reference = weakref.ref(self, lambda _: wake.set())  # a collected manager stops them
-        threads = tuple(
-            threading.Thread(
-                target=_flusher_main,
-                args=(reference, wake),
-                name=f"batchpilot-{self.name}-flusher-{index}",
-                daemon=True,
-            )
-            for index in range(count)
-        )
-        for thread in threads:
-            thread.start()
-        return threads
-
     def _start_drain(self, reason: str) -> None:
         """Flush until the buffer is empty (or a flush keeps its entries); lock held."""
         self._drain_reason = self._pending = reason
@@ -453,21 +404,12 @@ class BatchStateManager:
                 self._start_drain("close")
                 self._not_full.notify_all()
         self._wake.set()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return any(thread.is_alive() for thread in self._threads)
+        return _join(self._threads, timeout)
 
     def _release(self, leftovers: list[BufferedEntry]) -> None:
         """Leave the report, close the journal, and re-raise what stopped the manager."""
         unregister(self)
-        if leftovers:
-            where = "kept in the journal" if self._journal is not None else "not journaled"
-            _log.warning(
-                "%s closed with %d undelivered entries (%s)", self.name, len(leftovers), where
-            )
-        if self._journal is not None:
-            self._journal.close()
+        _close_journal(self.name, self._journal, leftovers)
         cause = self._life.cause
         if cause is not None:
             _log.error(
@@ -478,39 +420,27 @@ class BatchStateManager:
             raise cause
 
     def _is_idle(self) -> bool:
-        return (
-            self._pending is None
-            and self._drain_reason is None
-            and self._running == 0
-            and not self._dropped
-        )
+        return not (self._pending or self._drain_reason or self._running or self._dropped)
 
     def _refuse_flusher_thread(self, what: str) -> None:
         if threading.current_thread() in self._threads:
             raise RuntimeError(f"{what} cannot be called from the flush callback")
 
     def _recover(self, journal: EntryJournal) -> None:
-        rows = journal.pending()
+        entries = _recovered(journal, self._clock.now())
         self._account.counts["quarantined_entries"] += journal.quarantined
-        now, wall = self._clock.now(), time.time()
-        for row in rows:
-            waited = max(0.0, wall - row.queued_at_wall)
-            self._buffer.add(
-                BufferedEntry(
-                    row.entry, row.source, row.uuid, row.priority, now - waited,
-                    row.queued_at_wall, row.id,
-                )
-            )  # fmt: skip
-            self._seen.add(row.uuid)
-        if rows:
-            self._account.counts["recovered_entries"] += len(rows)
+        for item in entries:
+            self._buffer.add(item)
+            self._seen.add(item.uuid)
+        if entries:
+            self._account.counts["recovered_entries"] += len(entries)
             self._drain_reason = self._pending = "recovered"
-            _log.info(
-                "%s: recovered %d unflushed entries from %s", self.name, len(rows), journal.path
-            )
+            _log.info("%s: recovered %d unflushed entries from %s", self.name, len(entries),
+                      journal.path)  # fmt: skip
 
-    def _make_room(self, timeout: float | None) -> None:
-        """Called with the lock held and the buffer full."""
+    def _make_room(self, wait: float | _Unset | None) -> None:
+        """Called with the lock held and the buffer full; ``wait``: queue_entry's timeout."""
+        timeout = self.config.overflow_timeout_seconds if wait is _UNSET else wait
         self._account.counts["overflow_events"] += 1
         policy = self.config.overflow
         if policy == "drop_oldest":
@@ -630,6 +560,23 @@ class BatchStateManager:
         )  # fmt: skip
 
 
+def _start_flushers(manager: BatchStateManager, count: int) -> tuple[threading.Thread, ...]:
+    wake = manager._wake
+    reference = weakref.ref(manager, lambda _: wake.set())  # a collected manager stops them
+    threads = tuple(
+        threading.Thread(
+            target=_flusher_main,
+            args=(reference, wake),
+            name=f"batchpilot-{manager.name}-flusher-{index}",
+            daemon=True,
+        )
+        for index in range(count)
+    )
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 def _flusher_main(
     reference: weakref.ReferenceType[BatchStateManager], wake: threading.Event
 ) -> None:
@@ -653,6 +600,43 @@ def _flusher_main(
             return
         if wait > 0:
             wake.wait(wait)
+
+
+def _join(threads: tuple[threading.Thread, ...], timeout: float | None) -> bool:
+    """Join ``threads`` within one deadline; True if one still runs."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return any(thread.is_alive() for thread in threads)
+
+
+def _log_gave_up(name: str, timeout: float | None, returned: int, in_flight: int) -> None:
+    _log.warning(
+        "%s: close(timeout=%s) gave up waiting: %d undelivered entries returned, "
+        "%d still in a flush that makes no further attempt (a later close() "
+        "returns them if it fails)",
+        name, timeout, returned, in_flight,
+    )  # fmt: skip
+
+
+def _close_journal(name: str, journal: EntryJournal | None, leftovers: list[BufferedEntry]) -> None:
+    if leftovers:
+        where = "kept in the journal" if journal is not None else "not journaled"
+        _log.warning("%s closed with %d undelivered entries (%s)", name, len(leftovers), where)
+    if journal is not None:
+        journal.close()
+
+
+def _recovered(journal: EntryJournal, now: float) -> list[BufferedEntry]:
+    """The journal's unflushed entries, their age carried over onto this clock."""
+    wall = time.time()
+    return [
+        BufferedEntry(
+            row.entry, row.source, row.uuid, row.priority,
+            now - max(0.0, wall - row.queued_at_wall), row.queued_at_wall, row.id,
+        )
+        for row in journal.pending()
+    ]  # fmt: skip
 
 
 def _resolve_config(
@@ -689,39 +673,20 @@ def _check_options(
         raise ValueError("serializer applies to the journal: give journal_path too")
 
 
-def _takes_entries(func: object) -> bool:
-    """True if ``func`` takes the entries, False if it takes no argument.
+def _checked(uuid: object, source: object, priority: object) -> tuple[str, int]:
+    """``queue_entry``'s key and priority, checked.
 
     Raises:
-        TypeError: ``func`` is not callable, or needs more than one argument.
+        ConfigError: a bad priority, source or uuid.
     """
-    if not callable(func):
-        raise TypeError(f"flush_callback must be callable, got {func!r}")
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return True
-    try:
-        signature.bind(None)
-    except TypeError:
-        try:
-            signature.bind()
-        except TypeError:
-            raise TypeError(
-                f"flush_callback must accept one argument (the entries) or none: {func!r}"
-            ) from None
-        return False
-    return True
-
-
-def _check_priority(value: object) -> int:
-    priority = check_int("priority", value)
-    if priority not in PRIORITIES:
-        raise ConfigError(f"priority must be 0, 1 or 2, got {value!r}")
-    return priority
-
-
-def _uuid_key(value: object) -> str:
-    if isinstance(value, (str, uuid_module.UUID)):
-        return str(value)
-    raise ConfigError(f"uuid must be a str or uuid.UUID, got {type(value).__name__}: {value!r}")
+    checked = check_int("priority", priority)
+    if checked not in PRIORITIES:
+        raise ConfigError(f"priority must be 0, 1 or 2, got {priority!r}")
+    if not isinstance(uuid, (str, uuid_module.UUID)):
+        raise ConfigError(f"uuid must be a str or uuid.UUID, got {type(uuid).__name__}: {uuid!r}")
+    key = str(uuid)
+    if not key:
+        raise ConfigError("uuid must be a non-empty string")
+    if not isinstance(source, str):
+        raise ConfigError(f"source must be a str, got {source!r}")
+    return key, checked

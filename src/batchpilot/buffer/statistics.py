@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from .._core.statistics import Statistics
 from .config import BatchProcessingConfig
+from .state import EntryBuffer
 
-__all__ = ["COUNTERS", "BufferStatistics", "detailed_view", "health_status"]
+__all__ = ["COUNTERS", "BufferStatistics", "buffer_fields", "detailed_view", "health_status"]
 
 COUNTERS = (
     "entries_queued",
@@ -113,6 +114,19 @@ class BufferStatistics(Statistics):
     def utilization_percent(self) -> float:
         """Entries held (buffered or in flight) as a share of ``max_buffer_size``."""
         return 100.0 * (self.queue_depth + self.in_flight) / self.max_buffer_size
+
+
+def buffer_fields(buffer: EntryBuffer, now: float) -> dict[str, Any]:
+    """The snapshot's fields that describe ``buffer`` at clock time ``now``."""
+    separate, oldest = buffer.separate_priorities, buffer.oldest_queued_at()
+    return {
+        "queue_depth": buffer.buffered,
+        "normal_buffered": buffer.count((0,)) if separate else buffer.buffered,
+        "priority_buffered": buffer.count((1, 2)) if separate else 0,
+        "in_flight": buffer.in_flight,
+        "max_buffer_size": buffer.capacity,
+        "oldest_entry_age": 0.0 if oldest is None else now - oldest,
+    }
 
 
 def health_status(
