@@ -40,7 +40,7 @@ from .delivery import (
     takes_entries,
 )
 from .journal import Durability, EntryJournal
-from .lifecycle import Lifecycle
+from .lifecycle import BufferState, Lifecycle
 from .registry import register, unregister
 from .state import PRIORITIES, BufferedEntry, EntryBuffer, RecentKeys
 from .statistics import BufferStatistics, buffer_fields, detailed_view, health_status
@@ -52,6 +52,7 @@ _log = logging.getLogger("batchpilot.buffer")
 
 _MAX_IDLE_WAIT = 1.0
 _NAMES = itertools.count(1)
+_OPEN = BufferState.OPEN
 
 
 class _Unset(Enum):
@@ -209,13 +210,13 @@ class BatchStateManager:
                 was journaled or queued.
         """
         started = time.perf_counter()
-        key = uuid if type(uuid) is str else ""
-        if not key or priority not in PRIORITIES or (type(priority), type(source)) != (int, str):
+        key = uuid if type(uuid) is str and type(source) is str else ""
+        if not key or type(priority) is not int or priority not in PRIORITIES:
             key, priority = _checked(uuid, source, priority)  # the common case skips the call
         now = self._clock.now()
         wall = time.time()
         with self._lock:
-            if not self._life.open:
+            if self._life.state is not _OPEN:  # the hot path skips the property
                 raise self._life.refusal(self.name)
             if key not in self._seen and self._buffer.full:
                 self._make_room(timeout)  # a repeat may arrive while it waits
