@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from .._core.clock import Clock
-from .._core.isolation import run_isolated
+from .._core.isolation import Outcome, run_isolated
 from .._core.replay import replay_first
 from .._core.retry import RetryPolicy
 from ..errors import QueueFullError
@@ -130,29 +130,33 @@ class Deliverer:
 
         A `BaseException` of user code propagates, with ``delivery`` up to date.
         """
-        size = len(job.entries)
-
-        def call(start: int, stop: int) -> list[None]:
-            return self._attempt(job, start, stop, delivery)
-
-        def bisect_on(error: BaseException) -> bool:
-            # once close() gave up, the next call stops the flush with its entries kept
-            return self._given_up() or (job.takes_entries and not self._retry.retry_on(error))
-
         try:
             try:
-                call(0, size)
+                self._attempt(job, 0, len(job.entries), delivery)
                 return  # delivered whole: the common case needs no plan
             except Exception as exc:
-                outcomes = run_isolated(
-                    replay_first(exc, call), size, self._retry, self._clock.sleep, bisect_on
-                )
+                outcomes = self._isolate(job, delivery, exc)
         except _GaveUp:
             return
         delivery.failures.extend(
             (index, outcome.value) for index, outcome in enumerate(outcomes) if not outcome.ok
         )
         self._dead_letter_failures(job.entries, delivery)
+
+    def _isolate(self, job: FlushJob, delivery: Delivery, error: Exception) -> list[Outcome]:
+        """Retry, then bisect, the batch whose first call raised ``error`` (shared driver)."""
+
+        def call(start: int, stop: int) -> list[None]:
+            return self._attempt(job, start, stop, delivery)
+
+        def bisect_on(last: BaseException) -> bool:
+            # once close() gave up, the next call stops the flush with its entries kept
+            return self._given_up() or (job.takes_entries and not self._retry.retry_on(last))
+
+        size = len(job.entries)
+        return run_isolated(
+            replay_first(error, call), size, self._retry, self._clock.sleep, bisect_on
+        )
 
     def give_up_dropped(self, entries: list[BufferedEntry]) -> None:
         """Entries ``overflow="drop_oldest"`` removed: to the dead letter handler, or logged."""
