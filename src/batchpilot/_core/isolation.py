@@ -6,7 +6,9 @@ fails, it is split in halves and each half is tried again, recursively, until
 every failing item is alone. Healthy items get their results; each failing item
 gets the exception its own call raised. A `BatchFailedError` (e.g. the function
 returned the wrong number of results) fails the whole slice at once, because no
-single item caused it.
+single item caused it. A driver's ``bisect_on`` predicate may refuse the split: a
+batch whose last whole-batch error it rejects fails whole, every item with that
+error (the buffer does not bisect while its sink is down).
 
 The algorithm is a generator (`isolation_plan`) that yields the slices to call
 and receives their outcomes; `run_isolated` and `arun_isolated` are the sync and
@@ -21,7 +23,14 @@ from typing import Any, NamedTuple
 from ..errors import BatchFailedError
 from .retry import RetryPolicy
 
-__all__ = ["Attempt", "Outcome", "arun_isolated", "isolation_plan", "run_isolated"]
+__all__ = [
+    "Attempt",
+    "Outcome",
+    "arun_isolated",
+    "bisect_always",
+    "isolation_plan",
+    "run_isolated",
+]
 
 
 class Attempt(NamedTuple):
@@ -44,14 +53,27 @@ Reply = Sequence[Any] | BaseException
 Plan = Generator[Attempt, Reply, list[Outcome]]
 
 
-def isolation_plan(size: int, policy: RetryPolicy) -> Plan:
-    """Yield the calls needed to give each of ``size`` items its outcome."""
+def bisect_always(error: BaseException) -> bool:
+    """The default ``bisect_on``: every failed batch is split to find its bad items."""
+    return True
+
+
+def isolation_plan(
+    size: int, policy: RetryPolicy, bisect_on: Callable[[BaseException], bool] = bisect_always
+) -> Plan:
+    """Yield the calls needed to give each of ``size`` items its outcome.
+
+    ``bisect_on(error)``: whether a batch that failed every try, last with
+    ``error``, is bisected; if not, every item fails with ``error``.
+    """
     outcomes: list[Outcome] = [Outcome(False, None)] * size
     reply = yield Attempt(0, size, 0.0)
     for delay in policy.delays():
         if not isinstance(reply, BaseException) or not policy.retry_on(reply):
             break
         reply = yield Attempt(0, size, delay)
+    if isinstance(reply, BaseException) and not bisect_on(reply):
+        return [Outcome(False, reply)] * size
     yield from _settle(outcomes, 0, size, reply)
     return outcomes
 
@@ -76,9 +98,10 @@ def run_isolated(
     size: int,
     policy: RetryPolicy,
     sleep: Callable[[float], None],
+    bisect_on: Callable[[BaseException], bool] = bisect_always,
 ) -> list[Outcome]:
     """Drive `isolation_plan` with a blocking ``call(start, stop)``."""
-    plan = isolation_plan(size, policy)
+    plan = isolation_plan(size, policy, bisect_on)
     attempt = next(plan)
     while True:
         if attempt.delay > 0:
@@ -99,9 +122,10 @@ async def arun_isolated(
     size: int,
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[Any]],
+    bisect_on: Callable[[BaseException], bool] = bisect_always,
 ) -> list[Outcome]:
     """Drive `isolation_plan` with an awaitable ``call(start, stop)``."""
-    plan = isolation_plan(size, policy)
+    plan = isolation_plan(size, policy, bisect_on)
     attempt = next(plan)
     while True:
         if attempt.delay > 0:

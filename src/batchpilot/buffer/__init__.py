@@ -51,8 +51,9 @@ global report). It holds weak references, managers leave it on `close`, and
 from .._core.exports import publish
 from .codec import Serializer
 from .config import ENV_VARS, BatchProcessingConfig, OverflowPolicy
+from .delivery import DeadLetterHandler, FlushBatch, FlushCallback
 from .journal import Durability, JournalError, JournalInUseError
-from .manager import BatchStateManager, DeadLetterHandler, FlushBatch, FlushCallback
+from .manager import BatchStateManager
 from .presets import (
     create_high_performance_batch_manager,
     create_memory_efficient_batch_manager,
@@ -60,11 +61,13 @@ from .presets import (
 )
 from .report import get_batch_performance_report, live_managers, log_batch_performance_summary
 from .state import BufferedEntry
+from .statistics import BufferStatistics
 
 __all__ = [
     "ENV_VARS",
     "BatchProcessingConfig",
     "BatchStateManager",
+    "BufferStatistics",
     "BufferedEntry",
     "DeadLetterHandler",
     "Durability",

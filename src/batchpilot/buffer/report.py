@@ -1,52 +1,30 @@
-"""The seed's global report: a registry of live managers and the functions over it.
+"""The seed's global report: the functions over the registry of live managers.
 
-This registry is the package's one module-level state. It holds weak
-references; a manager joins it when created and leaves it on ``close`` or when
-it is garbage-collected.
+The managers join and leave the registry (`registry`); this module only reads it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import weakref
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .manager import BatchStateManager
+from .manager import BatchStateManager
+from .registry import members
 
 __all__ = [
     "get_batch_performance_report",
     "live_managers",
     "log_batch_performance_summary",
-    "register",
-    "unregister",
 ]
 
 _log = logging.getLogger("batchpilot.buffer")
 
-_REGISTRY: weakref.WeakSet[BatchStateManager] = weakref.WeakSet()
-_REGISTRY_LOCK = threading.Lock()
-
-
-def register(manager: BatchStateManager) -> None:
-    """Add ``manager`` to the global report (weakly referenced)."""
-    with _REGISTRY_LOCK:
-        _REGISTRY.add(manager)
-
-
-def unregister(manager: BatchStateManager) -> None:
-    """Remove ``manager`` from the global report; nothing happens if it is absent."""
-    with _REGISTRY_LOCK:
-        _REGISTRY.discard(manager)
-
 
 def live_managers() -> list[BatchStateManager]:
     """The managers the global report covers: created, not closed, not collected."""
-    with _REGISTRY_LOCK:
-        managers = list(_REGISTRY)
+    managers: list[BatchStateManager] = members()
     return sorted(managers, key=lambda manager: manager.name)
 
 

@@ -106,6 +106,39 @@ def test_async_driver_matches_sync_driver() -> None:
     assert slept == [0.25]
 
 
+def test_bisect_on_refuses_the_split_and_fails_every_item_with_the_last_error() -> None:
+    """The stop-bisecting rule is a driver parameter (the buffer's rule: no split while
+    the last whole-batch error is transient); both drivers honour it, only at the top."""
+    policy = RetryPolicy(max_retries=1, retry_delay=0.0, retry_on=lambda e: "down" in str(e))
+    sync_calls: list[tuple[int, int]] = []
+
+    def down(start: int, stop: int) -> list[int]:
+        sync_calls.append((start, stop))
+        raise Poisoned("down")
+
+    async def adown(start: int, stop: int) -> list[int]:
+        return down(start, stop)
+
+    async def asleep(seconds: float) -> None:
+        pass
+
+    def transient(error: BaseException) -> bool:
+        return not policy.retry_on(error)
+
+    outcomes = run_isolated(down, 4, policy, FakeClock().sleep, bisect_on=transient)
+    assert sync_calls == [(0, 4), (0, 4)]  # tried and retried whole, never split
+    assert [o.ok for o in outcomes] == [False] * 4
+    assert len({id(o.value) for o in outcomes}) == 1
+    sync_calls.clear()
+    got = asyncio.run(arun_isolated(adown, 4, policy, asleep, bisect_on=transient))
+    assert sync_calls == [(0, 4), (0, 4)] and not any(o.ok for o in got)
+    # a permanent error is still split down to the bad item, and halves are not asked
+    bad = make_call(list(range(4)), {2}, calls := [])
+    outcomes = run_isolated(bad, 4, policy, FakeClock().sleep, bisect_on=transient)
+    assert [o.ok for o in outcomes] == [True, True, False, True]
+    assert calls == [(0, 4), (0, 2), (2, 4), (2, 3), (3, 4)]
+
+
 def test_retry_policy_delays_and_validation() -> None:
     policy = RetryPolicy(max_retries=4, retry_delay=1.0, backoff=2.0, max_delay=3.0)
     assert list(policy.delays()) == [1.0, 2.0, 3.0, 3.0]
