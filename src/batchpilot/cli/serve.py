@@ -28,6 +28,13 @@ def add_command(commands: Any) -> None:
         "dashboard at /. Prints the address once listening. SIGTERM drains (at most "
         "--drain-timeout) and exits 0.",
     )
+    _add_model_arguments(serve)
+    _add_server_arguments(serve)
+    serve.set_defaults(handler=_serve_command)
+
+
+def _add_model_arguments(serve: argparse.ArgumentParser) -> None:
+    """What to serve, where, and how requests are batched."""
     serve.add_argument("target", metavar="MODULE:ATTR", help="the batch function or model class")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument(
@@ -50,6 +57,10 @@ def add_command(commands: Any) -> None:
         metavar="N",
         help="requests that may wait; more are refused with 503 at once (10000)",
     )
+
+
+def _add_server_arguments(serve: argparse.ArgumentParser) -> None:
+    """Worker processes, deadlines, limits and logging."""
     serve.add_argument(
         "--workers",
         type=positive_int,
@@ -86,7 +97,6 @@ def add_command(commands: Any) -> None:
         choices=("critical", "error", "warning", "info", "debug"),
         help="server log level (warning)",
     )
-    serve.set_defaults(handler=_serve_command)
 
 
 def _serve_command(args: argparse.Namespace) -> int:
