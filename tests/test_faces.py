@@ -17,9 +17,6 @@ import batchpilot
 
 SRC = Path(batchpilot.__file__).resolve().parent
 FACES = sorted(path.relative_to(SRC).as_posix() for path in SRC.rglob("__init__.py"))
-# Faces whose implementation is being moved out by other issue-24 changes; each entry
-# is removed when its package's face is cleaned (strict: a cleaned face fails here).
-STILL_HOLDING_CODE = {"cli/__init__.py"}
 FACE_NAMES = {"__all__", "__version__"}  # the only names a face may assign
 
 
@@ -48,15 +45,7 @@ def _is_face_statement(node: ast.stmt) -> bool:
     return False
 
 
-@pytest.mark.parametrize(
-    "face",
-    [
-        pytest.param(face, marks=pytest.mark.xfail(strict=True, reason="not yet moved"))
-        if face in STILL_HOLDING_CODE
-        else face
-        for face in FACES
-    ],
-)
+@pytest.mark.parametrize("face", FACES)
 def test_a_package_init_only_re_exports(face: str) -> None:
     tree = ast.parse((SRC / face).read_text(encoding="utf-8"))
     code = [

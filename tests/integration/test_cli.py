@@ -423,7 +423,7 @@ def test_resume_after_sigkill_writes_every_record_exactly_once(workdir: tuple[Pa
         "run", f"{module}:gated", "-i", "in.jsonl", "-o", "out.jsonl",
         "--batch-size", str(batch), "--workers", "1", "--no-progress",
     )  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(tmp)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp), *sys.path])}
     first = subprocess.Popen(argv, cwd=tmp, env=env, stderr=subprocess.PIPE)
     try:
         # The batch holding id 50 blocks; the five batches before it must be committed.
@@ -505,7 +505,7 @@ def test_ctrl_c_ends_the_command_without_waiting_for_running_chunks(workdir) -> 
         "run", f"{module}:gated", "-i", "in.jsonl", "-o", "out.jsonl",
         "--batch-size", "10", "--workers", "1",
     )  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(tmp)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp), *sys.path])}
     first = subprocess.Popen(argv, cwd=tmp, env=env, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: (tmp / "blocked").exists(), "the gated batch to start")
     first.send_signal(signal.SIGINT)
@@ -536,7 +536,7 @@ def test_metrics_port_serves_the_runs_prometheus_metrics(workdir) -> None:
         "run", f"{module}:gated", "-i", "in.jsonl", "-o", "out.jsonl", "--batch-size", "10",
         "--workers", "1", "--no-progress", "--metrics-port", "0",
     )  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(tmp)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp), *sys.path])}
     job = subprocess.Popen(argv, cwd=tmp, env=env, stderr=subprocess.PIPE, text=True)
     try:
         assert job.stderr is not None

@@ -106,13 +106,18 @@ def _started(*processes: subprocess.Popen[bytes]) -> Iterator[None]:
             _end(process)
 
 
+def _python_path(tmp: Path) -> str:
+    """The user's module first, then this interpreter's path (the tested source tree)."""
+    return os.pathsep.join([str(tmp), *sys.path])
+
+
 def _cli_run(
     tmp: Path, module: str, *argv: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "batchpilot", "run", f"{module}:slow_double", "-i", "in.jsonl",
          "-o", "out.jsonl", "--batch-size", "10", "--no-progress", *argv],
-        cwd=tmp, env={**os.environ, **(env or {}), "PYTHONPATH": str(tmp)},
+        cwd=tmp, env={**os.environ, **(env or {}), "PYTHONPATH": _python_path(tmp)},
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -130,7 +135,7 @@ def test_a_job_on_a_dask_cluster_survives_a_worker_killed_mid_job(workdir) -> No
     (tmp / "in.jsonl").write_text("".join(json.dumps({"id": i}) + "\n" for i in range(total)))
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(tmp)}  # the workers import the user's module
+    env = {**os.environ, "PYTHONPATH": _python_path(tmp)}  # the workers import the user's module
     scheduler = subprocess.Popen(
         [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
          "--no-dashboard"],
@@ -181,7 +186,7 @@ def test_a_job_runs_on_a_ray_cluster_started_by_ray_start(workdir) -> None:
         [str(BIN / "ray"), "start", "--head", "--block", "--port", str(port),
          "--node-ip-address", "127.0.0.1", "--include-dashboard=false", "--num-cpus", "2",
          "--temp-dir", str(temp_dir), "--disable-usage-stats"],
-        cwd=tmp, env={**os.environ, **auth, "PYTHONPATH": str(tmp)},
+        cwd=tmp, env={**os.environ, **auth, "PYTHONPATH": _python_path(tmp)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     with contextlib.ExitStack() as cleanup:

@@ -369,7 +369,7 @@ def test_dash_reads_standard_input_and_writes_standard_output(workdir) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "batchpilot", "run", f"{module}:double", "-i", "-", "-o", "-"],
         input=text, capture_output=True, text=True, cwd=tmp, timeout=60, check=False,
-        env={**os.environ, "PYTHONPATH": str(tmp)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp), *sys.path])},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert [json.loads(line) for line in done.stdout.splitlines()] == [
@@ -384,7 +384,7 @@ def test_a_malformed_line_on_standard_input_is_exit_2(workdir) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "batchpilot", "run", f"{module}:echo", "-i", "-", "-o", "o.jsonl"],
         input='{"id": 1}\nnot json\n', capture_output=True, text=True, cwd=tmp, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(tmp)}, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp), *sys.path])}, check=False,
     )  # fmt: skip
     assert done.returncode == 2
     assert "standard input: line 2: invalid JSON" in done.stderr

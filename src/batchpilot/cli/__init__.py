@@ -2,7 +2,7 @@
 the demo, the benchmarks.
 
 Each command lives in its own module (`run`, `serve`, `demo`, `bench`), which exposes
-``add_command(commands)`` to add its subparser; the parser below lists them.
+``add_command(commands)`` to add its subparser; `command.main` lists them.
 The handler a subparser sets (``handler=``) runs the command and returns its exit code.
 
 Exit codes: 0 when every record succeeded; 1 when some records failed, or the
@@ -15,25 +15,13 @@ success); 2 for bad usage or bad input; 3 for a run stopped early
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-from collections.abc import Sequence
-from typing import NoReturn
-
 from .._core.exports import publish
-from . import bench, demo, run, serve
 from .bench import benchmark_scripts
-from .common import (
-    EXIT_FAILED_ITEMS,
-    EXIT_USAGE,
-    INTERRUPTED,
-    CliError,
-    StoppedByFunction,
-    fail,
-)
-from .records_io import RecordsFormatError
-from .run import RunSummary, errors_path, job_path, load_function, run_job
+from .command import main
+from .common import CliError
+from .functions import load_function
+from .job import errors_path, job_path
+from .runner import RunSummary, run_job
 
 __all__ = [
     "CliError",
@@ -46,60 +34,4 @@ __all__ = [
     "run_job",
 ]
 
-#: The commands, in ``--help`` order: each adds its subparser.
-_COMMANDS = (run.add_command, demo.add_command, bench.add_command, serve.add_command)
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``batchpilot`` command line; returns the process exit code.
-
-    Without ``argv`` (the console script) Ctrl-C ends the process at once: chunks
-    still running are abandoned, as after ``kill -9``, and ``--resume`` reruns them.
-    With ``argv`` (in-process callers) they are waited for.
-    """
-    try:
-        args = _build_parser().parse_args(argv)
-    except SystemExit as exit_:  # --help, or a usage error already printed
-        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    args.console = argv is None
-    try:
-        return int(args.handler(args))
-    except (CliError, RecordsFormatError) as exc:
-        return fail(str(exc))
-    except StoppedByFunction as exc:
-        return fail(str(exc), EXIT_FAILED_ITEMS)
-    except KeyboardInterrupt:
-        return fail(INTERRUPTED, EXIT_FAILED_ITEMS)
-    except SystemExit as exc:  # from code a command ran (the commands themselves return codes)
-        return fail(
-            f"stopped by SystemExit({exc.code!r}) raised by the code run", EXIT_FAILED_ITEMS
-        )
-    except Exception as exc:
-        if os.environ.get("BATCHPILOT_TRACEBACK"):
-            raise
-        return fail(f"{type(exc).__name__}: {exc}".replace("\n", " "), EXIT_FAILED_ITEMS)
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="batchpilot",
-        description="Adaptive batch processing: run a batch function over a file, "
-        "serve a model over HTTP, try the demo, run the benchmarks.",
-    )
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add_command in _COMMANDS:
-        add_command(commands)
-    return parser
-
-
 publish(__name__, globals(), __all__)
-
-if __name__ == "__main__":
-    sys.exit(main())

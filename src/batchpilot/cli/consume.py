@@ -25,7 +25,7 @@ from .job import Checkpoint
 from .outputs import Segment
 from .records_io import Position, RecordsFormatError, to_row
 
-__all__ = ["ErrorLog", "Outcome", "consume"]
+__all__ = ["Destination", "ErrorLog", "Outcome", "consume"]
 
 
 class ErrorLog:
@@ -77,19 +77,37 @@ class Outcome:
     stopped: str | None = None
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where a run's results go, and how its progress is committed."""
+
+    segment: Segment  # the rows of this run
+    number: int  # the segment's key in checkpoints
+    errors: ErrorLog  # the failed records
+    commit: Callable[[Checkpoint], None]  # records a checkpoint (the first call creates the job)
+
+    def checkpoint(self, start: Checkpoint, done: int, failed: int, at: Position) -> Checkpoint:
+        """``start`` moved on by ``done`` records (``failed`` in all), up to ``at``."""
+        return replace(
+            start,
+            items=start.items + done,
+            failed=start.failed + failed,
+            position=at,
+            segments={**start.segments, self.number: self.segment.size()},
+            errors=self.errors.size(),
+        )
+
+
 def consume(
     results: Iterable[Any],
     positions: deque[tuple[int, int]],
     *,
     start: Checkpoint,
-    segment: Segment,
-    number: int,
-    errors: ErrorLog,
+    into: Destination,
     rules: StopRules,
     remaining: int | None,
     line_column: str | None,
     next_size: Callable[[], int],
-    commit: Callable[[Checkpoint], None],
 ) -> Outcome:
     """Write ``results`` (in input order) and commit as they become durable.
 
@@ -97,14 +115,10 @@ def consume(
         results: the run's result stream, an `ItemFailure` for each failed record.
         positions: ``(line, offset_after)`` of each record handed to the engine, in
             order (see `RecordSource.located`); one is taken per result.
-        start: the checkpoint this run starts from.
-        segment: where this run's rows go; ``number`` is its key in checkpoints.
-        errors: where failed records go.
-        rules: when to stop early.
-        remaining: records left in the input, if known.
+        start: the checkpoint this run starts from; ``into``: where the results go.
+        rules: when to stop early; ``remaining``: records left in the input, if known.
         line_column: put each record's line number into its row under this name.
         next_size: the engine's next chunk size (results between commit checks).
-        commit: records a checkpoint (creating the job file at the first call).
 
     Returns:
         The last checkpoint reached (committed, unless it stopped early) and the
@@ -115,17 +129,7 @@ def consume(
     line, offset = start.position
     next_check = max(1, next_size())
     last = start
-
-    def checkpoint() -> Checkpoint:
-        return replace(
-            start,
-            items=start.items + done,
-            failed=start.failed + rules.failed,
-            position=Position(line, offset),
-            segments={**start.segments, number: segment.size()},
-            errors=errors.size(),
-        )
-
+    segment, errors = into.segment, into.errors
     for value in results:
         line, offset = positions.popleft()
         done += 1
@@ -138,22 +142,27 @@ def consume(
         elif line_column is None:
             pending.append(value)
         else:
-            row = to_row(value)
-            if line_column in row:
-                raise RecordsFormatError(
-                    f"--line-column {line_column!r}: the results have a key {line_column!r} "
-                    "already; choose another name"
-                )
-            pending.append({line_column: line, **row})
+            pending.append(_with_line(value, line, line_column))
         if done >= next_check:
             next_check = done + max(1, next_size())
             durable = segment.write(pending)
             pending.clear()
             if durable and done > rules.failed:
-                last = checkpoint()
-                commit(last)
+                last = into.checkpoint(start, done, rules.failed, Position(line, offset))
+                into.commit(last)
     segment.write(pending)
     segment.flush()
-    last = checkpoint()
-    commit(last)
+    last = into.checkpoint(start, done, rules.failed, Position(line, offset))
+    into.commit(last)
     return Outcome(last)
+
+
+def _with_line(value: Any, line: int, line_column: str) -> dict[str, Any]:
+    """The row of ``value`` with its input ``line`` under ``line_column``, first."""
+    row = to_row(value)
+    if line_column in row:
+        raise RecordsFormatError(
+            f"--line-column {line_column!r}: the results have a key {line_column!r} "
+            "already; choose another name"
+        )
+    return {line_column: line, **row}

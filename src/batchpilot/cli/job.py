@@ -38,8 +38,10 @@ __all__ = [
     "Checkpoint",
     "JobFile",
     "JobLock",
+    "errors_path",
     "input_identity",
     "job_files",
+    "job_path",
     "parts_dir",
 ]
 
@@ -52,6 +54,16 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS segments (number INTEGER PRIMARY KEY, size INTEGER NOT NULL);
 """
+
+
+def job_path(output: Path) -> Path:
+    """The checkpoint file of the job that writes ``output``."""
+    return output.with_name(output.name + ".job.sqlite")
+
+
+def errors_path(output: Path) -> Path:
+    """Where the failed records of the job that writes ``output`` are listed."""
+    return output.with_name(output.name + ".errors.jsonl")
 
 
 def parts_dir(job: Path) -> Path:

@@ -32,6 +32,14 @@ def add_command(commands: Any) -> None:
         "dashboard at /. Prints the address once listening. SIGTERM drains (at most "
         "--drain-timeout) and exits 0.",
     )
+    _add_model_arguments(serve)
+    _add_server_arguments(serve)
+    _add_embeddings_options(serve)
+    serve.set_defaults(handler=_serve_command)
+
+
+def _add_model_arguments(serve: argparse.ArgumentParser) -> None:
+    """What to serve, where, and how requests are batched."""
     serve.add_argument(
         "target",
         metavar="MODULE:ATTR",
@@ -59,6 +67,10 @@ def add_command(commands: Any) -> None:
         metavar="N",
         help="requests that may wait; more are refused with 503 at once (10000)",
     )
+
+
+def _add_server_arguments(serve: argparse.ArgumentParser) -> None:
+    """Worker processes, deadlines, limits and logging."""
     serve.add_argument(
         "--workers",
         type=positive_int,
@@ -95,8 +107,6 @@ def add_command(commands: Any) -> None:
         choices=("critical", "error", "warning", "info", "debug"),
         help="server log level (warning)",
     )
-    _add_embeddings_options(serve)
-    serve.set_defaults(handler=_serve_command)
 
 
 def _add_embeddings_options(serve: Any) -> None:

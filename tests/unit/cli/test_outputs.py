@@ -148,7 +148,7 @@ def test_a_parquet_segment_cut_back_to_a_commit_keeps_only_committed_rows(tmp_pa
 
 
 def test_small_parquet_segments_merge_into_full_row_groups(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr("batchpilot.cli.outputs._ROW_GROUP", 4)
+    monkeypatch.setattr("batchpilot.cli.outputs.parquet._ROW_GROUP", 4)
     out = tmp_path / "out.parquet"
     write_all(out, [[{"id": i}] for i in range(10)])  # ten files of one row
     meta = pq.ParquetFile(out).metadata
