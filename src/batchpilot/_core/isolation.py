@@ -25,6 +25,7 @@ from .retry import RetryPolicy
 
 __all__ = [
     "Attempt",
+    "OnReply",
     "Outcome",
     "arun_isolated",
     "bisect_always",
@@ -58,14 +59,38 @@ def bisect_always(error: BaseException) -> bool:
     return True
 
 
+#: ``on_reply(start, stop, reply)``: told of each call's reply, as it comes.
+OnReply = Callable[[int, int, Reply], None]
+
+
 def isolation_plan(
-    size: int, policy: RetryPolicy, bisect_on: Callable[[BaseException], bool] = bisect_always
+    size: int,
+    policy: RetryPolicy,
+    bisect_on: Callable[[BaseException], bool] = bisect_always,
+    on_reply: OnReply | None = None,
 ) -> Plan:
     """Yield the calls needed to give each of ``size`` items its outcome.
 
     ``bisect_on(error)``: whether a batch that failed every try, last with
     ``error``, is bisected; if not, every item fails with ``error``.
+    ``on_reply``: told of every call's reply (e.g. to count out-of-memory errors).
     """
+    plan = _plan(size, policy, bisect_on)
+    return plan if on_reply is None else _observed(plan, on_reply)
+
+
+def _observed(plan: Plan, on_reply: OnReply) -> Plan:
+    attempt = next(plan)
+    while True:
+        reply = yield attempt
+        on_reply(attempt.start, attempt.stop, reply)
+        try:
+            attempt = plan.send(reply)
+        except StopIteration as done:
+            return done.value
+
+
+def _plan(size: int, policy: RetryPolicy, bisect_on: Callable[[BaseException], bool]) -> Plan:
     outcomes: list[Outcome] = [Outcome(False, None)] * size
     reply = yield Attempt(0, size, 0.0)
     for delay in policy.delays():
@@ -99,9 +124,10 @@ def run_isolated(
     policy: RetryPolicy,
     sleep: Callable[[float], None],
     bisect_on: Callable[[BaseException], bool] = bisect_always,
+    on_reply: OnReply | None = None,
 ) -> list[Outcome]:
     """Drive `isolation_plan` with a blocking ``call(start, stop)``."""
-    plan = isolation_plan(size, policy, bisect_on)
+    plan = isolation_plan(size, policy, bisect_on, on_reply)
     attempt = next(plan)
     while True:
         if attempt.delay > 0:
@@ -123,9 +149,10 @@ async def arun_isolated(
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[Any]],
     bisect_on: Callable[[BaseException], bool] = bisect_always,
+    on_reply: OnReply | None = None,
 ) -> list[Outcome]:
     """Drive `isolation_plan` with an awaitable ``call(start, stop)``."""
-    plan = isolation_plan(size, policy, bisect_on)
+    plan = isolation_plan(size, policy, bisect_on, on_reply)
     attempt = next(plan)
     while True:
         if attempt.delay > 0:

@@ -18,6 +18,7 @@ __all__ = [
     "LinearCostModel",
     "SizeController",
     "TargetLatency",
+    "recap",
 ]
 
 
@@ -48,6 +49,15 @@ class BoundedController(SizeController, Protocol):
     def set_bounds(self, min_size: int, max_size: int) -> None:
         """Change the bounds; the current size is clamped into them."""
         ...
+
+
+def recap(controller: SizeController, max_size: int) -> None:
+    """Give ``controller`` a new hard cap: a `Fixed` one takes it as its size, a bounded
+    one as its maximum; a controller without bounds is left alone."""
+    if isinstance(controller, Fixed):
+        controller.set_bounds(max_size, max_size)
+    elif isinstance(controller, BoundedController):
+        controller.set_bounds(min(controller.min_size, max_size), max_size)
 
 
 def _check_bounds(min_size: int, max_size: int, initial: int) -> None:

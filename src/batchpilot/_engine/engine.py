@@ -57,9 +57,10 @@ from typing import Any
 from .._core.callables import is_async_callable
 from .._core.collate import get_collator
 from .._core.events import BatchListener, as_listener
-from .._core.sizing import BoundedController, Fixed, SizeController
+from .._core.sizing import Fixed, SizeController, recap
 from .._core.validate import check_number, positive_int
 from ..errors import ClosedError, QueueFullError
+from .costing import CostPolicy, item_cost, take_policy
 from .deadlines import Deadlines
 from .dispatch import Inbox, LoopDispatch
 from .execute import BatchRunner
@@ -67,7 +68,7 @@ from .options import EngineOptions
 from .policy import PlacementProbe
 from .queue import BoundedPriorityQueue
 from .requests import AFUTURE, CFUTURE, WAITER, Request, Waiter, deliver, item_nbytes
-from .slots import Slots, take_by_budget, take_by_count
+from .slots import Slots
 from .state import EngineState, Lifecycle, running_loop
 from .stats import EngineStatistics
 from .workers import WorkerPool
@@ -121,17 +122,17 @@ class Engine:
         self._is_async = is_async_callable(fn)  # ``async def``: batches run as loop tasks
         self._controller: SizeController = options.controller or Fixed(options.max_batch_size)
         self._max_batch_size = options.max_batch_size  # the hard cap on any batch
-        self._batch_size_fn = options.batch_size_fn  # an item's cost, or None
         self._max_batch_bytes = options.max_batch_bytes  # summed item bytes per batch, or None
-        # Items carry a cost (and bytes) that a batch's size limit counts.
-        self._budgeted = options.batch_size_fn is not None or options.max_batch_bytes is not None
+        self._costing = None if options.cost is None else CostPolicy(options)  # by cost
+        # An item's cost against its batch's limits, or None: items are only counted.
+        self._item_cost = item_cost(options, self._costing)
         self._clock = options.clock  # timestamps and deadlines
         listeners = tuple(as_listener(hook) for hook in options.listeners)
         # An infinite timeout is no deadline at all.
         item_timeout = None if options.item_timeout == math.inf else options.item_timeout
         # Each item needs a deadline, a timestamp (listeners) or a cost: it is queued
         # as its own stamped `Request`, never through an asyncio inbox.
-        self._stamped = item_timeout is not None or bool(listeners) or self._budgeted
+        self._stamped = item_timeout is not None or bool(listeners) or self._item_cost is not None
         self._queue: BoundedPriorityQueue[Request] = BoundedPriorityQueue(
             options.max_queue_size,
             options.priority_levels,
@@ -169,13 +170,20 @@ class Engine:
             self._current_size,
             collator,
             self._controller,
-            take_by_budget(options.max_batch_bytes) if self._budgeted else take_by_count,
+            take_policy(options, self._costing),
             self._deadlines.expire,
             float(options.min_batch_interval),
         )
         # Runs one batch and delivers its outcomes.
         self._runner = BatchRunner(
-            self._fn, options, collator, listeners, probe, self._slots.record, self._queue.__len__
+            self._fn,
+            options,
+            collator,
+            listeners,
+            probe,
+            self._slots.record,
+            self._queue.__len__,
+            None if self._costing is None else self._costing.observe,
         )
         # Worker threads for plain-``def`` batches.
         self._pool = WorkerPool(
@@ -297,11 +305,8 @@ class Engine:
             return Request(item, sink, kind, loop, None, 0.0)
         now = self._clock.now()
         request = Request(item, sink, kind, loop, self._deadlines.add(now), now)
-        if self._budgeted:
-            cost = 1.0 if self._batch_size_fn is None else float(self._batch_size_fn(item))
-            if not cost >= 0:
-                raise ValueError(f"batch_size_fn must return a cost >= 0, got {cost}")
-            request.cost = cost
+        if self._item_cost is not None:
+            request.cost = self._item_cost(item)
             request.nbytes = 0 if self._max_batch_bytes is None else item_nbytes(item)
         return request
 
@@ -351,11 +356,7 @@ class Engine:
         """Change the hard cap on batch size; takes effect for the next batch."""
         positive_int("max_batch_size", n)
         self._max_batch_size = n
-        controller = self._controller
-        if isinstance(controller, Fixed):
-            controller.set_bounds(n, n)
-        elif isinstance(controller, BoundedController):
-            controller.set_bounds(min(controller.min_size, n), n)
+        recap(self._controller, n)
 
     def set_max_wait(self, seconds: float) -> None:
         """Change the upper bound of deliberate waits; takes effect for the next batch."""

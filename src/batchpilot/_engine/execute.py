@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from .._core.clock import SYSTEM_CLOCK
 from .._core.collate import Collator
 from .._core.events import BatchListener, BatchRecord, notify
-from .._core.isolation import Outcome, arun_isolated, run_isolated
+from .._core.isolation import OnReply, Outcome, arun_isolated, run_isolated
 from .._core.replay import replay_first
 from ..errors import ClosedError
 from .options import EngineOptions
@@ -79,6 +79,9 @@ class BatchRunner:
         probe: measures inline batches for the engine's placement decision.
         record: the engine's `Recorder`, called once per finished batch.
         queue_depth: items waiting in the engine's queue now (for `BatchRecord`).
+        observe: told how each call of the batch function went, with the requests it
+            had (None: it returned; else what it raised), e.g. `CostPolicy.observe`
+            for out-of-memory backoff.
     """
 
     def __init__(
@@ -90,8 +93,10 @@ class BatchRunner:
         probe: PlacementProbe,
         record: Recorder,
         queue_depth: Callable[[], int],
+        observe: Callable[[list[Request], BaseException | None], None] | None = None,
     ) -> None:
         self._fn = fn
+        self._observe = observe
         self._collator = collator
         self._retry = options.retry
         self._isolate = options.on_error == "isolate"
@@ -114,6 +119,22 @@ class BatchRunner:
             items[start:stop] if start or stop < len(items) else items
         )
         return self._collator.split(await self._fn(batch), layout, stop - start)
+
+    def _succeeded(self, batch: list[Request]) -> None:
+        if self._observe is not None:
+            self._observe(batch, None)
+
+    def _on_reply(self, batch: list[Request]) -> OnReply | None:
+        """Each call of an isolation, told to ``observe`` with its slice of ``batch``."""
+        observe = self._observe
+        if observe is None:
+            return None
+
+        def on_reply(start: int, stop: int, reply: Any) -> None:
+            error = reply if isinstance(reply, BaseException) else None
+            observe(batch[start:stop], error)
+
+        return on_reply
 
     def _plan_call(
         self, first: BaseException, call: Callable[[int, int], Any], size: int
@@ -146,9 +167,12 @@ class BatchRunner:
                     values = self.call_slice(items, 0, size)
                 else:
                     values = self._collator.split(self._fn(prepared[0]), prepared[1], size)
+                self._succeeded(batch)
             except Exception as exc:
                 call = self._plan_call(exc, lambda a, b: self.call_slice(items, a, b), size)
-                outcomes = run_isolated(call, size, self._retry, self._clock.sleep)
+                outcomes = run_isolated(
+                    call, size, self._retry, self._clock.sleep, on_reply=self._on_reply(batch)
+                )
                 values = []
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, or isolation failed
             self._fail_batch(batch, exc, started, here, reraise=here is not None)
@@ -172,9 +196,12 @@ class BatchRunner:
         try:
             try:
                 values = await self._acall_slice(items, 0, size)
+                self._succeeded(batch)
             except Exception as exc:
                 call = self._plan_call(exc, lambda a, b: self._acall_slice(items, a, b), size)
-                outcomes = await arun_isolated(call, size, self._retry, self._asleep)
+                outcomes = await arun_isolated(
+                    call, size, self._retry, self._asleep, on_reply=self._on_reply(batch)
+                )
                 values = []
         except asyncio.CancelledError:  # the loop is shutting down, or close() gave up
             error = ClosedError("the batch was cancelled")

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from .._core.collate import Collator, get_collator
 from .._core.events import BatchListener, BatchRecord
 from .._core.retry import NO_RETRY, RetryPolicy
 from .._core.sizing import SizeController
-from .._core.validate import check_number, positive_int
+from .._core.validate import check_flag, check_int, check_number, positive_int
 from ..errors import ConfigError
 
 __all__ = ["PLACEMENTS", "EngineOptions", "Placement"]
@@ -44,8 +45,23 @@ class EngineOptions:
         controller: batch-size controller (`Fixed`, `AIMD`, `TargetLatency` or your
             own ``observe``/``next_size`` object); default ``Fixed(max_batch_size)``.
         latency_target: seconds an item may take end to end; caps waits.
-        batch_size_fn: cost of one item against the batch size (e.g. ``len``).
+        batch_size_fn: cost of one item against the batch size (e.g. ``len``): the
+            summed, first-in-first-out case of ``cost``, where ``max_batch_size``
+            and the controller count cost units (``cost`` + ``max_batch_cost`` say
+            the same and also sort and pad; the two are exclusive).
         max_batch_bytes: cap on the summed ``nbytes`` of one batch's items.
+        cost: an item's cost (e.g. its token count). A batch then holds at most
+            ``max_batch_size`` items and ``max_batch_cost``; an item over budget
+            runs alone.
+        max_batch_cost: the budget of one batch, in cost units (with ``cost``).
+        padded: a batch costs its largest item's cost times its size (every row
+            padded to the longest), not the sum.
+        sort_window: waiting items the next batch may be picked from by cost (the
+            oldest always goes, with those closest to it in cost); 0: first in,
+            first out.
+        is_oom: which exceptions of the batch function mean out of memory (default:
+            `MemoryError` and torch's ``OutOfMemoryError``); such a batch lowers the
+            cost cap and is split until it fits.
         retry: retries of a failed batch before it is bisected.
         on_error: ``"isolate"``: a failing batch is bisected until each failing item
             is alone; healthy items get results, failing items their own exception.
@@ -75,6 +91,11 @@ class EngineOptions:
     latency_target: float | None = None
     batch_size_fn: Callable[[Any], float] | None = None
     max_batch_bytes: int | None = None
+    cost: Callable[[Any], float] | None = None
+    max_batch_cost: float = math.inf
+    padded: bool = False
+    sort_window: int = 0
+    is_oom: Callable[[BaseException], bool] | None = None
     retry: RetryPolicy = NO_RETRY
     on_error: Literal["isolate", "raise"] = "isolate"
     priority_levels: int = 1
@@ -102,6 +123,7 @@ class EngineOptions:
             positive_int("max_batch_bytes", self.max_batch_bytes)
         if self.batch_size_fn is not None and not callable(self.batch_size_fn):
             raise ConfigError(f"batch_size_fn must be callable, got {self.batch_size_fn!r}")
+        self._check_cost()
         if not isinstance(self.retry, RetryPolicy):
             raise ConfigError(f"retry must be a RetryPolicy, got {self.retry!r}")
         if self.on_error not in ("isolate", "raise"):
@@ -113,3 +135,14 @@ class EngineOptions:
                 f"controller needs observe() and next_size(), got {self.controller!r}"
             )
         get_collator(self.collate)  # raises for an unknown mode or a non-collator
+
+    def _check_cost(self) -> None:
+        check_number("max_batch_cost", self.max_batch_cost, minimum=0, strict=True, allow_inf=True)
+        check_flag("padded", self.padded)
+        check_int("sort_window", self.sort_window, minimum=0)
+        for name in ("cost", "is_oom"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise ConfigError(f"{name} must be callable, got {value!r}")
+        if self.cost is not None and self.batch_size_fn is not None:
+            raise ConfigError("give cost (with max_batch_cost) or batch_size_fn, not both")

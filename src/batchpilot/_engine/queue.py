@@ -160,6 +160,48 @@ class BoundedPriorityQueue(Generic[E]):
                 batch.append(level.popleft())
         return batch, expired
 
+    def take_picked(
+        self, max_items: int, pick: Callable[[list[E]], list[int]]
+    ) -> tuple[list[E], list[E]]:
+        """Remove the entries ``pick`` chooses among the first ``max_items`` live ones.
+
+        The candidates are taken highest priority first (expired ones are removed and
+        returned apart); ``pick`` gets them in that order and returns the positions to
+        take (at least one when there are candidates). The others go back to the front
+        of their levels, in their order. Returns ``(batch, expired)``.
+        """
+        with self._lock:
+            candidates, levels, expired = self._pop_candidates(max_items)
+            chosen = set(pick(candidates)) if candidates else set()
+            batch = [entry for position, entry in enumerate(candidates) if position in chosen]
+            for position in reversed(range(len(candidates))):
+                if position not in chosen:
+                    self._levels[levels[position]].appendleft(candidates[position])
+            taken = len(batch) + len(expired)
+            if taken:
+                self._count -= taken
+                if self._putters:
+                    self._not_full.notify(taken)
+        return batch, expired
+
+    def _pop_candidates(self, max_items: int) -> tuple[list[E], list[int], list[E]]:
+        """Pop up to ``max_items`` live entries (and the expired ones before them), with
+        each one's level (the lock is held)."""
+        candidates: list[E] = []
+        levels: list[int] = []
+        expired: list[E] = []
+        now = self._clock.now()
+        for index in reversed(range(len(self._levels))):
+            level = self._levels[index]
+            while level and len(candidates) < max_items:
+                entry = level.popleft()
+                if self._expiring and entry.deadline is not None and entry.deadline <= now:
+                    expired.append(entry)
+                else:
+                    candidates.append(entry)
+                    levels.append(index)
+        return candidates, levels, expired
+
     def earliest_deadline(self) -> float | None:
         """The earliest deadline of a queued entry, or None.
 

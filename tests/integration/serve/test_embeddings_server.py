@@ -30,7 +30,7 @@ def reference(encoder_dir: Path, texts: list[str]) -> np.ndarray:
     return np.stack([embedder.predict([ids])[0] for ids in embedder.tokenize(texts)])
 
 
-@pytest.mark.parametrize("budget", ["0"], ids=["count-only"])
+@pytest.mark.parametrize("budget", ["4096", "0"], ids=["token-budget", "count-only"])
 def test_the_sync_sdk_gets_one_embedding_per_input_with_real_token_counts(
     serve: Any, encoder_dir: Path, budget: str
 ) -> None:
@@ -54,7 +54,7 @@ def test_the_sync_sdk_gets_one_embedding_per_input_with_real_token_counts(
 def test_the_async_sdk_many_concurrent_requests_each_get_their_own(
     serve: Any, encoder_dir: Path
 ) -> None:
-    server = embeddings_server(serve, encoder_dir, "--max-batch-tokens", "0")
+    server = embeddings_server(serve, encoder_dir, "--max-batch-tokens", "256")
     texts = synthetic_texts(40, median=15, sigma=1.2, hi=128, seed=8)
 
     async def main() -> list[Any]:
@@ -68,7 +68,9 @@ def test_the_async_sdk_many_concurrent_requests_each_get_their_own(
     answers = asyncio.run(main())
     got = np.array([answer.data[0].embedding for answer in answers])
     np.testing.assert_allclose(got, reference(encoder_dir, texts), atol=1e-4)
-    assert server.stats()["batcher"]["batches"] < 40  # concurrent requests shared batches
+    batcher = server.stats()["batcher"]
+    assert batcher["batches"] < 40  # concurrent requests shared batches
+    assert batcher["items"] == 40
 
 
 def test_a_bad_request_is_an_openai_error_and_embeddings_answers_without_v1(

@@ -1,0 +1,124 @@
+"""Batches by cost in the online engine: each item's cost, the next batch, out of memory.
+
+With ``cost=`` every request carries its item's cost, and a free slot takes its batch
+through `CostPolicy.take`: among the first ``sort_window`` waiting items (or as many
+as a batch may hold) `batchpilot._core.cost.pick_batch` keeps the oldest and adds the
+waiting items closest to it in cost while the budget allows (``max_batch_size``
+items, ``max_batch_cost`` and the out-of-memory cap). The others stay queued, in
+order: the oldest always goes, so grouping never holds an item back past its turn,
+and when everything waiting fits (light load) everything goes, as without a cost.
+
+A padded batch is handed over sorted by cost, so that bisecting it (after an error)
+splits it into a short and a long half. A batch that raises an out-of-memory error
+lowers the cap (`OutOfMemoryBackoff`) and empties torch's CUDA cache; the engine's
+isolation then splits it until each half fits, and an item out of memory alone fails
+alone. Successes raise the cap again slowly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .._core.cost import CostBudget, pick_batch
+from .._core.oom import OutOfMemoryBackoff, is_out_of_memory, release_cached_memory
+from .options import EngineOptions
+from .queue import BoundedPriorityQueue
+from .requests import Request
+from .slots import TakeBatch, take_by_budget, take_by_count
+
+__all__ = ["CostPolicy", "item_cost", "take_policy"]
+
+
+class CostPolicy:
+    """The cost rules of one engine (built only when its options give ``cost``)."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        assert options.cost is not None
+        self._cost = options.cost  # an item's cost
+        self._max_batch_cost = float(options.max_batch_cost)  # the budget of one batch
+        self._padded = options.padded  # a batch costs its largest item times its size
+        self._window = options.sort_window  # waiting items that may be regrouped
+        self._is_oom = options.is_oom or is_out_of_memory  # which errors mean out of memory
+        self._backoff = OutOfMemoryBackoff(self._max_batch_cost)  # the cap after OOM errors
+        self._lock = threading.Lock()  # the backoff is shared by the engine's workers
+
+    @property
+    def splits(self) -> int:
+        """Batches that ran out of memory (each one split)."""
+        return self._backoff.splits
+
+    @property
+    def cap(self) -> float:
+        """The cost a batch may have now (the budget, or lower after out of memory)."""
+        return self._backoff.cap
+
+    def cost_of(self, item: Any) -> float:
+        """``item``'s cost, checked."""
+        return _checked("cost", self._cost(item))
+
+    def take(
+        self, queue: BoundedPriorityQueue[Request], size: int
+    ) -> tuple[list[Request], list[Request]]:
+        """The next batch of at most ``size`` items within the budget (a `TakeBatch`)."""
+        budget = CostBudget(size, self._max_batch_cost, self._padded)
+        cap = self._backoff.cap
+
+        def pick(waiting: list[Request]) -> list[int]:
+            positions, _ = pick_batch([r.cost for r in waiting], budget, self._window, cap=cap)
+            return positions
+
+        batch, expired = queue.take_picked(max(self._window, size), pick)
+        if self._padded:
+            batch.sort(key=_cost)
+        return batch, expired
+
+    def observe(self, batch: list[Request], error: BaseException | None) -> None:
+        """A batch's first call returned (``error`` None) or raised ``error``."""
+        if error is None:
+            with self._lock:
+                self._backoff.on_success()
+            return
+        if not self._is_oom(error):
+            return
+        costs = [request.cost for request in batch]
+        cost = max(costs) * len(costs) if self._padded else sum(costs)
+        with self._lock:
+            self._backoff.on_out_of_memory(cost)
+        release_cached_memory()
+
+
+def item_cost(options: EngineOptions, costing: CostPolicy | None) -> Callable[[Any], float] | None:
+    """An item's cost against its batch's limits (``cost``, ``batch_size_fn``, or 1 per
+    item under ``max_batch_bytes``), or None when batches only count items."""
+    if costing is not None:
+        return costing.cost_of
+    size_fn = options.batch_size_fn
+    if size_fn is not None:
+        return lambda item: _checked("batch_size_fn", size_fn(item))
+    return None if options.max_batch_bytes is None else _one
+
+
+def take_policy(options: EngineOptions, costing: CostPolicy | None) -> TakeBatch:
+    """How a free slot picks its batch: by cost, by a summed budget, or by count."""
+    if costing is not None:
+        return costing.take
+    if options.batch_size_fn is None and options.max_batch_bytes is None:
+        return take_by_count
+    return take_by_budget(options.max_batch_bytes)
+
+
+def _checked(name: str, value: Any) -> float:
+    cost = float(value)
+    if not cost >= 0:
+        raise ValueError(f"{name} must return a cost >= 0, got {cost}")
+    return cost
+
+
+def _one(item: Any) -> float:
+    return 1.0
+
+
+def _cost(request: Request) -> float:
+    return request.cost
