@@ -29,7 +29,7 @@ import pytest
 from batchpilot.buffer import BatchStateManager
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ("README.md", "docs/serve.md", "docs/buffer.md")
+PAGES = ("README.md", "docs/serve.md", "docs/buffer.md", "docs/tokens.md")
 COPYABLE = {"python", "sh", "bash", "sql"}
 
 #: The only blocks that do not run, by page and reason.
