@@ -130,12 +130,16 @@ class BoundedPriorityQueue(Generic[E]):
                 for level in reversed(self._levels):
                     popleft = level.popleft
                     batch += [popleft() for _ in range(min(max_items - len(batch), len(level)))]
-            taken = len(batch) + len(expired)
-            if taken:
-                self._count -= taken
-                if self._putters:
-                    self._not_full.notify(taken)
+            self._removed(len(batch) + len(expired))
         return batch, expired
+
+    def _removed(self, count: int) -> None:
+        """Account ``count`` entries taken out and wake as many blocked putters (the
+        lock is held)."""
+        if count:
+            self._count -= count
+            if self._putters:
+                self._not_full.notify(count)
 
     def _take_checked(
         self, max_items: int, max_cost: float | None, cost: Callable[[E], float] | None
@@ -177,11 +181,7 @@ class BoundedPriorityQueue(Generic[E]):
             for position in reversed(range(len(candidates))):
                 if position not in chosen:
                     self._levels[levels[position]].appendleft(candidates[position])
-            taken = len(batch) + len(expired)
-            if taken:
-                self._count -= taken
-                if self._putters:
-                    self._not_full.notify(taken)
+            self._removed(len(batch) + len(expired))
         return batch, expired
 
     def _pop_candidates(self, max_items: int) -> tuple[list[E], list[int], list[E]]:
@@ -221,10 +221,7 @@ class BoundedPriorityQueue(Generic[E]):
             for level in self._levels:
                 while level and level[0].deadline is not None and level[0].deadline <= now:
                     expired.append(level.popleft())
-            if expired:
-                self._count -= len(expired)
-                if self._putters:
-                    self._not_full.notify(len(expired))
+            self._removed(len(expired))
         return expired
 
     def reset_after_fork(self) -> None:
@@ -256,9 +253,7 @@ class BoundedPriorityQueue(Generic[E]):
                     level.remove(entry)
                 except ValueError:
                     continue
-                self._count -= 1
-                if self._putters:
-                    self._not_full.notify()
+                self._removed(1)
                 return True
         return False
 

@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -377,16 +377,7 @@ class ServeApp:
             future = batcher.engine.afuture_on(loop, item, priority=priority)
         except (QueueFullError, ClosedError) as exc:
             raise self._refused(exc, error_body) from None
-        # A deadline is one timer that cancels the future (the engine then drops a
-        # queued item unrun): cheaper than asyncio.wait_for's waiter and callbacks.
-        timer = None if timeout is None else loop.call_later(timeout, future.cancel, _DEADLINE)
-        try:
-            output = await future
-        except BaseException as exc:
-            raise _failed(exc, timeout, error_body) from None
-        finally:
-            if timer is not None:
-                timer.cancel()
+        output = await _outcome(loop, future, (future,), timeout, error_body)
         try:
             if model.encode is not None:
                 output = model.encode(output)
@@ -421,15 +412,8 @@ class ServeApp:
         except (QueueFullError, ClosedError) as exc:
             _cancel_all(futures)
             raise self._refused(exc, openai_error) from None
-        timer = None if timeout is None else loop.call_later(timeout, _cancel_all, futures)
-        try:
-            vectors = await asyncio.gather(*futures)
-        except BaseException as exc:
-            _cancel_all(futures)
-            raise _failed(exc, timeout, openai_error) from None
-        finally:
-            if timer is not None:
-                timer.cancel()
+        gathered = asyncio.gather(*futures)
+        vectors = await _outcome(loop, gathered, futures, timeout, openai_error)
         tokens = sum(len(item) for item in items)
         response = embeddings_response(request, vectors, tokens, request.model or model.name)
         return 200, orjson.dumps(response), ()
@@ -664,7 +648,29 @@ def _failed(
     return exc
 
 
-def _cancel_all(futures: list[asyncio.Future[Any]]) -> None:
+async def _outcome(
+    loop: asyncio.AbstractEventLoop,
+    waiting: Awaitable[Any],
+    futures: Sequence[asyncio.Future[Any]],
+    timeout: float | None,
+    error: Callable[[str], bytes],
+) -> Any:
+    """What ``waiting`` (the request's ``futures``, or their gathering) gives, or the
+    `_Reply` for its failure. A deadline is one timer that cancels the futures (the
+    engine then drops queued items unrun): cheaper than asyncio.wait_for's waiter and
+    callbacks. When one fails, the others are cancelled too."""
+    timer = None if timeout is None else loop.call_later(timeout, _cancel_all, futures)
+    try:
+        return await waiting
+    except BaseException as exc:
+        _cancel_all(futures)
+        raise _failed(exc, timeout, error) from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _cancel_all(futures: Sequence[asyncio.Future[Any]]) -> None:
     """Cancel every future of a request (its deadline passed, or one of them failed)."""
     for future in futures:
         future.cancel(_DEADLINE)
