@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .._core.cost import CloseReason
+from .._core.cost import CloseReason, padded_fraction
 from .._core.sizing import LinearCostModel
 from .._core.statistics import Statistics
 
-__all__ = ["BatchTally", "EngineStatistics", "padded_fraction"]
+__all__ = ["BatchTally", "EngineStatistics"]
 
 _REFIT_EVERY = 16  # batches between refits of the cost model
 
@@ -139,11 +139,6 @@ class EngineStatistics(Statistics):
             oom_splits=tally.oom_splits,
             cost_cap=cost_cap,
         )
-
-
-def padded_fraction(cost: float, padded_cost: float) -> float:
-    """The share of ``padded_cost`` that was padding: ``1 - cost / padded_cost`` (0 for 0)."""
-    return 1.0 - cost / padded_cost if padded_cost > 0 else 0.0
 
 
 class BatchTally:
