@@ -27,6 +27,7 @@ from .validate import check_flag, check_number, positive_int
 
 __all__ = [
     "BatchMeter",
+    "BatchTrace",
     "CloseReason",
     "CostBudget",
     "group_by_cost",
@@ -45,6 +46,20 @@ class CloseReason(str, enum.Enum):
     DEADLINE = "deadline"  # an item's deadline was near
     SHUTDOWN = "shutdown"  # the engine was closing and flushed what it held
     INPUT_END = "input_end"  # a bulk job's input (or its regrouping window) ran out
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTrace:
+    """What one batch did, where an engine runs batches inside a larger unit (a bulk
+    chunk): why it closed, its size, real and padded cost, the out-of-memory errors it
+    met (each one a split) and its seconds in the batch function (its halves' too)."""
+
+    reason: str
+    size: int
+    cost: float
+    padded_cost: float
+    oom_splits: int
+    duration: float
 
 
 def padded_fraction(cost: float, padded_cost: float) -> float:
