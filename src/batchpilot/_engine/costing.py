@@ -28,7 +28,7 @@ from .queue import BoundedPriorityQueue
 from .requests import Request
 from .slots import TakeBatch, Taken, take_by_budget, take_by_count
 
-__all__ = ["CostPolicy", "batch_costs", "item_cost", "take_policy"]
+__all__ = ["CostPolicy", "batch_costs", "has_costs", "item_cost", "take_policy"]
 
 
 class CostPolicy:
@@ -101,15 +101,26 @@ def batch_costs(batch: list[Request]) -> tuple[float, float]:
     return float(sum(costs)), (max(costs) * len(costs) if costs else 0.0)
 
 
+def has_costs(options: EngineOptions) -> bool:
+    """Whether each request carries its item's cost (``Request.cost``)."""
+    return (
+        options.cost is not None
+        or options.batch_size_fn is not None
+        or options.max_batch_bytes is not None
+    )
+
+
 def item_cost(options: EngineOptions, costing: CostPolicy | None) -> Callable[[Any], float] | None:
     """An item's cost against its batch's limits (``cost``, ``batch_size_fn``, or 1 per
     item under ``max_batch_bytes``), or None when batches only count items."""
+    if not has_costs(options):
+        return None
     if costing is not None:
         return costing.cost_of
     size_fn = options.batch_size_fn
     if size_fn is not None:
         return lambda item: _checked("batch_size_fn", size_fn(item))
-    return None if options.max_batch_bytes is None else _one
+    return _one
 
 
 def take_policy(options: EngineOptions, costing: CostPolicy | None) -> TakeBatch:

@@ -184,7 +184,6 @@ class Engine:
             self._slots.record,
             self._queue.__len__,
             None if self._costing is None else self._costing.observe,
-            self._item_cost is not None,
         )
         # Worker threads for plain-``def`` batches.
         self._pool = WorkerPool(

@@ -28,7 +28,7 @@ from .._core.events import BatchListener, BatchRecord, notify
 from .._core.isolation import OnReply, Outcome, arun_isolated, run_isolated
 from .._core.replay import replay_first
 from ..errors import ClosedError
-from .costing import batch_costs
+from .costing import batch_costs, has_costs
 from .options import EngineOptions
 from .policy import PlacementProbe
 from .requests import Request, deliver
@@ -97,8 +97,9 @@ class BatchRunner:
         queue_depth: items waiting in the engine's queue now (for `BatchRecord`).
         observe: told how each call of the batch function went (`Observe`), e.g.
             `CostPolicy.observe` for out-of-memory backoff.
-        costed: requests carry their costs (``Request.cost``), so a batch's record
-            says what it cost; else a batch costs its size.
+
+    When requests carry their costs (`has_costs`) a batch's record says what it
+    cost; otherwise a batch costs its size.
     """
 
     def __init__(
@@ -111,11 +112,10 @@ class BatchRunner:
         record: Recorder,
         queue_depth: Callable[[], int],
         observe: Observe | None = None,
-        costed: bool = False,
     ) -> None:
         self._fn = fn
         self._observe = observe
-        self._costed = costed
+        self._costed = has_costs(options)  # requests carry Request.cost
         self._collator = collator
         self._retry = options.retry
         self._isolate = options.on_error == "isolate"
