@@ -12,7 +12,17 @@ instance to any engine's ``listeners`` (online, bulk, buffer) and it exports, pe
   once at the batch's mean latency (queue time + duration);
 * ``batchpilot_items_total`` (counter, ``outcome`` = ``succeeded``/``failed``);
 * ``batchpilot_errors_total`` (counter, ``error_type``): failed items by exception
-  class name.
+  class name;
+* ``batchpilot_batches_closed_total`` (counter, ``reason``): batches by why they
+  closed (``count``, ``budget``, ``idle_worker``, ``max_wait``, ``deadline``,
+  ``shutdown``, ``input_end``; batches whose engine does not say are not counted);
+* ``batchpilot_batch_cost_total`` and ``batchpilot_batch_padded_cost_total``
+  (counters): the batches' real cost (the sum of their items' costs, or their item
+  counts without ``cost=``) and padded cost (largest item's cost times size);
+* ``batchpilot_batch_padded_fraction`` (gauge): ``1 - cost / padded_cost`` over
+  all batches so far, the share of the work that was padding;
+* ``batchpilot_oom_splits_total`` (counter): out-of-memory errors batches met, each
+  one a split.
 
 `start_http_server` serves them for scraping. Needs prometheus-client (the
 ``metrics`` extra): ``pip install prometheus-client``.
@@ -51,6 +61,7 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
         "batchpilot.metrics needs prometheus-client; install it with: pip install prometheus-client"
     ) from _missing
 
+from ._core.cost import padded_fraction
 from ._core.events import BatchRecord
 
 __all__ = [
@@ -104,6 +115,46 @@ class _Series:
     succeeded: int = 0
     failed: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)  # batches by close reason
+    cost: float = 0.0  # summed real cost of the batches
+    padded_cost: float = 0.0  # summed padded cost of the batches
+    oom_splits: int = 0  # out-of-memory errors the batches met
+
+    def snapshot(self) -> _Snapshot:
+        """Plain copies of the current values (taken under the listener's lock)."""
+        return _Snapshot(
+            self.queue_depth,
+            (self.size.buckets(), self.size.total),
+            (self.duration.buckets(), self.duration.total),
+            (self.latency.buckets(), self.latency.total),
+            self.succeeded,
+            self.failed,
+            dict(self.errors),
+            dict(self.reasons),
+            self.cost,
+            self.padded_cost,
+            self.oom_splits,
+        )
+
+
+_Buckets = tuple[list[tuple[str, float]], float]  # a histogram's cumulative buckets and sum
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One series' values at a scrape."""
+
+    queue_depth: int
+    size: _Buckets
+    duration: _Buckets
+    latency: _Buckets
+    succeeded: int
+    failed: int
+    errors: dict[str, int]
+    reasons: dict[str, int]
+    cost: float
+    padded_cost: float
+    oom_splits: int
 
 
 class PrometheusMetrics:
@@ -167,6 +218,11 @@ class PrometheusMetrics:
             series.succeeded += record.succeeded
             series.failed += record.failed
             series.errors.update(record.error_types)
+            if record.close_reason:
+                series.reasons[record.close_reason] += 1
+            series.cost += record.cost
+            series.padded_cost += record.padded_cost
+            series.oom_splits += record.oom_splits
 
     def unregister(self) -> None:
         """Remove these metrics from the registry (idempotent)."""
@@ -180,24 +236,15 @@ class PrometheusMetrics:
     def collect(self) -> Iterator[Metric]:
         """The current values, for the registry to expose."""
         with self._lock:
-            snapshot = {
-                key: (
-                    series.queue_depth,
-                    series.size.buckets(),
-                    series.size.total,
-                    series.duration.buckets(),
-                    series.duration.total,
-                    series.latency.buckets(),
-                    series.latency.total,
-                    series.succeeded,
-                    series.failed,
-                    dict(series.errors),
-                )
-                for key, series in self._series.items()
-            }
+            snapshot = {key: series.snapshot() for key, series in self._series.items()}
         return self._families(snapshot)
 
-    def _families(self, snapshot: dict[tuple[str, str], tuple[Any, ...]]) -> Iterator[Metric]:
+    def _families(self, snapshot: dict[tuple[str, str], _Snapshot]) -> Iterator[Metric]:
+        yield from self._batch_families(snapshot)
+        yield from self._cost_families(snapshot)
+
+    def _batch_families(self, snapshot: dict[tuple[str, str], _Snapshot]) -> Iterator[Metric]:
+        """Queue depth, sizes, durations, latencies, items and errors."""
         prefix = self.namespace
         depth = GaugeMetricFamily(
             f"{prefix}_queue_depth", "Items waiting when the last batch finished.", labels=_LABELS
@@ -217,17 +264,55 @@ class PrometheusMetrics:
         errors = CounterMetricFamily(
             f"{prefix}_errors", "Failed items by exception type.", labels=[*_LABELS, "error_type"]
         )
-        for labels, values in snapshot.items():
-            queue_depth, size_b, size_s, dur_b, dur_s, lat_b, lat_s, ok, failed, types = values
-            depth.add_metric(labels, queue_depth)
-            size.add_metric(labels, size_b, size_s)
-            duration.add_metric(labels, dur_b, dur_s)
-            latency.add_metric(labels, lat_b, lat_s)
-            items.add_metric([*labels, "succeeded"], ok)
-            items.add_metric([*labels, "failed"], failed)
-            for error_type, count in sorted(types.items()):
+        for key, values in snapshot.items():
+            labels = list(key)
+            depth.add_metric(labels, values.queue_depth)
+            size.add_metric(labels, *values.size)
+            duration.add_metric(labels, *values.duration)
+            latency.add_metric(labels, *values.latency)
+            items.add_metric([*labels, "succeeded"], values.succeeded)
+            items.add_metric([*labels, "failed"], values.failed)
+            for error_type, count in sorted(values.errors.items()):
                 errors.add_metric([*labels, error_type], count)
         yield from (depth, size, duration, latency, items, errors)
+
+    def _cost_families(self, snapshot: dict[tuple[str, str], _Snapshot]) -> Iterator[Metric]:
+        """Why batches closed, what they cost, padded and not, and out-of-memory splits."""
+        prefix = self.namespace
+        closed = CounterMetricFamily(
+            f"{prefix}_batches_closed",
+            "Batches by why they closed.",
+            labels=[*_LABELS, "reason"],
+        )
+        cost = CounterMetricFamily(
+            f"{prefix}_batch_cost",
+            "Real cost of the batches: the sum of their items' costs (items without cost=).",
+            labels=_LABELS,
+        )
+        padded = CounterMetricFamily(
+            f"{prefix}_batch_padded_cost",
+            "Padded cost of the batches: largest item's cost times size.",
+            labels=_LABELS,
+        )
+        fraction = GaugeMetricFamily(
+            f"{prefix}_batch_padded_fraction",
+            "Share of the padded cost that was padding: 1 - cost / padded cost.",
+            labels=_LABELS,
+        )
+        splits = CounterMetricFamily(
+            f"{prefix}_oom_splits",
+            "Out-of-memory errors batches met, each one a split.",
+            labels=_LABELS,
+        )
+        for key, values in snapshot.items():
+            labels = list(key)
+            for reason, count in sorted(values.reasons.items()):
+                closed.add_metric([*labels, reason], count)
+            cost.add_metric(labels, values.cost)
+            padded.add_metric(labels, values.padded_cost)
+            fraction.add_metric(labels, padded_fraction(values.cost, values.padded_cost))
+            splits.add_metric(labels, values.oom_splits)
+        yield from (closed, cost, padded, fraction, splits)
 
     def __repr__(self) -> str:
         with self._lock:

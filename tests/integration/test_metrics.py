@@ -220,3 +220,86 @@ def test_a_real_online_engine_run_is_exported(
     assert samples[("batchpilot_items_total", model | {("outcome", "failed")})] == 1
     assert samples[("batchpilot_errors_total", model | {("error_type", "KeyError")})] == 1
     assert samples[("batchpilot_queue_depth", model)] == 0
+
+
+def _latest(registry: CollectorRegistry) -> Samples:
+    from prometheus_client import generate_latest
+
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_batches_by_close_reason_cost_padding_and_oom_splits_are_exported(
+    registry: CollectorRegistry,
+) -> None:
+    metrics = PrometheusMetrics(registry)
+    for reason, cost, padded, splits in (
+        ("count", 30.0, 40.0, 0),
+        ("budget", 50.0, 60.0, 2),
+        ("count", 20.0, 20.0, 0),
+    ):
+        metrics.record_batch(
+            BatchRecord(
+                "online",
+                size=4,
+                duration=0.01,
+                succeeded=4,
+                name="embed",
+                close_reason=reason,
+                cost=cost,
+                padded_cost=padded,
+                oom_splits=splits,
+            )
+        )
+    metrics.record_batch(BatchRecord("buffer", size=3, duration=0.1, cost=3, padded_cost=3))
+    samples = _latest(registry)
+    embed = {"engine": "online", "name": "embed"}
+    assert samples["batchpilot_batches_closed_total", labels(**embed, reason="count")] == 2
+    assert samples["batchpilot_batches_closed_total", labels(**embed, reason="budget")] == 1
+    assert samples["batchpilot_batch_cost_total", labels(**embed)] == 100
+    assert samples["batchpilot_batch_padded_cost_total", labels(**embed)] == 120
+    assert samples["batchpilot_batch_padded_fraction", labels(**embed)] == pytest.approx(1 / 6)
+    assert samples["batchpilot_oom_splits_total", labels(**embed)] == 2
+    buffer = {"engine": "buffer", "name": ""}
+    assert samples["batchpilot_batch_padded_fraction", labels(**buffer)] == 0
+    # A record that does not say why it closed is counted under no reason.
+    assert not any(
+        name == "batchpilot_batches_closed_total" and ("engine", "buffer") in key
+        for name, key in samples
+    )
+
+
+def test_an_online_engine_by_cost_exports_its_reasons_and_padding(
+    registry: CollectorRegistry,
+) -> None:
+    metrics = PrometheusMetrics(registry)
+    engine = Engine(
+        lambda batch: batch,
+        collate="list",
+        max_wait=0.0,
+        cost=float,
+        max_batch_cost=10,
+        padded=True,
+        sort_window=8,
+        listeners=[metrics],
+        name="tokens",
+    )
+    try:
+        engine.pause()
+        futures = [engine.submit(x) for x in (4, 2, 8)]
+        engine.resume()
+        assert [future.result(timeout=10) for future in futures] == [4, 2, 8]
+    finally:
+        engine.close(timeout=5)
+    samples = _latest(registry)
+    tokens = {"engine": "online", "name": "tokens"}
+    # [4, 2] padded to 8 (the 8 would make 3 x 8 = 24 > 10), then [8] alone.
+    assert samples["batchpilot_batches_closed_total", labels(**tokens, reason="budget")] == 1
+    assert samples["batchpilot_batches_closed_total", labels(**tokens, reason="idle_worker")] == 1
+    assert samples["batchpilot_batch_cost_total", labels(**tokens)] == 14
+    assert samples["batchpilot_batch_padded_cost_total", labels(**tokens)] == 16
+    assert samples["batchpilot_batch_padded_fraction", labels(**tokens)] == pytest.approx(1 / 8)

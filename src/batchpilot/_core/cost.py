@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 from .validate import check_flag, check_number, positive_int
 
-__all__ = ["BatchMeter", "CloseReason", "CostBudget", "group_by_cost", "pick_batch"]
+__all__ = [
+    "BatchMeter",
+    "BatchTrace",
+    "CloseReason",
+    "CostBudget",
+    "group_by_cost",
+    "padded_fraction",
+    "pick_batch",
+]
 
 
 class CloseReason(str, enum.Enum):
@@ -38,6 +46,25 @@ class CloseReason(str, enum.Enum):
     DEADLINE = "deadline"  # an item's deadline was near
     SHUTDOWN = "shutdown"  # the engine was closing and flushed what it held
     INPUT_END = "input_end"  # a bulk job's input (or its regrouping window) ran out
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTrace:
+    """What one batch did, where an engine runs batches inside a larger unit (a bulk
+    chunk): why it closed, its size, real and padded cost, the out-of-memory errors it
+    met (each one a split) and its seconds in the batch function (its halves' too)."""
+
+    reason: str
+    size: int
+    cost: float
+    padded_cost: float
+    oom_splits: int
+    duration: float
+
+
+def padded_fraction(cost: float, padded_cost: float) -> float:
+    """The share of ``padded_cost`` that was padding: ``1 - cost / padded_cost`` (0 for 0)."""
+    return 1.0 - cost / padded_cost if padded_cost > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,15 @@ class BatchRecord:
         error_types: failed items counted by exception class name.
         queue_depth: items still waiting when the batch finished.
         name: the batcher's or job's name, for labelling metrics.
+        close_reason: why the batch stopped growing, a `batchpilot._core.cost.CloseReason`
+            value (``"count"``, ``"budget"``, ``"idle_worker"``, ``"max_wait"``,
+            ``"deadline"``, ``"shutdown"``, ``"input_end"``); "" where an engine
+            does not say (a bulk chunk without ``cost=``, a buffer flush).
+        cost: the batch's real cost, the sum of its items' costs (its item count
+            without a cost function).
+        padded_cost: its largest item's cost times its size (what a padded batch
+            computes; its item count without a cost function).
+        oom_splits: out-of-memory errors the batch met, each one a split.
     """
 
     engine: str
@@ -43,6 +52,10 @@ class BatchRecord:
     error_types: Mapping[str, int] = field(default_factory=dict)
     queue_depth: int = 0
     name: str = ""
+    close_reason: str = ""
+    cost: float = 0.0
+    padded_cost: float = 0.0
+    oom_splits: int = 0
 
     @property
     def latency(self) -> float:

@@ -21,14 +21,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .._core.cost import CostBudget, pick_batch
+from .._core.cost import CloseReason, CostBudget, pick_batch
 from .._core.oom import OutOfMemoryBackoff, is_out_of_memory, release_cached_memory
 from .options import EngineOptions
 from .queue import BoundedPriorityQueue
 from .requests import Request
-from .slots import TakeBatch, take_by_budget, take_by_count
+from .slots import TakeBatch, Taken, take_by_budget, take_by_count
 
-__all__ = ["CostPolicy", "item_cost", "take_policy"]
+__all__ = ["CostPolicy", "batch_costs", "has_costs", "item_cost", "take_policy"]
 
 
 class CostPolicy:
@@ -58,46 +58,69 @@ class CostPolicy:
         """``item``'s cost, checked."""
         return _checked("cost", self._cost(item))
 
-    def take(
-        self, queue: BoundedPriorityQueue[Request], size: int
-    ) -> tuple[list[Request], list[Request]]:
+    def take(self, queue: BoundedPriorityQueue[Request], size: int) -> Taken:
         """The next batch of at most ``size`` items within the budget (a `TakeBatch`)."""
         budget = CostBudget(size, self._max_batch_cost, self._padded)
         cap = self._backoff.cap
+        closed: list[CloseReason | None] = [None]  # why pick_batch stopped (None: all fit)
 
         def pick(waiting: list[Request]) -> list[int]:
-            positions, _ = pick_batch([r.cost for r in waiting], budget, self._window, cap=cap)
+            positions, closed[0] = pick_batch(
+                [r.cost for r in waiting], budget, self._window, cap=cap
+            )
             return positions
 
         batch, expired = queue.take_picked(max(self._window, size), pick)
         if self._padded:
             batch.sort(key=_cost)
-        return batch, expired
+        reason = closed[0]
+        if reason is None:  # everything it looked at fit
+            reason = CloseReason.COUNT if len(batch) >= size else CloseReason.IDLE_WORKER
+        return batch, expired, reason
 
-    def observe(self, batch: list[Request], error: BaseException | None) -> None:
-        """A batch's first call returned (``error`` None) or raised ``error``."""
+    def observe(self, batch: list[Request], error: BaseException | None) -> bool:
+        """A batch's call returned (``error`` None) or raised ``error``; returns whether
+        that was out of memory (the batch is split)."""
         if error is None:
             with self._lock:
                 self._backoff.on_success()
-            return
+            return False
         if not self._is_oom(error):
-            return
-        costs = [request.cost for request in batch]
-        cost = max(costs) * len(costs) if self._padded else sum(costs)
+            return False
+        cost, padded_cost = batch_costs(batch)
         with self._lock:
-            self._backoff.on_out_of_memory(cost)
+            self._backoff.on_out_of_memory(padded_cost if self._padded else cost)
         release_cached_memory()
+        return True
+
+
+def batch_costs(batch: list[Request]) -> tuple[float, float]:
+    """A batch's real cost (the sum of its items' costs) and its padded cost (its
+    largest item's cost times its size); its requests carry their costs."""
+    costs = [request.cost for request in batch]
+    return float(sum(costs)), (max(costs) * len(costs) if costs else 0.0)
+
+
+def has_costs(options: EngineOptions) -> bool:
+    """Whether each request carries its item's cost (``Request.cost``)."""
+    return (
+        options.cost is not None
+        or options.batch_size_fn is not None
+        or options.max_batch_bytes is not None
+    )
 
 
 def item_cost(options: EngineOptions, costing: CostPolicy | None) -> Callable[[Any], float] | None:
     """An item's cost against its batch's limits (``cost``, ``batch_size_fn``, or 1 per
     item under ``max_batch_bytes``), or None when batches only count items."""
+    if not has_costs(options):
+        return None
     if costing is not None:
         return costing.cost_of
     size_fn = options.batch_size_fn
     if size_fn is not None:
         return lambda item: _checked("batch_size_fn", size_fn(item))
-    return None if options.max_batch_bytes is None else _one
+    return _one
 
 
 def take_policy(options: EngineOptions, costing: CostPolicy | None) -> TakeBatch:

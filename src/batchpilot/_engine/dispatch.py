@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from .._core.cost import CloseReason
 from .._core.loopthread import LoopThread
 from ..errors import ClosedError, QueueFullError
 from .execute import BatchRunner
@@ -31,6 +32,8 @@ from .state import INLINE_ROUND, LOOP_STOP_TIMEOUT, EngineState, Fail
 __all__ = ["Inbox", "LoopDispatch"]
 
 _FUTURE_DONE = asyncio.Future.done
+_COUNT = CloseReason.COUNT
+_IDLE_WORKER = CloseReason.IDLE_WORKER
 
 
 class Inbox:
@@ -339,14 +342,20 @@ class LoopDispatch:
         taken = 0
         while taken < len(items) and now() < until and self._slots.acquire(inbox=True):
             stop = taken + self._current_size()
-            self._run_direct(items[taken:stop], futures[taken:stop], loop)
+            reason = _COUNT if stop <= len(items) else _IDLE_WORKER
+            self._run_direct(items[taken:stop], futures[taken:stop], loop, reason)
             taken = min(stop, len(items))
         return taken
 
     def _run_direct(
-        self, items: list[Any], futures: list[asyncio.Future[Any]], loop: asyncio.AbstractEventLoop
+        self,
+        items: list[Any],
+        futures: list[asyncio.Future[Any]],
+        loop: asyncio.AbstractEventLoop,
+        reason: CloseReason,
     ) -> None:
-        """Run one batch from an inbox inline, holding a slot; complete its futures.
+        """Run one batch from an inbox inline, holding a slot; complete its futures
+        (``reason``: why the batch closed).
 
         A batch whose call raises becomes requests and takes the general path
         (`BatchRunner.run_sync`, which replays the error: the function is not called twice).
@@ -371,12 +380,14 @@ class LoopDispatch:
         except BaseException as exc:
             batch = _loop_requests(items, futures, loop)
             with state.lock:
-                state.in_flight[id(batch)] = batch
+                self._slots.track_locked(batch, reason)
             self._runner.run_sync(batch, loop, error=exc)
             return
         self._probe.end_sample(sample)
         duration = state.clock.now() - started
-        self._slots.record(size=len(items), duration=duration, failed=0, ok=True, batch_id=None)
+        self._slots.record(
+            size=len(items), duration=duration, failed=0, ok=True, batch_id=None, reason=reason
+        )
         for future, value in zip(futures, values, strict=True):
             if not future.done():
                 future.set_result(value)

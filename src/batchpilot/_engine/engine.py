@@ -458,10 +458,7 @@ class Engine:
 
     def _refuse_inside_batch(self, here: asyncio.AbstractEventLoop | None) -> None:
         """`close` waits for running batches, so it must not run inside one."""
-        thread = threading.current_thread()
-        if thread in self._pool.threads or (
-            here is not None and here in self._dispatch.dispatching
-        ):
+        if threading.current_thread() in self._pool.threads or here in self._dispatch.dispatching:
             raise RuntimeError(
                 "close() cannot be called from inside the batch function, a listener or a "
                 "future's done-callback: it waits for the engine's own threads; call it "
@@ -577,6 +574,7 @@ class Engine:
                 paused=state.paused,
                 closed=not state.open,
                 placement=self.placement,
+                cost_cap=None if self._costing is None else self._costing.cap,
             )
 
     def __repr__(self) -> str:

@@ -23,10 +23,12 @@ from typing import Any, Protocol
 
 from .._core.clock import SYSTEM_CLOCK
 from .._core.collate import Collator
+from .._core.cost import CloseReason
 from .._core.events import BatchListener, BatchRecord, notify
 from .._core.isolation import OnReply, Outcome, arun_isolated, run_isolated
 from .._core.replay import replay_first
 from ..errors import ClosedError
+from .costing import batch_costs, has_costs
 from .options import EngineOptions
 from .policy import PlacementProbe
 from .requests import Request, deliver
@@ -39,13 +41,27 @@ _log = logging.getLogger("batchpilot")
 class Recorder(Protocol):
     """The engine's count of a finished batch (`Slots.record`): ``size`` items in
     ``duration`` seconds, ``failed`` of them failed, ``ok`` if the first attempt
-    succeeded, ``batch_id`` its in-flight key (None: run straight from an inbox).
-    It frees the batch's slot and returns whether the outcomes are still to be
-    delivered."""
+    succeeded, ``batch_id`` its in-flight key, its real and padded ``cost`` (None:
+    its size) and the ``oom_splits`` it met. It frees the batch's slot and returns
+    why the batch closed when its outcomes are still to be delivered, else None."""
 
     def __call__(
-        self, *, size: int, duration: float, failed: int, ok: bool, batch_id: int | None
-    ) -> bool: ...
+        self,
+        *,
+        size: int,
+        duration: float,
+        failed: int,
+        ok: bool,
+        batch_id: int | None,
+        cost: float | None,
+        padded_cost: float | None,
+        oom_splits: int,
+    ) -> CloseReason | None: ...
+
+
+#: ``observe(requests, error)``: a call of the batch function on ``requests`` returned
+#: (``error`` None) or raised ``error``; returns whether it ran out of memory.
+Observe = Callable[[list[Request], BaseException | None], bool]
 
 
 def _whole_batch_only(call: Callable[[int, int], Any], size: int) -> Callable[[int, int], Any]:
@@ -79,9 +95,11 @@ class BatchRunner:
         probe: measures inline batches for the engine's placement decision.
         record: the engine's `Recorder`, called once per finished batch.
         queue_depth: items waiting in the engine's queue now (for `BatchRecord`).
-        observe: told how each call of the batch function went, with the requests it
-            had (None: it returned; else what it raised), e.g. `CostPolicy.observe`
-            for out-of-memory backoff.
+        observe: told how each call of the batch function went (`Observe`), e.g.
+            `CostPolicy.observe` for out-of-memory backoff.
+
+    When requests carry their costs (`has_costs`) a batch's record says what it
+    cost; otherwise a batch costs its size.
     """
 
     def __init__(
@@ -93,10 +111,11 @@ class BatchRunner:
         probe: PlacementProbe,
         record: Recorder,
         queue_depth: Callable[[], int],
-        observe: Callable[[list[Request], BaseException | None], None] | None = None,
+        observe: Observe | None = None,
     ) -> None:
         self._fn = fn
         self._observe = observe
+        self._costed = has_costs(options)  # requests carry Request.cost
         self._collator = collator
         self._retry = options.retry
         self._isolate = options.on_error == "isolate"
@@ -124,15 +143,17 @@ class BatchRunner:
         if self._observe is not None:
             self._observe(batch, None)
 
-    def _on_reply(self, batch: list[Request]) -> OnReply | None:
-        """Each call of an isolation, told to ``observe`` with its slice of ``batch``."""
+    def _on_reply(self, batch: list[Request], oom: list[int]) -> OnReply | None:
+        """Each call of an isolation, told to ``observe`` with its slice of ``batch``;
+        ``oom[0]`` counts the calls that ran out of memory."""
         observe = self._observe
         if observe is None:
             return None
 
         def on_reply(start: int, stop: int, reply: Any) -> None:
             error = reply if isinstance(reply, BaseException) else None
-            observe(batch[start:stop], error)
+            if observe(batch[start:stop], error):
+                oom[0] += 1
 
         return on_reply
 
@@ -159,6 +180,7 @@ class BatchRunner:
         started = self._clock.now()
         sample = None if here is None else self._probe.start_sample()
         outcomes: list[Outcome] | None = None
+        oom = [0]  # out-of-memory errors the isolation met
         try:
             try:
                 if error is not None:
@@ -171,14 +193,14 @@ class BatchRunner:
             except Exception as exc:
                 call = self._plan_call(exc, lambda a, b: self.call_slice(items, a, b), size)
                 outcomes = run_isolated(
-                    call, size, self._retry, self._clock.sleep, on_reply=self._on_reply(batch)
+                    call, size, self._retry, self._clock.sleep, on_reply=self._on_reply(batch, oom)
                 )
                 values = []
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, or isolation failed
             self._fail_batch(batch, exc, started, here, reraise=here is not None)
             return
         self._probe.end_sample(sample)
-        self._finish_outcomes(batch, values, outcomes, started, here)
+        self._finish_outcomes(batch, values, outcomes, started, here, oom[0])
 
     async def run_async(
         self, batch: list[Request], loop: asyncio.AbstractEventLoop, *, callers_loop: bool
@@ -193,6 +215,7 @@ class BatchRunner:
         size = len(items)
         started = self._clock.now()
         outcomes: list[Outcome] | None = None
+        oom = [0]  # out-of-memory errors the isolation met
         try:
             try:
                 values = await self._acall_slice(items, 0, size)
@@ -200,7 +223,7 @@ class BatchRunner:
             except Exception as exc:
                 call = self._plan_call(exc, lambda a, b: self._acall_slice(items, a, b), size)
                 outcomes = await arun_isolated(
-                    call, size, self._retry, self._asleep, on_reply=self._on_reply(batch)
+                    call, size, self._retry, self._asleep, on_reply=self._on_reply(batch, oom)
                 )
                 values = []
         except asyncio.CancelledError:  # the loop is shutting down, or close() gave up
@@ -210,7 +233,7 @@ class BatchRunner:
         except BaseException as exc:  # KeyboardInterrupt, SystemExit, or isolation failed
             self._fail_batch(batch, exc, started, loop, reraise=callers_loop)
             return
-        self._finish_outcomes(batch, values, outcomes, started, loop)
+        self._finish_outcomes(batch, values, outcomes, started, loop, oom[0])
 
     def _fail_batch(
         self,
@@ -252,6 +275,7 @@ class BatchRunner:
         outcomes: list[Outcome] | None,
         started: float,
         here: asyncio.AbstractEventLoop | None,
+        oom_splits: int,
     ) -> None:
         if outcomes is None:
             self._finish(batch, values, None, started, True, here)
@@ -263,6 +287,7 @@ class BatchRunner:
                 started,
                 False,
                 here,
+                oom_splits,
             )
 
     def _finish(
@@ -273,20 +298,33 @@ class BatchRunner:
         started: float,
         ok: bool,
         here: asyncio.AbstractEventLoop | None,
+        oom_splits: int = 0,
     ) -> None:
         """Record a finished batch, free its slot and deliver its outcomes (once)."""
         duration = self._clock.now() - started
         failed = 0 if oks is None else oks.count(False)
-        owned = self._record(
-            size=len(batch), duration=duration, failed=failed, ok=ok, batch_id=id(batch)
+        size = len(batch)
+        cost = padded_cost = None  # a batch without costs costs its size
+        if self._costed:
+            cost, padded_cost = batch_costs(batch)
+        reason = self._record(
+            size=size,
+            duration=duration,
+            failed=failed,
+            ok=ok,
+            batch_id=id(batch),
+            cost=cost,
+            padded_cost=padded_cost,
+            oom_splits=oom_splits,
         )
         # Listeners (metrics) first: whoever has a result then also sees its batch counted.
         # A batch whose items close() already failed reports nothing: none got its result.
         try:
-            if self._listeners and owned:
-                self._emit(batch, values, oks, started, duration)
+            if self._listeners and reason is not None:
+                costs = (size, size) if cost is None or padded_cost is None else (cost, padded_cost)
+                self._emit(batch, values, oks, started, duration, reason, costs, oom_splits)
         finally:
-            if owned:
+            if reason is not None:
                 deliver(batch, values, oks, here)
 
     def _emit(
@@ -296,6 +334,9 @@ class BatchRunner:
         oks: Sequence[bool] | None,
         started: float,
         duration: float,
+        reason: CloseReason,
+        costs: tuple[float, float],
+        oom_splits: int,
     ) -> None:
         error_types: dict[str, int] = {}
         if oks is not None:
@@ -314,5 +355,9 @@ class BatchRunner:
             error_types=error_types,
             queue_depth=self._queue_depth(),
             name=self._name,
+            close_reason=reason.value,
+            cost=costs[0],
+            padded_cost=costs[1],
+            oom_splits=oom_splits,
         )
         notify(self._listeners, record)

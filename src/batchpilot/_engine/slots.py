@@ -6,6 +6,13 @@ items form it is a `TakeBatch` policy (`take_by_count`, `take_by_budget`), so an
 selection rule replaces that function and nothing else. `Slots.stage_next` takes and
 collates the next batch ahead of a free slot; `Slots.record` counts a finished batch
 and frees its slot. Everything runs under the engine's one lock (`EngineState`).
+
+Why a batch closed (`CloseReason`) is decided when it is taken: the take policy says
+``count``, ``budget`` or ``idle_worker`` (it took everything waiting); `Slots.claim`
+turns the last into ``max_wait`` after a deliberate wait for stragglers and into
+``shutdown`` while the engine closes. The reason stays with the in-flight batch
+(``EngineState.close_reasons``, set under the lock the claim takes anyway) until
+`Slots.record` counts it, so neither the hot path nor an item pays for it.
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._core.collate import Collator
+from .._core.cost import CloseReason
 from .._core.sizing import SizeController
 from .queue import BoundedPriorityQueue
 from .requests import Request
-from .state import EngineState, Staged, running_loop
+from .state import EngineState, Lifecycle, Staged, running_loop
 
-__all__ = ["Expire", "Slots", "TakeBatch", "take_by_budget", "take_by_count"]
+__all__ = ["Expire", "Slots", "TakeBatch", "Taken", "take_by_budget", "take_by_count"]
 
 _log = logging.getLogger("batchpilot")
 
@@ -29,38 +37,49 @@ _log = logging.getLogger("batchpilot")
 Expire = Callable[[list[Request], Any], None]
 
 
+#: What a take returns: the batch, the expired requests it found, and why the batch closed.
+Taken = tuple[list[Request], list[Request], CloseReason]
+
+_COUNT = CloseReason.COUNT
+_BUDGET = CloseReason.BUDGET
+_IDLE_WORKER = CloseReason.IDLE_WORKER
+_MAX_WAIT = CloseReason.MAX_WAIT
+_SHUTDOWN = CloseReason.SHUTDOWN
+_OPEN_STATE = Lifecycle.OPEN
+
+
 class TakeBatch(Protocol):
     """Removes the next batch of at most ``size`` (items, or summed cost) from ``queue``;
-    returns ``(batch, expired)``."""
+    returns ``(batch, expired, reason)`` (`Taken`): ``count`` when it reached the size
+    limit, ``budget`` when the next waiting item would have passed a cost budget,
+    ``idle_worker`` when it took everything waiting."""
 
-    def __call__(
-        self, queue: BoundedPriorityQueue[Request], size: int
-    ) -> tuple[list[Request], list[Request]]: ...
+    def __call__(self, queue: BoundedPriorityQueue[Request], size: int) -> Taken: ...
 
 
-def take_by_count(
-    queue: BoundedPriorityQueue[Request], size: int
-) -> tuple[list[Request], list[Request]]:
+def take_by_count(queue: BoundedPriorityQueue[Request], size: int) -> Taken:
     """Up to ``size`` items, highest priority first."""
-    return queue.take(size)
+    batch, expired = queue.take(size)
+    return batch, expired, _COUNT if len(batch) >= size else _IDLE_WORKER
 
 
 def take_by_budget(max_bytes: int | None) -> TakeBatch:
     """Items whose summed ``cost`` fits ``size`` and summed ``nbytes`` fits ``max_bytes``."""
 
-    def take(
-        queue: BoundedPriorityQueue[Request], size: int
-    ) -> tuple[list[Request], list[Request]]:
+    def take(queue: BoundedPriorityQueue[Request], size: int) -> Taken:
         spent_bytes = 0
+        offered = 0  # items the queue asked the cost of: all taken, but for a refused one
 
         def cost(request: Request) -> float:
-            nonlocal spent_bytes
+            nonlocal spent_bytes, offered
+            offered += 1
             spent_bytes += request.nbytes
             if max_bytes is not None and spent_bytes > max_bytes:
                 return math.inf  # stops the batch before this item (unless it is the first)
             return request.cost
 
-        return queue.take(queue.maxsize, max_cost=size, cost=cost)
+        batch, expired = queue.take(queue.maxsize, max_cost=size, cost=cost)
+        return batch, expired, _BUDGET if offered > len(batch) else _IDLE_WORKER
 
     return take
 
@@ -122,13 +141,17 @@ class Slots:
         with self._state.lock:
             self._state.tally.cancelled += count
 
-    def claim(self, *, slot: bool = True) -> list[Request]:
+    def claim(self, *, slot: bool = True, waited: bool = False) -> list[Request]:
         """Take the next batch for a slot already acquired; release it if nothing is live.
 
         ``slot=False``: the batch is being staged (`stage_next`), no slot is held.
+        ``waited``: the worker waited deliberately for stragglers before this claim.
         """
         state = self._state
-        taken, expired = self._take(state.queue, self._current_size())
+        taken, expired, reason = self._take(state.queue, self._current_size())
+        if reason is _IDLE_WORKER:  # it took what was waiting: after a wait, or to close
+            reason = _MAX_WAIT if waited else reason
+            reason = reason if state.lifecycle is _OPEN_STATE else _SHUTDOWN
         if state.has_cfutures:  # they must be moved to RUNNING (and may have been cancelled)
             batch = [request for request in taken if not request.cancelled()]
         else:  # asyncio futures cancelled by their callers are done; a thread caller
@@ -137,13 +160,19 @@ class Slots:
         with state.lock:
             state.tally.cancelled += len(taken) - len(batch)
             if batch:
-                state.in_flight[id(batch)] = batch
+                self.track_locked(batch, reason)
                 state.last_start = state.clock.now()
             elif slot:
                 self.release_locked()
         if expired:
             self._expire(expired, running_loop())
         return batch
+
+    def track_locked(self, batch: list[Request], reason: CloseReason) -> None:
+        """Mark ``batch`` in flight, closed for ``reason`` (the lock is held)."""
+        key = id(batch)
+        self._state.in_flight[key] = batch
+        self._state.close_reasons[key] = reason
 
     def stage_next(self) -> None:
         """While every slot is busy and a full batch waits, take and collate it now.
@@ -179,13 +208,26 @@ class Slots:
         return staged
 
     def record(
-        self, *, size: int, duration: float, failed: int, ok: bool, batch_id: int | None
-    ) -> bool:
+        self,
+        *,
+        size: int,
+        duration: float,
+        failed: int,
+        ok: bool,
+        batch_id: int | None,
+        reason: CloseReason = _IDLE_WORKER,
+        cost: float | None = None,
+        padded_cost: float | None = None,
+        oom_splits: int = 0,
+    ) -> CloseReason | None:
         """Count a finished batch and free its slot.
 
-        Returns whether its outcomes are still to be delivered: False when `close`
-        already failed its items. ``batch_id`` None: a batch run straight from an
-        inbox, which only its own loop completes.
+        Returns why the batch closed when its outcomes are still to be delivered, None
+        when `close` already failed its items. ``batch_id`` None: a batch run straight
+        from an inbox, which only its own loop completes (``reason`` says why it closed;
+        a tracked batch's reason is the one its claim kept). ``cost`` and
+        ``padded_cost``: its real and padded cost (None: its size); ``oom_splits``:
+        out-of-memory errors it met.
         """
         try:
             self._controller.observe(size, duration, ok)
@@ -193,11 +235,16 @@ class Slots:
             _log.exception("batch-size controller %r failed", self._controller)
         state = self._state
         with state.lock:
-            owned = batch_id is None or state.in_flight.pop(batch_id, None) is not None
+            if batch_id is None:
+                owned = True
+            else:
+                owned = state.in_flight.pop(batch_id, None) is not None
+                reason = state.close_reasons.pop(batch_id, reason)
             state.tally.add_batch(size, duration, failed, ok, owned)
+            state.tally.add_closing(reason, size, cost, padded_cost, oom_splits)
             state.returning_callers = size + len(state.queue)
             self.release_locked()
-        return owned
+        return reason if owned else None
 
     def interval_remaining(self) -> float:
         """Seconds until ``min_interval`` allows the next batch to start (0: now)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._core.clock import Clock
+from .._core.cost import CloseReason
 from .queue import BoundedPriorityQueue
 from .requests import Request
 from .stats import BatchTally
@@ -91,6 +92,8 @@ class EngineState:
         self.paused = False  # no batch starts while paused
         self.active = 0  # batch slots taken now
         self.in_flight: dict[int, list[Request]] = {}  # running batches by id(batch)
+        # Why each in-flight batch closed, by id(batch), until `Slots.record` counts it.
+        self.close_reasons: dict[int, CloseReason] = {}
         self.staged: Staged | None = None  # the next batch, taken while every slot was busy
         self.last_start = -math.inf  # clock time the last batch from the queue started
         self.has_cfutures = False  # submit() futures exist: move them to RUNNING at claim
@@ -124,6 +127,7 @@ class EngineState:
         self.active = self.idle_workers = self.returning_callers = 0
         self.worker_wake_threshold = 1
         self.in_flight = {}
+        self.close_reasons = {}
         self.staged = None
 
 

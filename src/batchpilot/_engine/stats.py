@@ -9,8 +9,10 @@ together with the slot bookkeeping of the same step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .._core.cost import CloseReason, padded_fraction
 from .._core.sizing import LinearCostModel
 from .._core.statistics import Statistics
 
@@ -52,6 +54,15 @@ class EngineStatistics(Statistics):
         mean_batch_duration: mean seconds per batch (retries included).
         cost_fixed: fitted fixed seconds per batch, or None before a fit.
         cost_per_item: fitted seconds per item, or None before a fit.
+        close_reasons: finished batches by why they closed (`CloseReason` values).
+        cost: the summed real cost of finished batches (their items without ``cost=``).
+        padded_cost: the summed padded cost (largest item's cost x size) of finished
+            batches; ``1 - cost / padded_cost`` is the padded fraction.
+        padded_fraction: the share of the padded cost that was padding (0 before any
+            batch, and always without a cost function).
+        oom_splits: out-of-memory errors batches met, each one a split.
+        cost_cap: the cost a batch may have now (``max_batch_cost``, or lower after
+            out-of-memory errors); None without ``cost=``.
     """
 
     queue_size: int
@@ -69,6 +80,12 @@ class EngineStatistics(Statistics):
     mean_batch_duration: float
     cost_fixed: float | None
     cost_per_item: float | None
+    close_reasons: Mapping[str, int]
+    cost: float
+    padded_cost: float
+    padded_fraction: float
+    oom_splits: int
+    cost_cap: float | None
 
     @classmethod
     def of(
@@ -86,9 +103,11 @@ class EngineStatistics(Statistics):
         paused: bool,
         closed: bool,
         placement: str,
+        cost_cap: float | None,
     ) -> EngineStatistics:
         """The snapshot of ``tally`` (``fit``: its cost model; ``elapsed``: seconds since
-        the engine started) and the engine's live state."""
+        the engine started) and the engine's live state (``cost_cap``: None without
+        ``cost=``)."""
         return cls(
             name=name,
             batches=tally.batches,
@@ -113,6 +132,12 @@ class EngineStatistics(Statistics):
             mean_batch_duration=tally.mean_batch_duration,
             cost_fixed=None if fit is None else fit[0],
             cost_per_item=None if fit is None else fit[1],
+            close_reasons=dict(tally.close_reasons),
+            cost=tally.cost,
+            padded_cost=tally.padded_cost,
+            padded_fraction=padded_fraction(tally.cost, tally.padded_cost),
+            oom_splits=tally.oom_splits,
+            cost_cap=cost_cap,
         )
 
 
@@ -129,6 +154,10 @@ class BatchTally:
         expired: items that expired in the queue (counted by the engine).
         cancelled: items cancelled before a batch took them (counted by the engine).
         waits: deliberate waits for resubmitting callers (counted by the engine).
+        close_reasons: finished batches by why they closed.
+        cost: summed real cost of finished batches.
+        padded_cost: summed padded cost of finished batches.
+        oom_splits: out-of-memory errors finished batches met.
     """
 
     __slots__ = (
@@ -138,10 +167,14 @@ class BatchTally:
         "batches",
         "busy_time",
         "cancelled",
+        "close_reasons",
+        "cost",
         "expired",
         "failed",
         "failed_batches",
         "items",
+        "oom_splits",
+        "padded_cost",
         "succeeded",
         "waits",
     )
@@ -159,6 +192,10 @@ class BatchTally:
         self.expired = 0
         self.cancelled = 0
         self.waits = 0
+        self.close_reasons: dict[str, int] = {}
+        self.cost = 0.0
+        self.padded_cost = 0.0
+        self.oom_splits = 0
 
     def add_batch(
         self, size: int, duration: float, failed: int, ok: bool, delivered: bool = True
@@ -179,6 +216,21 @@ class BatchTally:
             self.failed += failed
         self.failed_batches += not ok
         self.busy_time += duration
+
+    def add_closing(
+        self,
+        reason: CloseReason,
+        size: int,
+        cost: float | None,
+        padded_cost: float | None,
+        oom_splits: int,
+    ) -> None:
+        """Count why a finished batch of ``size`` items closed, what it cost (None: its
+        size) and the out-of-memory errors it met."""
+        self.close_reasons[reason.value] = self.close_reasons.get(reason.value, 0) + 1
+        self.cost += size if cost is None else cost
+        self.padded_cost += size if padded_cost is None else padded_cost
+        self.oom_splits += oom_splits
 
     def fit(self) -> tuple[float, float] | None:
         """The latest ``(fixed, per_item)`` fit, refitted every 16 batches

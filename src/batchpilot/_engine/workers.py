@@ -10,7 +10,8 @@ Each worker repeats four named steps (as ``_ExecutorManagerThread.run`` in CPyth
 2. run a staged batch at once, if one was handed over with the slot;
 3. else `WorkerPool._gather`: honour ``min_batch_interval`` and wait, holding the
    slot, for released callers to resubmit while it pays (`_wait_for_stragglers`);
-4. claim the batch and run it (`BatchRunner.run_sync`).
+4. claim the batch and run it (`BatchRunner.run_sync`); after a deliberate wait
+   a batch that did not fill closes for ``max_wait``.
 
 Anything escaping those steps is an error of the engine's own logic: ``fail``
 closes the engine (user code never gets here: `BatchRunner` gives a batch's items
@@ -138,8 +139,8 @@ class WorkerPool:
                     batch, holding = claim.staged.batch, False
                     self._runner.run_sync(claim.staged.batch, None, claim.staged.prepared)
                     continue
-                self._gather(expected, claim)
-                batch = self._slots.claim()
+                waited = self._gather(expected, claim)
+                batch = self._slots.claim(waited=waited)
                 holding = False  # the batch holds the slot now, or it was released
                 if batch:
                     self._runner.run_sync(batch, None)
@@ -185,16 +186,19 @@ class WorkerPool:
             self.wake()
         return _Claim(staged, deliberate, since)
 
-    def _gather(self, expected: int, claim: _Claim) -> None:
+    def _gather(self, expected: int, claim: _Claim) -> bool:
         """Step 3: holding a slot, keep ``min_batch_interval``, then let released callers
         resubmit while it pays (counting ``claim``'s wait for them); count the wait if
-        there was one."""
+        there was one, and return whether there was (the batch then closes for
+        ``max_wait`` unless it filled)."""
         delay = self._slots.interval_remaining()
         if delay > 0:
             self._state.clock.sleep(delay)
-        if self._wait_for_stragglers(expected, claim.since) or claim.deliberate:
+        waited = self._wait_for_stragglers(expected, claim.since) or claim.deliberate
+        if waited:
             with self._state.lock:
                 self._state.tally.waits += 1
+        return waited
 
     def _wait_for_stragglers(self, expected: int, since: float) -> bool:
         """Holding a slot, wait for released callers to resubmit while it pays (`wait_budget`).

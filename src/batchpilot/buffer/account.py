@@ -85,6 +85,8 @@ class FlushAccount:
             error_types=dict(errors),
             queue_depth=depth,
             name=self._name,
+            cost=size,
+            padded_cost=size,
         )
         notify(self._listeners, record)
 

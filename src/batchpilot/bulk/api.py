@@ -52,7 +52,9 @@ def map_batches(fn: Callable[[list[Any]], Any], items: Iterable[Any], **options:
         retry: how often a failing chunk is retried before bisecting.
         on_progress: called with a `BulkProgress` after every chunk (an exception
             from it is logged, like a listener's, and does not stop the run).
-        listeners: get one `BatchRecord` per chunk run (``engine="bulk"``).
+        listeners: get one `BatchRecord` per chunk run (``engine="bulk"``); with
+            ``cost``, one per batch run inside a chunk (saying why it closed and
+            what it cost) and one for a chunk's items that failed alone.
         name: names the run in records, progress bar and ``repr``.
         clock: time source for progress and, with local executors, for chunk
             durations and retry waits (remote workers use their own clock).

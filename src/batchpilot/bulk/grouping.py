@@ -4,7 +4,10 @@ With ``cost=`` a bulk chunk is a window of the input (``sort_window`` items, so 
 files, resume and input order work as they do for any chunk). `CostGroupedBatches`
 is the chunk's batch function: it cuts the window into batches under the budget
 (`batchpilot._core.cost.group_by_cost`, sorted by cost when regrouping), calls the
-user's function once per batch, and puts each result back in its item's place.
+user's function once per batch, and puts each result back in its item's place. Its
+results say how each batch went (`TracedResults`: why it closed, ``count``,
+``budget`` or ``input_end`` for a window's last batch; its real and padded cost;
+its out-of-memory splits), and the bulk run reports each batch from them.
 
 A batch that runs out of memory is split by cost and its halves run (recursively);
 the cap drops below it and climbs back after successes (`OutOfMemoryBackoff`). An
@@ -16,11 +19,12 @@ hold their own cap.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._core.callables import is_async_callable
-from .._core.cost import CostBudget, group_by_cost
+from .._core.cost import BatchTrace, CostBudget, group_by_cost
 from .._core.oom import (
     OomPredicate,
     OutOfMemoryBackoff,
@@ -30,7 +34,7 @@ from .._core.oom import (
 )
 from .._core.validate import check_int
 from ..errors import ConfigError
-from .runner import checked_results
+from .runner import TracedResults, checked_results
 
 __all__ = ["DEFAULT_SORT_WINDOW", "CostGroupedBatches", "cost_budget", "cost_grouped"]
 
@@ -67,18 +71,34 @@ class CostGroupedBatches:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def __call__(self, items: list[Any]) -> list[Any]:
+    def __call__(self, items: list[Any]) -> TracedResults:
+        """Each item's result, with a `BatchTrace` per batch (why it closed, its costs)."""
         costs = [float(self.cost(item)) for item in items]
         results: list[Any] = [None] * len(items)
         with self._lock:
             cap = self.backoff.cap
-        for positions, _reason in group_by_cost(costs, self.budget, regroup=self.regroup, cap=cap):
-            self._run(items, costs, positions, results)
-        return results
+        traces = []
+        for positions, reason in group_by_cost(costs, self.budget, regroup=self.regroup, cap=cap):
+            began = time.perf_counter()
+            splits = self._run(items, costs, positions, results)
+            batch_costs = [costs[p] for p in positions]
+            traces.append(
+                BatchTrace(
+                    reason.value,
+                    len(positions),
+                    sum(batch_costs),
+                    max(batch_costs) * len(batch_costs),
+                    splits,
+                    time.perf_counter() - began,
+                )
+            )
+        return TracedResults(results, traces)
 
     def _run(
         self, items: list[Any], costs: list[float], positions: list[int], results: list[Any]
-    ) -> None:
+    ) -> int:
+        """Run the batch at ``positions`` (split while it runs out of memory); return
+        how many times it ran out of memory."""
         batch_costs = [costs[p] for p in positions]
         try:
             values = self.fn([items[p] for p in positions])
@@ -95,10 +115,11 @@ class CostGroupedBatches:
                 results[position] = value
             with self._lock:
                 self.backoff.on_success()
-            return
+            return 0
         # Outside the handler, so the halves' errors do not chain to this one.
-        for half in halves:
-            self._run(items, costs, [positions[i] for i in half], results)
+        return 1 + sum(
+            self._run(items, costs, [positions[i] for i in half], results) for half in halves
+        )
 
 
 def cost_budget(

@@ -42,7 +42,8 @@ def merged(entry: InFlight, ran: ChunkResult) -> ChunkResult:
             value = ItemFailure(entry.start + offset, value.item, value.error)
         values[offset] = value
     errors = Counter(type(v.error).__name__ for v in values if isinstance(v, ItemFailure))
-    return ChunkResult(entry.start, values, ran.duration, sum(errors.values()), dict(errors))
+    failed = sum(errors.values())
+    return ChunkResult(entry.start, values, ran.duration, failed, dict(errors), ran.batches)
 
 
 def release_frames(error: BaseException) -> None:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from itertools import chain
 from typing import Any
 
-from .._core.events import BatchRecord, notify
+from .._core.events import notify
 from .checkpoint import DamagedChunkError, JobStore, digest
 from .chunking import Chunk, read_chunks
 from .executors import ChunkExecutor, ShippingError
@@ -28,7 +28,7 @@ from .inflight import InFlight, merged, release_frames
 from .options import BulkOptions
 from .resume import read_job_chunks
 from .runner import ChunkResult, ItemFailure, arun_chunk, run_chunk
-from .statistics import BulkProgress, BulkStatistics, Counters
+from .statistics import BulkProgress, BulkStatistics, Counters, batch_records
 
 __all__ = ["HISTORY_LIMIT", "TAIL_BALANCE_DURATION", "BulkRun"]
 
@@ -190,6 +190,8 @@ class BulkRun(Iterator[Any]):
             batch_size_history=tuple(self._history),
             in_flight_chunks=self._in_flight,
             finished=self._finished,
+            close_reasons=dict(counters.reasons),
+            oom_splits=counters.oom_splits,
         )
 
     def stats(self) -> dict[str, Any]:
@@ -418,21 +420,11 @@ class BulkRun(Iterator[Any]):
                 release_frames(failure.error)
             self._failures.extend(failures)
             self._counters.errors.update(result.error_types)
+        self._counters.add_batches(result.batches)
         self._account(result.size, result.failed, bar, resumed=entry.resumed)
         size = result.size - entry.resumed
-        notify(
-            self._options.hooks,
-            BatchRecord(
-                engine="bulk",
-                size=size,
-                duration=result.duration,
-                succeeded=size - result.failed,
-                failed=result.failed,
-                error_types=result.error_types,
-                queue_depth=self._unsettled_items,
-                name=self.name,
-            ),
-        )
+        for record in batch_records(result, size, self._unsettled_items, self.name):
+            notify(self._options.hooks, record)
 
     def _account(self, size: int, failed: int, bar: Any, resumed: int = 0) -> None:
         counters = self._counters

@@ -15,6 +15,11 @@ long as the item's `ItemFailure` is kept. No local names that exception either:
 its traceback holds this frame, and the pair would be a cycle that only the
 garbage collector frees, with the chunk's items and results in it.
 
+A chunk function that runs several batches of its own (`CostGroupedBatches`, with
+``cost=``) returns its results as `TracedResults`, which also say how each of those
+batches went (`BatchTrace`); the chunk's result carries the traces of every call
+that returned (a call that raised is isolated and its items run again).
+
 Everything here is importable by name and picklable, because process, Dask and
 Ray executors ship `run_chunk` to other processes.
 """
@@ -28,12 +33,20 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.cost import BatchTrace
 from .._core.isolation import Outcome, arun_isolated, run_isolated
 from .._core.replay import replay_first
 from .._core.retry import RetryPolicy
 from ..errors import BatchFailedError
 
-__all__ = ["ChunkResult", "ItemFailure", "arun_chunk", "checked_results", "run_chunk"]
+__all__ = [
+    "ChunkResult",
+    "ItemFailure",
+    "TracedResults",
+    "arun_chunk",
+    "checked_results",
+    "run_chunk",
+]
 
 T = TypeVar("T")
 
@@ -56,6 +69,25 @@ class ItemFailure(Generic[T]):
         return f"ItemFailure(index={self.index}, item={self.item!r}, error={self.error!r})"
 
 
+class TracedResults(list[Any]):
+    """A chunk function's results, with a `BatchTrace` per batch it ran (``batches``)."""
+
+    def __init__(self, values: list[Any], batches: Sequence[BatchTrace]) -> None:
+        super().__init__(values)
+        self.batches = tuple(batches)
+
+
+def _traces(result: Any) -> tuple[BatchTrace, ...]:
+    return result.batches if isinstance(result, TracedResults) else ()
+
+
+def _traced_chunk(start: int, values: list[Any], duration: float) -> ChunkResult:
+    """A chunk whose one call returned ``values`` (a plain list again, for job files)."""
+    if isinstance(values, TracedResults):
+        return ChunkResult(start, list(values), duration, batches=values.batches)
+    return ChunkResult(start, values, duration)
+
+
 @dataclass
 class ChunkResult:
     """What a worker sends back for one chunk.
@@ -66,6 +98,8 @@ class ChunkResult:
         duration: seconds spent running the chunk, isolation included.
         failed: how many entries are `ItemFailure`.
         error_types: failed items counted by exception class name.
+        batches: the batches the chunk function ran inside it whose results the
+            chunk kept (`TracedResults`; empty for a plain batch function).
     """
 
     start: int
@@ -73,6 +107,7 @@ class ChunkResult:
     duration: float
     failed: int = 0
     error_types: dict[str, int] = field(default_factory=dict)
+    batches: tuple[BatchTrace, ...] = ()
 
     @property
     def size(self) -> int:
@@ -94,13 +129,19 @@ def checked_results(result: Any, expected: int) -> list[Any]:
     return result if isinstance(result, list) else list(result)
 
 
-def _finish(items: list[Any], start: int, outcomes: list[Outcome], duration: float) -> ChunkResult:
+def _finish(
+    items: list[Any],
+    start: int,
+    outcomes: list[Outcome],
+    duration: float,
+    traces: list[BatchTrace],
+) -> ChunkResult:
     values = [
         value if ok else ItemFailure(start + offset, items[offset], value)
         for offset, (ok, value) in enumerate(outcomes)
     ]
     errors = Counter(type(value).__name__ for ok, value in outcomes if not ok)
-    return ChunkResult(start, values, duration, sum(errors.values()), dict(errors))
+    return ChunkResult(start, values, duration, sum(errors.values()), dict(errors), tuple(traces))
 
 
 def run_chunk(
@@ -124,16 +165,19 @@ def run_chunk(
     except Exception as error:
         if fail_fast:
             raise
+        traces: list[BatchTrace] = []
 
         def call(low: int, high: int) -> list[Any]:
-            return checked_results(fn(items[low:high]), high - low)
+            result = checked_results(fn(items[low:high]), high - low)
+            traces.extend(_traces(result))
+            return result
 
         calls = replay_first(error, call)
     else:
-        return ChunkResult(start, values, clock.now() - began)
+        return _traced_chunk(start, values, clock.now() - began)
     # Outside the handler: see the module docstring on chained errors.
     outcomes = run_isolated(calls, len(items), policy, clock.sleep)
-    return _finish(items, start, outcomes, clock.now() - began)
+    return _finish(items, start, outcomes, clock.now() - began, traces)
 
 
 async def arun_chunk(
@@ -155,13 +199,16 @@ async def arun_chunk(
     except Exception as error:
         if fail_fast:
             raise
+        traces: list[BatchTrace] = []
 
         async def call(low: int, high: int) -> list[Any]:
-            return checked_results(await fn(items[low:high]), high - low)
+            result = checked_results(await fn(items[low:high]), high - low)
+            traces.extend(_traces(result))
+            return result
 
         calls = replay_first(error, call)
     else:
-        return ChunkResult(start, values, clock.now() - began)
+        return _traced_chunk(start, values, clock.now() - began)
     # Outside the handler: see the module docstring on chained errors.
     outcomes = await arun_isolated(calls, len(items), policy, asyncio.sleep)
-    return _finish(items, start, outcomes, clock.now() - began)
+    return _finish(items, start, outcomes, clock.now() - began, traces)

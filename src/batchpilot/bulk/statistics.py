@@ -1,21 +1,30 @@
-"""What a bulk run reports: `BulkProgress` after every chunk, `BulkStatistics` on demand.
+"""What a bulk run reports: `BulkProgress` after every chunk, `BulkStatistics` on demand,
+and `batch_records` for its listeners.
 
-Both are frozen snapshots read from the run's live `Counters`. `BulkStatistics`
+Both snapshots are frozen, read from the run's live `Counters`. `BulkStatistics`
 is the engine's ``statistics()``: the fields every engine shares
 (`batchpilot._core.statistics.Statistics`), then bulk's own; ``BulkRun.stats()``
 is a view of it (`BulkStatistics.as_stats`).
+
+A chunk is one batch of the batch function, and one `BatchRecord`, unless the chunk
+function runs batches of its own (``cost=``): then each of those is a record, with
+why it closed, its costs and its out-of-memory splits, and the chunk's items that
+failed alone are one more record.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._core.cost import BatchTrace
+from .._core.events import BatchRecord
 from .._core.statistics import Statistics
+from .runner import ChunkResult
 
-__all__ = ["BulkProgress", "BulkStatistics", "Counters"]
+__all__ = ["BulkProgress", "BulkStatistics", "Counters", "batch_records"]
 
 
 @dataclass
@@ -28,6 +37,14 @@ class Counters:
     resumed: int = 0  # items taken from the job file instead of being run
     quarantined: int = 0  # damaged stored chunks moved aside and run again
     errors: Counter[str] = field(default_factory=Counter)  # failures by exception type
+    reasons: Counter[str] = field(default_factory=Counter)  # grouped batches by close reason
+    oom_splits: int = 0  # out-of-memory errors the grouped batches met
+
+    def add_batches(self, traces: Sequence[BatchTrace]) -> None:
+        """Count the batches a chunk function ran inside a chunk (``cost=``)."""
+        for trace in traces:
+            self.reasons[trace.reason] += 1
+            self.oom_splits += trace.oom_splits
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,9 @@ class BulkStatistics(Statistics):
         batch_size_history: planned sizes of the latest chunks run, oldest first.
         in_flight_chunks: chunks launched and not yet handed out.
         finished: whether the whole input has been processed and collected.
+        close_reasons: with ``cost=``, the batches run inside chunks by why they
+            closed (``count``, ``budget``, ``input_end``); empty without.
+        oom_splits: out-of-memory errors those batches met, each one a split.
     """
 
     resumed: int
@@ -93,6 +113,8 @@ class BulkStatistics(Statistics):
     batch_size_history: tuple[int, ...]
     in_flight_chunks: int
     finished: bool
+    close_reasons: Mapping[str, int] = field(default_factory=dict)
+    oom_splits: int = 0
 
     @property
     def error_rate(self) -> float:
@@ -117,3 +139,58 @@ class BulkStatistics(Statistics):
             "in_flight_chunks": self.in_flight_chunks,
             "finished": self.finished,
         }
+
+
+def batch_records(result: ChunkResult, size: int, queue_depth: int, name: str) -> list[BatchRecord]:
+    """What listeners hear of a finished chunk, ``size`` of whose items ran here.
+
+    One record for the chunk; or, when its function ran batches of its own
+    (``result.batches``), one per batch (its items all got results) and one for the
+    items that failed alone (no close reason: each failed on its own).
+    """
+    if not result.batches:
+        return [
+            BatchRecord(
+                engine="bulk",
+                size=size,
+                duration=result.duration,
+                succeeded=size - result.failed,
+                failed=result.failed,
+                error_types=result.error_types,
+                queue_depth=queue_depth,
+                name=name,
+                cost=size,
+                padded_cost=size,
+            )
+        ]
+    records = [
+        BatchRecord(
+            engine="bulk",
+            size=trace.size,
+            duration=trace.duration,
+            succeeded=trace.size,
+            queue_depth=queue_depth,
+            name=name,
+            close_reason=trace.reason,
+            cost=trace.cost,
+            padded_cost=trace.padded_cost,
+            oom_splits=trace.oom_splits,
+        )
+        for trace in result.batches
+    ]
+    if result.failed:
+        ran = sum(trace.duration for trace in result.batches)
+        records.append(
+            BatchRecord(
+                engine="bulk",
+                size=result.failed,
+                duration=max(result.duration - ran, 0.0),
+                failed=result.failed,
+                error_types=result.error_types,
+                queue_depth=queue_depth,
+                name=name,
+                cost=result.failed,
+                padded_cost=result.failed,
+            )
+        )
+    return records

@@ -349,6 +349,8 @@ class BatchProcessor:
                 failed=len(failures),
                 error_types=dict(error_types),
                 name="chunked",
+                cost=size,
+                padded_cost=size,
             ),
         )
 

@@ -20,12 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
+
+from .._core.cost import padded_fraction
 
 __all__ = ["Fleet", "all_set_up", "merge_metrics", "merge_stats", "metric_samples"]
 
@@ -34,7 +37,7 @@ _log = logging.getLogger("batchpilot.serve")
 
 _SUMMED_BATCHER = (
     "queue_size", "active_batches", "batches", "items", "succeeded", "failed", "expired",
-    "cancelled", "failed_batches", "waits",
+    "cancelled", "failed_batches", "waits", "cost", "padded_cost", "oom_splits",
 )  # fmt: skip
 _SUMMED_SERIES = ("requests", "errors", "batches", "queue_depth")
 
@@ -132,6 +135,12 @@ def _merge_batcher(batchers: list[dict[str, Any]]) -> dict[str, Any]:
     merged["mean_batch_duration"] = (
         sum(b["mean_batch_duration"] * b["batches"] for b in batchers) / batches if batches else 0.0
     )
+    if "close_reasons" in merged:  # batches by why they closed, and the padding, fleet-wide
+        reasons: Counter[str] = Counter()
+        for batcher in batchers:
+            reasons.update(batcher["close_reasons"])
+        merged["close_reasons"] = dict(reasons)
+        merged["padded_fraction"] = padded_fraction(merged["cost"], merged["padded_cost"])
     return merged
 
 

@@ -77,4 +77,20 @@ def test_dashboard_charts_hold_data_points_under_load(serve, tmp_path):
     assert all(points >= 3 for points, _ in charts.values()), charts
     assert charts["throughput"][1] > 0 and charts["batch"][1] >= 1
     assert 'id="status">ready' in dom
+    # Why batches close: every finished batch is counted under a reason; no cost, so
+    # no padding, and no out-of-memory split.
+    closing = re.search(
+        r'id="closing" data-batches="(\d+)" data-reasons="([\w:,]*)" '
+        r'data-padded="([\d.eE+-]+)" data-oom="(\d+)"',
+        dom,
+    )
+    assert closing is not None, dom[:2000]
+    batches, reasons, padded, oom = closing.groups()
+    counts = {
+        reason: int(n) for reason, n in (pair.split(":") for pair in reasons.split(",") if pair)
+    }
+    assert int(batches) == sum(counts.values()) >= 3, counts
+    assert set(counts) <= {"count", "idle_worker", "max_wait"}, counts
+    assert float(padded) == 0 and int(oom) == 0
+    assert "<td>idle_worker</td>" in dom or "<td>count</td>" in dom or "<td>max_wait</td>" in dom
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one

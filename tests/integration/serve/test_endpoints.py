@@ -64,6 +64,22 @@ def test_health_ready_metrics_and_stats(serve):
     assert server.post("/health", b"").status == 405
 
 
+def test_stats_and_metrics_say_why_batches_closed(serve):
+    server = serve("serve_models:double")
+    for i in range(5):
+        assert server.predict(i).status == 200
+    batcher = server.stats()["batcher"]
+    # One caller at a time: each batch is the one item a free worker found waiting.
+    assert batcher["close_reasons"] == {"idle_worker": batcher["batches"]}
+    assert (batcher["cost"], batcher["padded_cost"]) == (5, 5)  # no cost: items
+    assert (batcher["padded_fraction"], batcher["oom_splits"], batcher["cost_cap"]) == (0, 0, None)
+    text = server.get("/metrics").body.decode()
+    closed = 'batchpilot_batches_closed_total{engine="online",name="double",reason="idle_worker"}'
+    assert f"{closed} {float(batcher['batches'])}" in text
+    assert 'batchpilot_batch_padded_fraction{engine="online",name="double"} 0.0' in text
+    assert 'batchpilot_oom_splits_total{engine="online",name="double"} 0.0' in text
+
+
 def test_ready_is_false_until_setup_is_done(serve):
     server = serve("serve_models:SlowSetup", env={"SERVE_TEST_DELAY": "1.5"}, wait_for="/health")
     assert server.get("/health").status == 200

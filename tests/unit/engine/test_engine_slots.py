@@ -3,9 +3,10 @@ and counting it when done (issue 24 item 1)."""
 
 from __future__ import annotations
 
+from batchpilot._core.cost import CloseReason
 from batchpilot._engine.queue import BoundedPriorityQueue
 from batchpilot._engine.requests import Request
-from batchpilot._engine.slots import take_by_budget, take_by_count
+from batchpilot._engine.slots import Taken, take_by_budget, take_by_count
 from batchpilot._engine.state import EngineState
 
 from .parts import future_request, new_slots, new_state
@@ -59,13 +60,11 @@ def test_a_claim_of_only_cancelled_items_frees_its_slot() -> None:
 def test_the_take_policy_alone_decides_which_items_form_the_batch() -> None:
     """The one step a cost-aware selection replaces: here, the newest item alone."""
 
-    def newest_first(
-        queue: BoundedPriorityQueue[Request], size: int
-    ) -> tuple[list[Request], list[Request]]:
+    def newest_first(queue: BoundedPriorityQueue[Request], size: int) -> Taken:
         everything, expired = queue.take(queue.maxsize)
         for request in everything[:-1]:
             queue.put(request)
-        return everything[-1:], expired
+        return everything[-1:], expired, CloseReason.COUNT
 
     state = new_state()
     slots = new_slots(state, size=2, take=newest_first)
@@ -79,9 +78,9 @@ def test_take_by_budget_stops_before_the_item_over_the_byte_budget() -> None:
     requests = _queue(state, "a", "b", "c")
     for request, nbytes in zip(requests, (4, 4, 4), strict=True):
         request.cost, request.nbytes = 1.0, nbytes
-    batch, expired = take_by_budget(8)(state.queue, 10)
-    assert (batch, expired) == (requests[:2], [])
-    assert take_by_count(state.queue, 10) == ([requests[2]], [])
+    batch, expired, reason = take_by_budget(8)(state.queue, 10)
+    assert (batch, expired, reason) == (requests[:2], [], CloseReason.BUDGET)
+    assert take_by_count(state.queue, 10) == ([requests[2]], [], CloseReason.IDLE_WORKER)
 
 
 def test_record_frees_the_slot_and_says_whether_outcomes_are_still_owed() -> None:

@@ -98,3 +98,21 @@ def test_a_worker_reads_what_its_peers_published(tmp_path):
     two = {**one, "pid": 11}
     assert second.snapshots(two) == [one, two]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["worker-0.json", "worker-1.json"]
+
+
+def test_batches_by_close_reason_costs_and_oom_splits_add_up_across_workers():
+    def batcher(reasons, cost, padded, splits):
+        return {
+            **_batcher(2, 8, 16, 0.1), "close_reasons": reasons, "cost": cost,
+            "padded_cost": padded, "padded_fraction": 1 - cost / padded, "oom_splits": splits,
+            "cost_cap": 100.0,
+        }  # fmt: skip
+
+    series = _series([1.0], [1], [10], [11], [1], [2], [0])
+    a = _snapshot(10, {"200": 1}, batcher({"count": 1, "budget": 1}, 30.0, 40.0, 1), series)
+    b = _snapshot(11, {"200": 1}, batcher({"budget": 2}, 10.0, 40.0, 2), series)
+    merged = merge_stats([a, b], ready=True)["batcher"]
+    assert merged["close_reasons"] == {"count": 1, "budget": 3}
+    assert (merged["cost"], merged["padded_cost"], merged["oom_splits"]) == (40.0, 80.0, 3)
+    assert merged["padded_fraction"] == pytest.approx(0.5)
+    assert merged["cost_cap"] == 100.0
