@@ -162,7 +162,11 @@ def _target(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             "model_dir": str(folder.resolve()),
             "device": args.device,
             "normalize": not args.no_normalize,
-        }
+        },
+        # On a GPU two batches are in flight: one runs the model (under Embedder's
+        # lock) while the next is padded and copied on the other worker thread. On a
+        # CPU the model takes every core, and the next batch grows while it waits.
+        "max_concurrent_batches": 2 if args.device.startswith("cuda") else 1,
     }
     if args.max_batch_tokens:
         options.update(
