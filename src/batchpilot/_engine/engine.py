@@ -155,8 +155,7 @@ class Engine:
         listeners: tuple[BatchListener, ...],
         item_timeout: float | None,
     ) -> None:
-        """The parts, sharing ``self._state`` and calling back ``_fail_engine`` and
-        ``_current_size``."""
+        """The parts: they share ``self._state`` and call back into this facade."""
         label = f"batchpilot-{self.name or 'engine'}"
         probe = PlacementProbe()
         collator = get_collator(options.collate)

@@ -138,16 +138,7 @@ class ServeApp:
         target_options: dict[str, Any] | None = None,
         **batcher_options: Any,
     ) -> None:
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-        if drain_timeout is not None and not drain_timeout > 0:
-            raise ValueError(f"drain_timeout must be > 0 seconds, got {drain_timeout}")
-        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
-            raise TypeError(f"max_body_bytes must be an int, got {max_body_bytes!r}")
-        if max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
-        if not 0 < ready_queue_fraction <= 1:
-            raise ValueError(f"ready_queue_fraction must be in (0, 1], got {ready_queue_fraction}")
+        _check_options(timeout, drain_timeout, max_body_bytes, ready_queue_fraction)
         self._target = target
         self._hooks = {"decode": decode, "encode": encode, "init": target_options}
         self._batcher_options = {
@@ -619,6 +610,25 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root):
         return path[len(root) :] or "/"
     return path
+
+
+def _check_options(
+    timeout: float | None,
+    drain_timeout: float | None,
+    max_body_bytes: int,
+    ready_queue_fraction: float,
+) -> None:
+    """`ServeApp`'s own options, checked (the batcher checks the rest)."""
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    if drain_timeout is not None and not drain_timeout > 0:
+        raise ValueError(f"drain_timeout must be > 0 seconds, got {drain_timeout}")
+    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+        raise TypeError(f"max_body_bytes must be an int, got {max_body_bytes!r}")
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+    if not 0 < ready_queue_fraction <= 1:
+        raise ValueError(f"ready_queue_fraction must be in (0, 1], got {ready_queue_fraction}")
 
 
 class _Reply(Exception):

@@ -201,12 +201,7 @@ def _supervise(
         "target": target, "log_level": log_level, "options": options,
         "owner": os.getpid(), "fleet": folder, "workers": workers,
     }  # fmt: skip
-
-    def command(index: int) -> list[str]:
-        arguments = json.dumps({**spec, "index": index})
-        return [sys.executable, "-m", "batchpilot.serve.worker", str(listener.fileno()), arguments]
-
-    children = [subprocess.Popen(command(i), pass_fds=[listener.fileno()]) for i in range(workers)]
+    children = [_spawn_worker(listener, {**spec, "index": index}) for index in range(workers)]
     _announce(listener.getsockname())  # the kernel queues connections from now on
     stopping = lost_a_worker = False
     kill_at = float("inf")
@@ -246,9 +241,22 @@ def _supervise(
             signal.signal(sig, handler)
         listener.close()
         shutil.rmtree(folder, ignore_errors=True)
-    codes = [child.returncode for child in children]
-    # A worker told to stop before it had its handlers (still importing) ends by the
-    # SIGTERM itself: it had nothing in flight, so that is a clean stop too.
+    return _exit_code([child.returncode for child in children], lost_a_worker)
+
+
+def _spawn_worker(listener: socket.socket, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """A worker process serving ``spec`` on ``listener`` (inherited by descriptor)."""
+    fd = listener.fileno()
+    command = [sys.executable, "-m", "batchpilot.serve.worker", str(fd), json.dumps(spec)]
+    return subprocess.Popen(command, pass_fds=[fd])
+
+
+def _exit_code(codes: list[int], lost_a_worker: bool) -> int:
+    """The supervisor's exit code from its workers' (0: every one stopped cleanly).
+
+    A worker told to stop before it had its handlers (still importing) ends by the
+    SIGTERM itself: it had nothing in flight, so that is a clean stop too.
+    """
     stopped = (0, -signal.SIGTERM)
     if not lost_a_worker and all(code in stopped for code in codes):
         return 0
