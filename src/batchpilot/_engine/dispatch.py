@@ -177,7 +177,7 @@ class LoopDispatch:
     def runs_inline(self, *, probing: bool = False) -> bool:
         """Run plain-def batches inline on the loop? ``probing``: a dispatch that may
         run inline once to measure again (see `PlacementProbe`)."""
-        if self._placement == "auto":
+        if self._placement in ("auto", "measured"):
             if not self._inline_allowed:
                 return False
             return self._probe.run_inline() if probing else self._probe.inline

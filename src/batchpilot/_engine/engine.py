@@ -157,7 +157,7 @@ class Engine:
     ) -> None:
         """The parts: they share ``self._state`` and call back into this facade."""
         label = f"batchpilot-{self.name or 'engine'}"
-        probe = PlacementProbe()
+        probe = PlacementProbe(guarded=options.placement == "measured")
         collator = get_collator(options.collate)
         # Fails queued items at their deadline (item_timeout).
         self._deadlines = Deadlines(

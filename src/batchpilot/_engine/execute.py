@@ -178,7 +178,7 @@ class BatchRunner:
         items = [request.item for request in batch]
         size = len(items)
         started = self._clock.now()
-        sample = None if here is None else self._probe.start_sample()
+        sample = self._probe.start_sample(inline=here is not None)
         outcomes: list[Outcome] | None = None
         oom = [0]  # out-of-memory errors the isolation met
         try:

@@ -24,8 +24,8 @@ from ..errors import ConfigError
 
 __all__ = ["PLACEMENTS", "EngineOptions", "Placement"]
 
-Placement = Literal["auto", "inline", "thread"]
-PLACEMENTS = ("auto", "inline", "thread")
+Placement = Literal["auto", "measured", "inline", "thread"]
+PLACEMENTS = ("auto", "measured", "inline", "thread")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +70,10 @@ class EngineOptions:
         item_timeout: seconds an item may wait in the queue before it fails with
             `ItemTimeoutError`.
         min_batch_interval: minimum seconds between the starts of two batches.
-        placement: ``"auto"``, ``"inline"`` or ``"thread"`` (see `Engine`).
+        placement: ``"auto"``, ``"measured"``, ``"inline"`` or ``"thread"`` (see
+            `Engine`). ``"measured"`` is ``"auto"`` that never runs a batch inline
+            before a worker thread has shown it is short (what a server wants: its
+            event loop is never held by a slow model).
         listeners: receive a `BatchRecord` per batch.
         clock: time source (tests pass `batchpilot.testing.FakeClock`).
         name: label for threads, metrics and ``repr``; a `Batcher` defaults it to

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from statistics import median
@@ -67,11 +68,18 @@ class PlacementProbe:
     ``window`` measurements, so a preempted batch or a garbage-collection pause does
     not flip it; once the window is full, one inline batch in ``sample_every`` is
     measured.
+
+    ``guarded`` (``placement="measured"``): no batch runs inline before one has been
+    timed on a worker thread, and a probe runs inline only while the last batch timed
+    there took at most ``max_inline_duration`` plus one GIL switch interval (the most
+    its wall time can be stretched by waiting for the loop's thread). A slow or
+    waiting function is never run on the loop to find out that it is slow.
     """
 
     def __init__(
         self,
         *,
+        guarded: bool = False,
         min_cpu_share: float = 0.5,
         max_inline_duration: float = 0.005,
         window: int = 9,
@@ -95,8 +103,10 @@ class PlacementProbe:
         self._candidates = 0
         self._shares: deque[float] = deque(maxlen=window)
         self._walls: deque[float] = deque(maxlen=window)
-        self._inline = True  # optimistic until the first measurement
+        self.guarded = guarded  # learn on worker threads before any inline run
+        self._inline = not guarded  # optimistic until the first measurement, unless guarded
         self._dispatches = 0
+        self._thread_wall: float | None = None  # the last batch timed on a worker thread
 
     def wants_sample(self) -> bool:
         """Should this inline batch be measured? Every one until the window is full,
@@ -106,17 +116,26 @@ class PlacementProbe:
         self._candidates += 1
         return self._candidates % self.sample_every == 0
 
-    def start_sample(self) -> tuple[float, float] | None:
-        """Begin measuring an inline batch if `wants_sample`: its wall and CPU start times."""
-        if not self.wants_sample():
+    def start_sample(self, *, inline: bool = True) -> tuple[float, float, bool] | None:
+        """Begin measuring a batch if it should be: an inline one if `wants_sample`, one on
+        a worker thread while a guarded probe has not decided inline. Its wall and CPU
+        start times."""
+        if inline:
+            if not self.wants_sample():
+                return None
+        elif not self.guarded or self._inline:
             return None
-        return time.perf_counter(), time.thread_time()
+        return time.perf_counter(), time.thread_time(), inline
 
-    def end_sample(self, sample: tuple[float, float] | None) -> None:
+    def end_sample(self, sample: tuple[float, float, bool] | None) -> None:
         """`observe` the batch begun with `start_sample` (nothing if it was not measured)."""
-        if sample is not None:
-            wall, cpu = sample
+        if sample is None:
+            return
+        wall, cpu, inline = sample
+        if inline:
             self.observe(time.perf_counter() - wall, time.thread_time() - cpu)
+        else:
+            self._thread_wall = time.perf_counter() - wall
 
     def observe(self, wall: float, cpu: float) -> None:
         """Record one inline batch: wall seconds and CPU seconds of its thread."""
@@ -138,8 +157,17 @@ class PlacementProbe:
         """Where the next dispatch runs: inline if so decided, or to measure again."""
         if self._inline:
             return True
+        if self.guarded:
+            if not self._short_on_a_thread():
+                return False
+            if not self._walls:
+                return True  # shown short on a thread: measure it inline now
         self._dispatches += 1
         return self._dispatches % self.reprobe_every == 0
+
+    def _short_on_a_thread(self) -> bool:
+        wall = self._thread_wall
+        return wall is not None and wall <= self.max_inline_duration + sys.getswitchinterval()
 
     @property
     def cpu_share(self) -> float | None:

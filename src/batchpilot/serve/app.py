@@ -114,9 +114,10 @@ class ServeApp:
             waiting for queued items (None: ``timeout`` + 5, or 30 without ``timeout``).
         batcher_options: more `batchpilot.Batcher` arguments (``collate``,
             ``controller``, ``max_concurrent_batches``, ...). Two defaults differ
-            from `batchpilot.Batcher`'s: ``placement="thread"`` (a plain ``def``
-            predict never runs on the server's event loop, so ``/health``,
-            deadlines and signals are served while a batch runs) and, without a
+            from `batchpilot.Batcher`'s: ``placement="measured"`` (a plain ``def``
+            predict runs inline on the server's event loop only after a worker
+            thread has shown it is short, so a slow model never holds ``/health``,
+            deadlines or signals) and, without a
             ``decode`` hook, ``collate="list"`` (the batch is the list of the
             requests' JSON values).
     """
@@ -206,9 +207,10 @@ class ServeApp:
         self._registry = CollectorRegistry()
         self._metrics = PrometheusMetrics(self._registry)
         self._registry.register(self.telemetry)
-        # User code never runs on the server's event loop (placement="thread"); JSON
+        # A batch runs on the server's event loop only when a worker thread has shown
+        # it is short (placement="measured"): a slow model never holds the loop. JSON
         # values are passed as they are, never stacked into columns (collate="list").
-        defaults = {"name": model.name, "priority_levels": 2, "placement": "thread"}
+        defaults = {"name": model.name, "priority_levels": 2, "placement": "measured"}
         if model.decode is None:
             defaults["collate"] = "list"
         if model.cost is not None and "max_batch_cost" in self._batcher_options:

@@ -100,3 +100,26 @@ def test_a_started_sample_is_observed_once_it_ends() -> None:
     sum(range(10_000))  # the "batch"
     probe.end_sample(sample)
     assert probe.duration is not None and 0 < probe.duration < 1.0
+
+
+def test_a_guarded_probe_runs_nothing_inline_before_a_thread_showed_it_short() -> None:
+    probe = PlacementProbe(guarded=True, window=2, max_inline_duration=0.005)
+    assert not probe.inline and not probe.run_inline()  # never timed: a worker thread
+    probe._thread_wall = 1.2  # a 1.2 s batch on a worker thread
+    assert not any(probe.run_inline() for _ in range(200))  # never probed on the loop
+    probe._thread_wall = 0.0001  # a short one
+    assert probe.run_inline()  # now measured inline
+    probe.observe(wall=0.0001, cpu=0.0001)
+    probe.observe(wall=0.0001, cpu=0.0001)
+    assert probe.inline
+
+
+def test_a_guarded_probe_times_thread_batches_only_until_it_decides_inline() -> None:
+    probe = PlacementProbe(guarded=True, window=1)
+    sample = probe.start_sample(inline=False)
+    assert sample is not None
+    probe.end_sample(sample)
+    assert probe.run_inline()
+    probe.observe(wall=0.0001, cpu=0.0001)
+    assert probe.inline and probe.start_sample(inline=False) is None
+    assert PlacementProbe().start_sample(inline=False) is None  # unguarded: never
