@@ -875,6 +875,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=None, help="rounds; the median is kept (5)")
     parser.add_argument("--texts", type=int, default=None, help="texts (1000; 200 with --quick)")
+    parser.add_argument(
+        "--cell-seconds",
+        type=float,
+        default=None,
+        help="seconds of arrivals per open-loop cell, and the wait for answers after "
+        "(20 and 15; 4 and 5 with --quick); closed-loop cells take 3/4 of it",
+    )
     parser.add_argument("--seed", type=int, default=21, help="texts and arrivals")
     parser.add_argument(
         "--capacity",
@@ -897,12 +904,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    cell = args.cell_seconds
     plan = Plan(
         args.texts or plan.texts,
         args.rounds or plan.rounds,
-        plan.open_s,
-        plan.drain_s,
-        plan.closed_s,
+        plan.open_s if cell is None else cell,
+        plan.drain_s if cell is None else cell,
+        plan.closed_s if cell is None else 0.75 * cell,
         plan.ready_s,
     )
     plot = args.plot or (None if args.quick else Path("docs/perf-tokens.png"))
