@@ -10,19 +10,21 @@ Modes:
     ``"concat"``: each item's first axis is rows (Triton style); items are
         concatenated along it and the result is split back by each item's row count.
     ``"list"``: the batch function receives a list and returns a sequence.
+    ``"pad"``: token-id sequences padded into ``input_ids`` and ``attention_mask``
+        (`batchpilot._core.padding`); per-token outputs are trimmed back per item.
 
 A custom `Collator` (any object with ``collate`` and ``split``) may be passed instead.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import BatchFailedError
+from .padding import PadCollator
+from .rows import is_tensor, result_length, split_rows, torch_module, wrong_length
 
 __all__ = ["Collator", "ConcatCollator", "ListCollator", "StackCollator", "get_collator"]
 
@@ -38,63 +40,6 @@ class Collator(Protocol):
     def split(self, result: Any, layout: Any, count: int) -> Sequence[Any]:
         """Return exactly ``count`` per-item results or raise `BatchFailedError`."""
         ...
-
-
-def _torch() -> Any:
-    """The torch module if the user's program already imported it, else None."""
-    return sys.modules.get("torch")
-
-
-def _is_tensor(value: Any) -> bool:
-    torch = _torch()
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
-def _wrong_length(expected: int, got: int) -> BatchFailedError:
-    return BatchFailedError(f"batch function returned {got} results, expected {expected}")
-
-
-def _length(result: Any, expected: int) -> int:
-    if isinstance(result, Mapping):
-        try:
-            lengths = {len(value) for value in result.values()}
-        except TypeError:
-            raise BatchFailedError(
-                f"batch function returned a dict of {type(next(iter(result.values()))).__name__}"
-                f" values; expected {expected} results: a sequence, or a dict of columns"
-                " with one entry per item"
-            ) from None
-        if len(lengths) != 1:
-            raise BatchFailedError(
-                f"dict result has values of different lengths: {lengths}; expected {expected}"
-            )
-        return lengths.pop()
-    try:
-        return len(result)
-    except TypeError:
-        raise BatchFailedError(
-            f"batch function must return a sequence, got {type(result).__name__};"
-            f" expected {expected} results, one per item"
-        ) from None
-
-
-def split_rows(result: Any, count: int) -> Sequence[Any]:
-    """Split ``result`` along its first axis into ``count`` entries.
-
-    A numpy array is returned as it is: it already is a sequence of its rows, and
-    each row view is then made only when its caller's result is delivered (on the
-    caller's event loop, not on the worker that ran the batch).
-    """
-    got = _length(result, count)
-    if got != count:
-        raise _wrong_length(count, got)
-    if type(result) is np.ndarray:
-        return cast("Sequence[Any]", result)
-    if isinstance(result, Mapping):
-        return [{key: value[i] for key, value in result.items()} for i in range(count)]
-    if isinstance(result, np.ndarray) or _is_tensor(result):
-        return list(result.unbind(0) if _is_tensor(result) else result)
-    return list(result)
 
 
 class ListCollator:
@@ -125,8 +70,8 @@ def _stack(items: Sequence[Any]) -> Any:
         return np.array(items)
     if isinstance(first, np.ndarray) and all(isinstance(i, np.ndarray) for i in items):
         return np.stack(items)
-    if _is_tensor(first) and all(_is_tensor(i) for i in items):
-        return _torch().stack(list(items))
+    if is_tensor(first) and all(is_tensor(i) for i in items):
+        return torch_module().stack(list(items))
     if isinstance(first, Mapping) and first and _same_keys(first, items):
         columns = {key: _stack([item[key] for item in items]) for key in first}
         if all(_is_column(column) for column in columns.values()):
@@ -143,7 +88,7 @@ def _is_column(value: Any) -> bool:
     """A stacked column: an array, a tensor, or a dict of such columns."""
     if isinstance(value, Mapping):
         return all(_is_column(column) for column in value.values())
-    return isinstance(value, np.ndarray) or _is_tensor(value)
+    return isinstance(value, np.ndarray) or is_tensor(value)
 
 
 class ConcatCollator:
@@ -152,8 +97,8 @@ class ConcatCollator:
     def collate(self, items: Sequence[Any]) -> tuple[Any, Any]:
         counts = [_rows(item) for item in items]
         first = items[0]
-        if _is_tensor(first):
-            return _torch().cat(list(items)), counts
+        if is_tensor(first):
+            return torch_module().cat(list(items)), counts
         if isinstance(first, np.ndarray):
             return np.concatenate(items), counts
         return [row for item in items for row in item], counts
@@ -161,13 +106,13 @@ class ConcatCollator:
     def split(self, result: Any, layout: Any, count: int) -> list[Any]:
         counts: list[int] = layout
         total = sum(counts)
-        got = _length(result, total)
+        got = result_length(result, total)
         if got != total:
-            raise _wrong_length(total, got)
+            raise wrong_length(total, got)
         bounds = np.cumsum(counts)[:-1].tolist()
         if isinstance(result, np.ndarray):
             return list(np.split(result, bounds))
-        if _is_tensor(result):
+        if is_tensor(result):
             return list(result.split(counts))
         starts = [0, *bounds]
         return [result[start : start + n] for start, n in zip(starts, counts, strict=True)]
@@ -189,6 +134,7 @@ _BY_NAME: dict[str, Collator] = {
     "stack": StackCollator(),
     "concat": ConcatCollator(),
     "list": ListCollator(),
+    "pad": PadCollator(),
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .collate import _is_tensor, _torch, split_rows
+from .rows import is_tensor, split_rows, torch_module
 
 __all__ = ["PadCollator"]
 
@@ -41,7 +41,7 @@ class PadCollator:
         if any(list(column) != keys for column in columns):
             raise TypeError("collate='pad' needs every item to have the same keys")
         lengths = [len(column[_IDS]) for column in columns]
-        tensors = _is_tensor(columns[0][_IDS])
+        tensors = is_tensor(columns[0][_IDS])
         batch = {
             key: _pad(
                 [column[key] for column in columns], self.pad_id if key == _IDS else 0, tensors
@@ -85,7 +85,7 @@ def _columns(item: Any) -> dict[str, Any]:
         if len(lengths) != 1:
             raise TypeError(f"collate='pad' needs an item's sequences of one length, got {lengths}")
         return dict(item)
-    is_sequence = isinstance(item, (Sequence, np.ndarray)) or _is_tensor(item)
+    is_sequence = isinstance(item, (Sequence, np.ndarray)) or is_tensor(item)
     if isinstance(item, (str, bytes)) or not is_sequence:
         raise TypeError(
             f"collate='pad' needs sequences of token ids, got {type(item).__name__}"
@@ -96,14 +96,14 @@ def _columns(item: Any) -> dict[str, Any]:
 
 def _ones_like(sequence: Any, tensors: bool) -> Any:
     if tensors:
-        return _torch().ones(len(sequence), dtype=_torch().long)
+        return torch_module().ones(len(sequence), dtype=torch_module().long)
     return np.ones(len(sequence), dtype=np.int64)
 
 
 def _pad(sequences: list[Any], fill: int, tensors: bool) -> Any:
     longest = max(len(sequence) for sequence in sequences)
     if tensors:
-        torch = _torch()
+        torch = torch_module()
         out = torch.full((len(sequences), longest), fill, dtype=sequences[0].dtype)
     else:
         out = np.full((len(sequences), longest), fill, dtype=np.int64)

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._core.callables import is_async_callable
-from .._core.collate import split_rows
+from .._core.rows import split_rows
 from ..errors import BatchFailedError
 from .tables import unknown_columns
 

@@ -68,3 +68,26 @@ def test_torch_tensors_in_give_torch_tensors_out() -> None:
 def test_what_cannot_be_padded_is_a_clear_type_error(items: list[object], message: str) -> None:
     with pytest.raises(TypeError, match=message):
         PadCollator().collate(items)
+
+
+def test_collate_pad_is_a_mode_of_every_engine() -> None:
+    from batchpilot import Batcher
+
+    def lengths(batch: dict[str, np.ndarray]) -> np.ndarray:
+        return batch["attention_mask"].sum(axis=1)  # one per row: each item's real length
+
+    batcher = Batcher(lengths, collate="pad", max_wait=0.0)
+    try:
+        assert int(batcher([4, 5, 6])) == 3
+    finally:
+        batcher.close()
+
+    def per_token(batch: dict[str, np.ndarray]) -> np.ndarray:
+        return batch["input_ids"] * 10  # (rows, longest): trimmed back per item
+
+    from batchpilot._core.collate import get_collator
+
+    collator = get_collator("pad")
+    batch, layout = collator.collate([[1, 2, 3], [4]])
+    rows = collator.split(per_token(batch), layout, 2)
+    assert [list(r) for r in rows] == [[10, 20, 30], [40]]
