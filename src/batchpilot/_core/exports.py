@@ -29,6 +29,8 @@ PUBLIC_MODULES = frozenset(
         "batchpilot.online",
         "batchpilot.random_encoder",
         "batchpilot.serve",
+        "batchpilot.sinks",
+        "batchpilot.sources",
         "batchpilot.testing",
         "batchpilot.types",
     }
