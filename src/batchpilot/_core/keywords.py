@@ -10,7 +10,7 @@ decorators. Type checkers then check each keyword, and ``inspect.signature``,
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 __all__ = [
@@ -21,6 +21,8 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F")
+I = TypeVar("I")
 
 
 def _take_keywords(function: Callable[..., Any], source: Callable[..., Any]) -> None:
@@ -68,15 +70,12 @@ def fn_and_options_as_keywords(
 
 def fn_items_and_options_as_keywords(
     source: Callable[P, object],
-) -> Callable[
-    [Callable[..., R]], Callable[Concatenate[Callable[[list[Any]], Any], Iterable[Any], P], R]
-]:
-    """`options_as_keywords` for ``def f(fn, items, **options)`` (``map_batches``)."""
+) -> Callable[[Callable[[F, I], R]], Callable[Concatenate[F, I, P], R]]:
+    """`options_as_keywords` for ``def f(fn, items, **options)`` (``map_batches``);
+    ``fn`` and ``items`` keep their types (so each ``@overload`` of ``f`` may narrow them)."""
 
-    def declare(
-        function: Callable[..., R],
-    ) -> Callable[Concatenate[Callable[[list[Any]], Any], Iterable[Any], P], R]:
+    def declare(function: Callable[[F, I], R]) -> Callable[Concatenate[F, I, P], R]:
         _take_keywords(function, source)
-        return function
+        return function  # type: ignore[return-value]
 
     return declare

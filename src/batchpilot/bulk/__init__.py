@@ -26,6 +26,8 @@ from .._core.exports import publish
 from .api import map_batches
 from .checkpoint import DamagedChunkError, JobFileError, JobInUseError, JobMismatchError
 from .executors import ChunkExecutor, ProcessExecutor
+from .partition_task import PartitionFailed, PartitionReport, RowFailure
+from .partitioned import PartitionedRun
 from .run import HISTORY_LIMIT, BulkRun
 from .runner import ItemFailure
 from .serialize import StoredError
@@ -42,7 +44,11 @@ __all__ = [
     "JobFileError",
     "JobInUseError",
     "JobMismatchError",
+    "PartitionFailed",
+    "PartitionReport",
+    "PartitionedRun",
     "ProcessExecutor",
+    "RowFailure",
     "StoredError",
     "map_batches",
 ]

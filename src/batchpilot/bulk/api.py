@@ -3,23 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, overload
 
 from .._core.keywords import fn_items_and_options_as_keywords
+from ..sources.partition import Source
 from .options import BulkOptions
+from .partitioned import PartitionedRun
 from .run import BulkRun
 
 __all__ = ["map_batches"]
 
 
+@overload
 @fn_items_and_options_as_keywords(BulkOptions)
-def map_batches(fn: Callable[[list[Any]], Any], items: Iterable[Any], **options: Any) -> BulkRun:
+def map_batches(fn: Callable[[Any], Any], items: Source) -> PartitionedRun: ...
+
+
+@overload
+@fn_items_and_options_as_keywords(BulkOptions)
+def map_batches(fn: Callable[[list[Any]], Any], items: Iterable[Any]) -> BulkRun: ...
+
+
+@fn_items_and_options_as_keywords(BulkOptions)
+def map_batches(
+    fn: Callable[[Any], Any], items: Iterable[Any] | Source, **options: Any
+) -> BulkRun | PartitionedRun:
     """Apply a batch function to every item of a (possibly huge, lazy) iterable.
 
     Args:
         fn: takes a list of items, returns a list of as many results (an ``async
             def`` function runs on ``executor="asyncio"``).
-        items: any iterable; read lazily, one chunk at a time.
+        items: any iterable; read lazily, one chunk at a time. Or a partitioned
+            `batchpilot.sources` Source: its partitions are read, run and written by
+            the workers themselves (`PartitionedRun`; docs/partitions.md).
         batch_size: ``"auto"`` (chunks sized to take about 0.1 s, starting at 1
             and at most doubling per step, up to 65,536, and shrinking at the end
             of an input with a length so workers finish together), a fixed int,
@@ -69,6 +85,12 @@ def map_batches(fn: Callable[[list[Any]], Any], items: Iterable[Any], **options:
         is_oom: says whether an exception of ``fn`` is out of memory (default:
             `MemoryError` and torch's ``OutOfMemoryError``); such a batch is split
             by cost and the budget lowered, then raised again after successes.
+        batch_format: with a Source, what ``fn`` gets and returns: ``"records"`` (a
+            list of dicts, one result per row; the default), ``"pyarrow"`` (a
+            ``pyarrow.Table``), ``"pandas"`` (a DataFrame) or ``"numpy"`` (a dict of
+            arrays); a columnar result may have any number of rows.
+        sink: with a Source, a `batchpilot.sinks` Sink each worker writes its
+            partition's part to; the run then yields each committed `PartInfo`.
 
     Returns:
         A `BulkRun`: iterate it for the results; ``ItemFailure`` marks failed items.
@@ -87,8 +109,13 @@ def map_batches(fn: Callable[[list[Any]], Any], items: Iterable[Any], **options:
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable (a batch function), got {type(fn).__name__}")
+    run_options = BulkOptions(**options)
+    if isinstance(items, Source):
+        return PartitionedRun(fn, items, run_options)
+    if run_options.batch_format is not None or run_options.sink is not None:
+        raise ValueError("batch_format= and sink= need a partitioned source (batchpilot.sources)")
     try:
         iter(items)
     except TypeError:
         raise TypeError(f"items must be iterable, got {type(items).__name__}") from None
-    return BulkRun(fn, items, BulkOptions(**options))
+    return BulkRun(fn, items, run_options)

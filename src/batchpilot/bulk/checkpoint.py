@@ -50,6 +50,7 @@ __all__ = [
     "JobMismatchError",
     "JobStore",
     "digest",
+    "lock_job_file",
 ]
 
 FORMAT_VERSION = 2
@@ -167,7 +168,7 @@ def _damaged_chunk(path: str, start: int, stop: int, error: BaseException) -> Da
     )
 
 
-def _lock(job_path: str) -> PidLock:
+def lock_job_file(job_path: str) -> PidLock:
     """Take the job file's `PidLock` on ``<job>.lock``, or say why not as a `JobFileError`."""
     lock = PidLock(job_path)
     try:
@@ -212,7 +213,7 @@ class JobStore:
                 f"job file {self.path} is a directory; pass the path of a file (new or "
                 "written by an earlier run)"
             )
-        self._lock = _lock(self.path)
+        self._lock = lock_job_file(self.path)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as error:

@@ -72,6 +72,8 @@ class BulkOptions:
     padded: bool = False
     sort_window: int = DEFAULT_SORT_WINDOW
     is_oom: Callable[[BaseException], bool] | None = None
+    batch_format: str | None = None
+    sink: Any = None
 
     # derived in __post_init__:
     hooks: tuple[BatchListener, ...] = field(init=False, repr=False, compare=False)  # listeners
