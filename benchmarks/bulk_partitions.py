@@ -1,0 +1,441 @@
+"""Benchmark: partitioned bulk jobs on a cluster (issue 23) against Dask and Ray Data.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bulk_partitions.py                 # 3.2M rows, 5 rounds
+    .venv/bin/python benchmarks/bulk_partitions.py --quick         # 400k rows, 1 round
+    .venv/bin/python benchmarks/bulk_partitions.py --rows 20000000 --contenders bp-pyarrow
+
+Data: ``--rows`` rows (default 3.2M) in ``--files`` Parquet files (default 8), columns
+``id`` (int64) and ``x`` (float64); the job is ``y = x * 2 + 1``. A cluster of
+``--workers`` worker processes (default 2, one thread each) is started once per
+kind: a Dask scheduler and workers (``dask scheduler`` / ``dask worker``) and a local
+Ray (``ray start --head``), both on 127.0.0.1. Every contender runs as its own driver
+process against that cluster, so its peak RSS and CPU seconds are its own
+(``os.wait4``); the job's CPU seconds are the whole machine's during the run.
+
+Contenders (``--contenders``):
+
+* ``bp-pyarrow``, ``bp-pandas``, ``bp-numpy``, ``bp-records``: ``map_batches`` over
+  ``batchpilot.sources.parquet`` into ``batchpilot.sinks.parquet``, on Dask, in each
+  batch format (the records function is the same dict function the peers get);
+* ``bp-ray-pyarrow``: the same on Ray;
+* ``bp-model``: a model class whose ``setup()`` takes 1 s; its setups are counted;
+* ``dask-df`` / ``dask-records``: ``dd.read_parquet().map_partitions(fn).to_parquet()``
+  with a pandas function / the dict function;
+* ``ray-data`` / ``ray-records``: ``ray.data.read_parquet().map_batches(fn,
+  batch_format="pyarrow").write_parquet()`` with a pyarrow function / the dict function;
+* ``cli-dask``: today's driver-fed ``batchpilot run --executor dask --address`` on the
+  same rows in one Parquet file; ``cli-threads``: ``batchpilot run`` on threads.
+
+Rounds interleave the contenders; each cell is the median of its rounds. Each output
+is checked (its row count, and ``y`` of a sample of rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+DASK_CONTENDERS = ("bp-pyarrow", "bp-pandas", "bp-numpy", "bp-records", "bp-model")
+DASK_PEERS = ("dask-df", "dask-records")
+RAY_CONTENDERS = ("bp-ray-pyarrow", "ray-data", "ray-records")
+CLI_CONTENDERS = ("cli-dask", "cli-threads")
+ALL = DASK_CONTENDERS + DASK_PEERS + RAY_CONTENDERS + CLI_CONTENDERS
+DEFAULT = ("bp-pyarrow", "bp-records", "bp-model", *DASK_PEERS, *RAY_CONTENDERS, "cli-threads")
+
+# The job, importable by the driver and the workers alike (written next to the data).
+FUNCTIONS = '''
+import os, time
+import pyarrow as pa
+import pyarrow.compute as pc
+
+def add_pyarrow(table):
+    return table.append_column("y", pc.add(pc.multiply(table["x"], 2.0), 1.0))
+
+def add_pandas(frame):
+    return frame.assign(y=frame["x"] * 2.0 + 1.0)
+
+def add_numpy(columns):
+    return {**columns, "y": columns["x"] * 2.0 + 1.0}
+
+def add_records(rows):
+    return [{**row, "y": row["x"] * 2.0 + 1.0} for row in rows]
+
+def records_as_pandas(frame):
+    import pandas as pd
+    return pd.DataFrame(add_records(frame.to_dict("records")))
+
+def records_as_pyarrow(table):
+    return pa.Table.from_pylist(add_records(table.to_pylist()))
+
+class SlowModel:
+    """A model whose setup takes 1 s; each setup appends its pid to $BENCH_SETUP_LOG."""
+
+    def setup(self):
+        time.sleep(1.0)
+        with open(os.environ["BENCH_SETUP_LOG"], "a") as log:
+            log.write(f"{os.getpid()}\\n")
+
+    def predict(self, table):
+        return add_pyarrow(table)
+'''
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+def make_data(folder: Path, rows: int, files: int) -> Path:
+    """``files`` Parquet files of ``rows`` rows in all, and the same rows in one file."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = folder / "input"
+    parts.mkdir(parents=True)
+    rng = np.random.default_rng(23)
+    per_file = -(-rows // files)
+    with pq.ParquetWriter(
+        folder / "all.parquet", pa.schema([("id", pa.int64()), ("x", pa.float64())])
+    ) as whole:
+        for i in range(files):
+            start = i * per_file
+            count = max(0, min(per_file, rows - start))
+            table = pa.table({"id": np.arange(start, start + count), "x": rng.random(count)})
+            pq.write_table(table, parts / f"part-{i:03d}.parquet")
+            whole.write_table(table)
+    return parts
+
+
+def check_output(path: Path, rows: int) -> None:
+    """``path`` (a file or a folder of Parquet parts) holds ``rows`` rows with the right y."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = [p for p in sorted(path.rglob("*.parquet")) if not p.name.startswith((".", "_"))]
+    table = ds.dataset([str(p) for p in files] or str(path), format="parquet").to_table()
+    if table.num_rows != rows:
+        raise AssertionError(f"{path}: {table.num_rows} rows, expected {rows}")
+    sample = table.slice(0, 1000)
+    expected = pc.add(pc.multiply(sample["x"], 2.0), 1.0)
+    if not pc.all(pc.less(pc.abs(pc.subtract(sample["y"], expected)), 1e-9)).as_py():
+        raise AssertionError(f"{path}: wrong y")
+
+
+# --- clusters --------------------------------------------------------------------------
+
+
+class Cluster:
+    """A Dask or Ray cluster of ``workers`` one-thread worker processes on 127.0.0.1."""
+
+    def __init__(self, kind: str, workers: int, workdir: Path, env: dict[str, str]) -> None:
+        self.kind = kind
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._env = env
+        bin_dir = Path(sys.executable).parent
+        if kind == "dask":
+            scheduler_file = workdir / "scheduler.json"
+            self._spawn(
+                [
+                    bin_dir / "dask",
+                    "scheduler",
+                    "--host",
+                    HOST,
+                    "--port",
+                    "0",
+                    "--dashboard-address",
+                    ":0",
+                    "--scheduler-file",
+                    scheduler_file,
+                ]
+            )
+            deadline = time.monotonic() + 60
+            while not scheduler_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.address = json.loads(scheduler_file.read_text())["address"]
+            self._spawn(
+                [
+                    bin_dir / "dask",
+                    "worker",
+                    self.address,
+                    "--nworkers",
+                    str(workers),
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    HOST,
+                    "--no-dashboard",
+                    "--memory-limit",
+                    "0",
+                ]
+            )
+            from dask.distributed import Client
+
+            with Client(self.address, timeout="60s") as client:
+                client.wait_for_workers(workers, timeout=120)
+        else:
+            port = free_port()
+            subprocess.run(
+                [
+                    bin_dir / "ray",
+                    "start",
+                    "--head",
+                    f"--port={port}",
+                    f"--node-ip-address={HOST}",
+                    f"--num-cpus={workers}",
+                    "--include-dashboard=false",
+                    "--disable-usage-stats",
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            self.address = f"{HOST}:{port}"
+
+    def _spawn(self, command: list[Any]) -> None:
+        self._procs.append(
+            subprocess.Popen(
+                [str(c) for c in command],
+                env=self._env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        if self.kind == "ray":
+            subprocess.run(
+                [str(Path(sys.executable).parent / "ray"), "stop", "--force"],
+                env=self._env,
+                capture_output=True,
+            )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+# --- drivers (each runs in its own process) --------------------------------------------
+
+
+def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> None:
+    """The driver of contender ``name``: run the job, write the output under ``out``."""
+    import bpbench_functions as job
+
+    if name.startswith("bp-"):
+        from batchpilot import sinks, sources
+        from batchpilot.bulk import map_batches
+
+        fmt = {"bp-model": "pyarrow", "bp-ray-pyarrow": "pyarrow"}.get(name, name[3:])
+        fn = job.SlowModel if name == "bp-model" else getattr(job, f"add_{fmt}")
+        if name == "bp-ray-pyarrow":
+            import ray
+
+            ray.init(address=address, log_to_driver=False)
+            executor: Any = "ray"
+        else:
+            from dask.distributed import Client
+
+            executor = Client(address)
+        run = map_batches(
+            fn,
+            sources.parquet(str(source)),
+            batch_format=fmt,
+            sink=sinks.parquet(str(out)),
+            executor=executor,
+        )
+        run.wait()
+    elif name.startswith("dask-"):
+        import dask.dataframe as dd
+        from dask.distributed import Client
+
+        with Client(address):
+            fn = job.add_pandas if name == "dask-df" else job.records_as_pandas
+            dd.read_parquet(str(source)).map_partitions(fn).to_parquet(str(out))
+    elif name.startswith("ray-"):
+        import ray
+
+        ray.init(address=address, log_to_driver=False)
+        fn = job.add_pyarrow if name == "ray-data" else job.records_as_pyarrow
+        ray.data.read_parquet(str(source)).map_batches(fn, batch_format="pyarrow").write_parquet(
+            str(out)
+        )
+    else:
+        out.mkdir()
+        command = [
+            sys.executable,
+            "-m",
+            "batchpilot",
+            "run",
+            "bpbench_functions:add_records",
+            str(whole),
+            "-o",
+            str(out / "out.parquet"),
+        ]
+        if name == "cli-dask":
+            command += ["--executor", "dask", "--address", address]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
+def run_cell(
+    name: str, args: argparse.Namespace, data: Path, rows: int, address: str, env: dict[str, str]
+) -> dict[str, Any]:
+    """One timed run of ``name``'s driver process; its output checked."""
+    out = data / "out" / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(exist_ok=True)
+    setup_log = data / f"setups-{name}.log"
+    setup_log.unlink(missing_ok=True)
+    command = [sys.executable, __file__, "--drive", name, "--data", str(data), "--address", address]
+    cpu_before = sum(psutil.cpu_times()[:3])
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env={**env, "BENCH_SETUP_LOG": str(setup_log)})
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    cpu_all = sum(psutil.cpu_times()[:3]) - cpu_before
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{name}: driver exited {proc.returncode}")
+    check_output(out, rows)
+    driver_cpu = usage.ru_utime + usage.ru_stime  # its children (the CLI) included below
+    cell = {
+        "contender": name,
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "driver_cpu_s": driver_cpu,
+        "driver_peak_rss_mb": usage.ru_maxrss / 1024,
+        "job_cpu_s": cpu_all,
+    }
+    if setup_log.exists():
+        pids = setup_log.read_text().split()
+        cell["setups"] = len(pids)
+        cell["setup_processes"] = len(set(pids))
+    return cell
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def median_cells(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    merged = dict(cells[0])
+    for key in ("seconds", "rows_per_s", "driver_cpu_s", "driver_peak_rss_mb", "job_cpu_s"):
+        merged[key] = statistics.median(c[key] for c in cells)
+    merged["rounds"] = len(cells)
+    return merged
+
+
+def table(cells: list[dict[str, Any]], base: str) -> str:
+    ref = next((c["rows_per_s"] for c in cells if c["contender"] == base), None)
+    lines = [
+        f"| contender | rows/s | vs {base} | driver CPU s | driver CPU share "
+        "| driver peak RSS MB | setups |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in cells:
+        ratio = f"{c['rows_per_s'] / ref:.2f}x" if ref else "-"
+        share = c["driver_cpu_s"] / c["job_cpu_s"] if c["job_cpu_s"] else 0.0
+        setups = f"{c['setups']} in {c['setup_processes']} processes" if "setups" in c else ""
+        lines.append(
+            f"| {c['contender']} | {c['rows_per_s'] / 1e6:.2f}M | {ratio} "
+            f"| {c['driver_cpu_s']:.2f} | {share:.1%} | {c['driver_peak_rss_mb']:.0f} | {setups} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=3_200_000)
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--contenders", nargs="+", choices=ALL, default=list(DEFAULT))
+    parser.add_argument("--quick", action="store_true", help="400k rows, 1 round")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--drive", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.drive:
+        drive(
+            args.drive,
+            args.data / "input",
+            args.data / "all.parquet",
+            args.data / "out" / args.drive,
+            args.address,
+        )
+        return 0
+    if args.quick:
+        args.rows, args.rounds = 400_000, 1
+    with tempfile.TemporaryDirectory(prefix="bp-partitions-") as tmp:
+        data = Path(tmp)
+        (data / "bpbench_functions.py").write_text(textwrap.dedent(FUNCTIONS))
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(data), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
+            ),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
+        }
+        sys.path.insert(0, str(data))
+        make_data(data, args.rows, args.files)
+        print(f"{args.rows:,} rows in {args.files} files; {args.workers} workers", flush=True)
+        kinds = {
+            "dask": [c for c in args.contenders if c not in RAY_CONTENDERS],
+            "ray": [c for c in args.contenders if c in RAY_CONTENDERS],
+        }
+        cells: dict[str, list[dict[str, Any]]] = {}
+        for kind, names in kinds.items():
+            if not names:
+                continue
+            cluster = Cluster(kind, args.workers, data, env)
+            try:
+                for round_ in range(args.rounds):
+                    for name in names:
+                        cell = run_cell(name, args, data, args.rows, cluster.address, env)
+                        cells.setdefault(name, []).append(cell)
+                        print(
+                            f"round {round_ + 1} {name:<15} "
+                            f"{cell['rows_per_s'] / 1e6:6.2f}M rows/s "
+                            f"driver {cell['driver_cpu_s']:.2f} CPU s, "
+                            f"{cell['driver_peak_rss_mb']:.0f} MB"
+                            + (f", {cell['setups']} setups" if "setups" in cell else ""),
+                            flush=True,
+                        )
+            finally:
+                cluster.stop()
+        merged = [median_cells(c) for c in cells.values()]
+        print(f"\n## {args.rows:,} rows, {args.workers} workers, median of {args.rounds} rounds\n")
+        print(table(merged, "dask-df" if "dask-df" in cells else merged[0]["contender"]))
+        if args.json:
+            args.json.write_text(json.dumps({"rows": args.rows, "cells": merged}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
