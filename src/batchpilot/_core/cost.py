@@ -52,7 +52,8 @@ class CloseReason(str, enum.Enum):
 class BatchTrace:
     """What one batch did, where an engine runs batches inside a larger unit (a bulk
     chunk): why it closed, its size, real and padded cost, the out-of-memory errors it
-    met (each one a split) and its seconds in the batch function (its halves' too)."""
+    met (each one a split, or an item failing alone), its seconds in the batch function
+    (its halves' too) and the exception type names of its items that failed alone."""
 
     reason: str
     size: int
@@ -60,6 +61,7 @@ class BatchTrace:
     padded_cost: float
     oom_splits: int
     duration: float
+    errors: tuple[str, ...] = ()
 
 
 def padded_fraction(cost: float, padded_cost: float) -> float:

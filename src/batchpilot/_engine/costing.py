@@ -9,26 +9,36 @@ order: the oldest always goes, so grouping never holds an item back past its tur
 and when everything waiting fits (light load) everything goes, as without a cost.
 
 A padded batch is handed over sorted by cost, so that bisecting it (after an error)
-splits it into a short and a long half. A batch that raises an out-of-memory error
-lowers the cap (`OutOfMemoryBackoff`) and empties torch's CUDA cache; the engine's
-isolation then splits it until each half fits, and an item out of memory alone fails
-alone. Successes raise the cap again slowly.
+splits it into a short and a long half. The cost cap is a `CostCap`, the same as in
+bulk runs: a call that raises an out-of-memory error lowers it (`OutOfMemoryBackoff`)
+and empties torch's CUDA cache; the engine's isolation then splits the batch until
+each half fits, and an item out of memory alone fails alone. Successes raise the cap
+again slowly. A ``controller`` sizes batches in cost units: it observes each finished
+batch's (padded) cost and its ``next_size()`` caps the next batch's cost, while the
+engine's count controller is ``Fixed(max_batch_size)`` (`count_controller`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from .._core.cost import CloseReason, CostBudget, pick_batch
-from .._core.oom import OutOfMemoryBackoff, is_out_of_memory, release_cached_memory
+from .._core.costcap import CostCap
+from .._core.sizing import Fixed, SizeController
 from .options import EngineOptions
 from .queue import BoundedPriorityQueue
 from .requests import Request
 from .slots import TakeBatch, Taken, take_by_budget, take_by_count
 
-__all__ = ["CostPolicy", "batch_costs", "has_costs", "item_cost", "take_policy"]
+__all__ = [
+    "CostPolicy",
+    "batch_costs",
+    "count_controller",
+    "has_costs",
+    "item_cost",
+    "take_policy",
+]
 
 
 class CostPolicy:
@@ -40,19 +50,19 @@ class CostPolicy:
         self._max_batch_cost = float(options.max_batch_cost)  # the budget of one batch
         self._padded = options.padded  # a batch costs its largest item times its size
         self._window = options.sort_window  # waiting items that may be regrouped
-        self._is_oom = options.is_oom or is_out_of_memory  # which errors mean out of memory
-        self._backoff = OutOfMemoryBackoff(self._max_batch_cost)  # the cap after OOM errors
-        self._lock = threading.Lock()  # the backoff is shared by the engine's workers
+        # The cost cap: the budget, out-of-memory backoff and the controller (cost units).
+        self._cap = CostCap(self._max_batch_cost, options.controller, options.is_oom)
 
     @property
     def splits(self) -> int:
-        """Batches that ran out of memory (each one split)."""
-        return self._backoff.splits
+        """Calls that ran out of memory (each one a split, or an item failing alone)."""
+        return self._cap.splits
 
     @property
     def cap(self) -> float:
-        """The cost a batch may have now (the budget, or lower after out of memory)."""
-        return self._backoff.cap
+        """The cost a batch may have now: the budget, or lower after out of memory or
+        as the controller learnt."""
+        return self._cap.cap
 
     def cost_of(self, item: Any) -> float:
         """``item``'s cost, checked."""
@@ -61,7 +71,7 @@ class CostPolicy:
     def take(self, queue: BoundedPriorityQueue[Request], size: int) -> Taken:
         """The next batch of at most ``size`` items within the budget (a `TakeBatch`)."""
         budget = CostBudget(size, self._max_batch_cost, self._padded)
-        cap = self._backoff.cap
+        cap = self._cap.cap
         closed: list[CloseReason | None] = [None]  # why pick_batch stopped (None: all fit)
 
         def pick(waiting: list[Request]) -> list[int]:
@@ -79,19 +89,17 @@ class CostPolicy:
         return batch, expired, reason
 
     def observe(self, batch: list[Request], error: BaseException | None) -> bool:
-        """A batch's call returned (``error`` None) or raised ``error``; returns whether
-        that was out of memory (the batch is split)."""
-        if error is None:
-            with self._lock:
-                self._backoff.on_success()
-            return False
-        if not self._is_oom(error):
-            return False
-        cost, padded_cost = batch_costs(batch)
-        with self._lock:
-            self._backoff.on_out_of_memory(padded_cost if self._padded else cost)
-        release_cached_memory()
-        return True
+        """A call on ``batch`` returned (``error`` None) or raised ``error``; returns
+        whether that was out of memory (the batch is split, or its one item fails)."""
+        cost = 0.0 if error is None else self._measure(*batch_costs(batch))
+        return self._cap.on_call(cost, error)
+
+    def observe_batch(self, cost: float, padded_cost: float, duration: float, ok: bool) -> None:
+        """A batch finished: the controller learns from its cost (padded cost when padded)."""
+        self._cap.on_batch(self._measure(cost, padded_cost), duration, ok)
+
+    def _measure(self, cost: float, padded_cost: float) -> float:
+        return padded_cost if self._padded else cost
 
 
 def batch_costs(batch: list[Request]) -> tuple[float, float]:
@@ -99,6 +107,14 @@ def batch_costs(batch: list[Request]) -> tuple[float, float]:
     largest item's cost times its size); its requests carry their costs."""
     costs = [request.cost for request in batch]
     return float(sum(costs)), (max(costs) * len(costs) if costs else 0.0)
+
+
+def count_controller(options: EngineOptions) -> SizeController:
+    """The controller of a batch's item count: the user's, or with ``cost=`` (whose
+    controller sizes the cost cap, `CostPolicy`) and by default ``Fixed(max_batch_size)``."""
+    if options.controller is not None and options.cost is None:
+        return options.controller
+    return Fixed(options.max_batch_size)
 
 
 def has_costs(options: EngineOptions) -> bool:

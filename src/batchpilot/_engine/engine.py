@@ -57,10 +57,10 @@ from typing import Any
 from .._core.callables import is_async_callable
 from .._core.collate import get_collator
 from .._core.events import BatchListener, as_listener
-from .._core.sizing import Fixed, SizeController, recap
+from .._core.sizing import SizeController, recap
 from .._core.validate import check_number, positive_int
 from ..errors import ClosedError, QueueFullError
-from .costing import CostPolicy, item_cost, take_policy
+from .costing import CostPolicy, count_controller, item_cost, take_policy
 from .deadlines import Deadlines
 from .dispatch import Inbox, LoopDispatch
 from .execute import BatchRunner
@@ -120,18 +120,16 @@ class Engine:
         self.name = "" if options.name is None else options.name  # for threads, logs, metrics
         self._fn = fn  # the batch function
         self._is_async = is_async_callable(fn)  # ``async def``: batches run as loop tasks
-        self._controller: SizeController = options.controller or Fixed(options.max_batch_size)
+        self._costing = None if options.cost is None else CostPolicy(options)  # by cost
+        self._controller: SizeController = count_controller(options)  # items per batch
         self._max_batch_size = options.max_batch_size  # the hard cap on any batch
         self._max_batch_bytes = options.max_batch_bytes  # summed item bytes per batch, or None
-        self._costing = None if options.cost is None else CostPolicy(options)  # by cost
-        # An item's cost against its batch's limits, or None: items are only counted.
-        self._item_cost = item_cost(options, self._costing)
+        self._item_cost = item_cost(options, self._costing)  # an item's cost (None: counted)
         self._clock = options.clock  # timestamps and deadlines
         listeners = tuple(as_listener(hook) for hook in options.listeners)
         # An infinite timeout is no deadline at all.
         item_timeout = None if options.item_timeout == math.inf else options.item_timeout
-        # Each item needs a deadline, a timestamp (listeners) or a cost: it is queued
-        # as its own stamped `Request`, never through an asyncio inbox.
+        # A deadline, timestamp or cost per item: each is its own `Request`, never in an inbox.
         self._stamped = item_timeout is not None or bool(listeners) or self._item_cost is not None
         self._queue: BoundedPriorityQueue[Request] = BoundedPriorityQueue(
             options.max_queue_size,
@@ -172,6 +170,7 @@ class Engine:
             take_policy(options, self._costing),
             self._deadlines.expire,
             float(options.min_batch_interval),
+            None if self._costing is None else self._costing.observe_batch,
         )
         # Runs one batch and delivers its outcomes.
         self._runner = BatchRunner(

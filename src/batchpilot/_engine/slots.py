@@ -29,13 +29,25 @@ from .queue import BoundedPriorityQueue
 from .requests import Request
 from .state import EngineState, Lifecycle, Staged, running_loop
 
-__all__ = ["Expire", "Slots", "TakeBatch", "Taken", "take_by_budget", "take_by_count"]
+__all__ = [
+    "Expire",
+    "ObserveCost",
+    "Slots",
+    "TakeBatch",
+    "Taken",
+    "take_by_budget",
+    "take_by_count",
+]
 
 _log = logging.getLogger("batchpilot")
 
 #: ``expire(requests, here)``: fail requests found past their deadline (`Deadlines.expire`).
 Expire = Callable[[list[Request], Any], None]
 
+
+#: ``observe_cost(cost, padded_cost, duration, ok)``: a finished batch's real and padded
+#: cost for the controller of the cost cap (`CostPolicy.observe_batch`).
+ObserveCost = Callable[[float, float, float, bool], None]
 
 #: What a take returns: the batch, the expired requests it found, and why the batch closed.
 Taken = tuple[list[Request], list[Request], CloseReason]
@@ -95,6 +107,7 @@ class Slots:
         take: picks the next batch from the queue (`TakeBatch`).
         expire: fails requests a claim found past their deadline.
         min_interval: seconds at least between the starts of two batches.
+        observe_cost: with ``cost=``, told each finished batch's costs (`ObserveCost`).
     """
 
     def __init__(
@@ -106,6 +119,7 @@ class Slots:
         take: TakeBatch,
         expire: Expire,
         min_interval: float,
+        observe_cost: ObserveCost | None = None,
     ) -> None:
         self._state = state
         self._current_size = current_size
@@ -114,6 +128,7 @@ class Slots:
         self._take = take
         self._expire = expire
         self.min_interval = min_interval
+        self._observe_cost = observe_cost
 
     def acquire(self, *, inbox: bool = False) -> bool:
         """Take a batch slot if one is free, not paused, and there is work (queued
@@ -231,6 +246,8 @@ class Slots:
         """
         try:
             self._controller.observe(size, duration, ok)
+            if self._observe_cost is not None and cost is not None and padded_cost is not None:
+                self._observe_cost(cost, padded_cost, duration, ok)
         except Exception:
             _log.exception("batch-size controller %r failed", self._controller)
         state = self._state

@@ -79,14 +79,17 @@ class BulkOptions:
     hooks: tuple[BatchListener, ...] = field(init=False, repr=False, compare=False)  # listeners
     spec: ExecutorSpec | None = field(init=False, repr=False, compare=False)  # None: by fn's kind
     budget: CostBudget | None = field(init=False, repr=False, compare=False)  # with cost only
+    # With cost= and batch_size a size controller: it sizes the cost cap, in cost units.
+    cost_controller: SizeController | None = field(init=False, repr=False, compare=False)
     chunk_size: BatchSize = field(init=False, repr=False, compare=False)  # items of one chunk
 
     def __post_init__(self) -> None:
         derive = object.__setattr__  # frozen: the derived fields are set once, here
         budget: CostBudget | None = None
+        cost_controller: SizeController | None = None
         chunk_size = self.batch_size
         if self.cost is not None:
-            budget, chunk_size = cost_budget(
+            budget, chunk_size, cost_controller = cost_budget(
                 self.batch_size,
                 cost=self.cost,
                 max_batch_cost=self.max_batch_cost,
@@ -95,6 +98,7 @@ class BulkOptions:
             )
         make_controller(chunk_size)  # raises for a bad batch_size; each run makes its own
         derive(self, "budget", budget)
+        derive(self, "cost_controller", cost_controller)
         derive(self, "chunk_size", chunk_size)
         self._check_workers()
         derive(self, "spec", None if self.executor is None else resolve_executor(self.executor))
@@ -137,13 +141,19 @@ class BulkOptions:
                 cannot be pickled for a process/Dask/Ray executor.
             ValueError: ``cost=`` with an ``async def`` function.
         """
+        is_async = is_async_callable(fn)
+        spec = self.spec or resolve_executor("asyncio" if is_async else "threads")
         if self.budget is not None:
             assert self.cost is not None
             fn = cost_grouped(
-                fn, self.cost, self.budget, regroup=self.sort_window > 0, is_oom=self.is_oom
+                fn,
+                self.cost,
+                self.budget,
+                regroup=self.sort_window > 0,
+                is_oom=self.is_oom,
+                controller=self.cost_controller,
+                clock=None if spec.remote else self.clock,  # a worker's own clock
             )
-        is_async = is_async_callable(fn)
-        spec = self.spec or resolve_executor("asyncio" if is_async else "threads")
         if is_async != (spec.kind == "asyncio"):
             needs = "executor='asyncio'" if is_async else "a plain function, not async def"
             raise TypeError(f"{fn!r} with executor={spec.describe()}: this needs {needs}")

@@ -18,7 +18,10 @@ garbage collector frees, with the chunk's items and results in it.
 A chunk function that runs several batches of its own (`CostGroupedBatches`, with
 ``cost=``) returns its results as `TracedResults`, which also say how each of those
 batches went (`BatchTrace`); the chunk's result carries the traces of every call
-that returned (a call that raised is isolated and its items run again).
+that returned (a call that raised is isolated and its items run again). Such a
+function may return `FailedAlone` for an item that failed on its own (out of memory
+alone): the chunk makes it that item's `ItemFailure`, as isolation would, without
+running the others again (with ``fail_fast`` it raises).
 
 Everything here is importable by name and picklable, because process, Dask and
 Ray executors ship `run_chunk` to other processes.
@@ -41,6 +44,7 @@ from ..errors import BatchFailedError
 
 __all__ = [
     "ChunkResult",
+    "FailedAlone",
     "ItemFailure",
     "TracedResults",
     "arun_chunk",
@@ -69,6 +73,14 @@ class ItemFailure(Generic[T]):
         return f"ItemFailure(index={self.index}, item={self.item!r}, error={self.error!r})"
 
 
+@dataclass(frozen=True)
+class FailedAlone:
+    """A chunk function's result for an item that failed on its own; the chunk turns it
+    into the item's `ItemFailure`."""
+
+    error: BaseException
+
+
 class TracedResults(list[Any]):
     """A chunk function's results, with a `BatchTrace` per batch it ran (``batches``)."""
 
@@ -81,11 +93,19 @@ def _traces(result: Any) -> tuple[BatchTrace, ...]:
     return result.batches if isinstance(result, TracedResults) else ()
 
 
-def _traced_chunk(start: int, values: list[Any], duration: float) -> ChunkResult:
+def _traced_chunk(
+    items: list[Any], start: int, values: list[Any], duration: float, fail_fast: bool
+) -> ChunkResult:
     """A chunk whose one call returned ``values`` (a plain list again, for job files)."""
-    if isinstance(values, TracedResults):
+    if not isinstance(values, TracedResults):
+        return ChunkResult(start, values, duration)
+    alone = [value.error for value in values if isinstance(value, FailedAlone)]
+    if not alone:
         return ChunkResult(start, list(values), duration, batches=values.batches)
-    return ChunkResult(start, values, duration)
+    if fail_fast:
+        raise alone[0]
+    outcomes = [Outcome(True, value) for value in values]
+    return _finish(items, start, outcomes, duration, list(values.batches))
 
 
 @dataclass
@@ -136,6 +156,10 @@ def _finish(
     duration: float,
     traces: list[BatchTrace],
 ) -> ChunkResult:
+    outcomes = [
+        Outcome(False, value.error) if isinstance(value, FailedAlone) else Outcome(ok, value)
+        for ok, value in outcomes
+    ]
     values = [
         value if ok else ItemFailure(start + offset, items[offset], value)
         for offset, (ok, value) in enumerate(outcomes)
@@ -174,7 +198,7 @@ def run_chunk(
 
         calls = replay_first(error, call)
     else:
-        return _traced_chunk(start, values, clock.now() - began)
+        return _traced_chunk(items, start, values, clock.now() - began, fail_fast)
     # Outside the handler: see the module docstring on chained errors.
     outcomes = run_isolated(calls, len(items), policy, clock.sleep)
     return _finish(items, start, outcomes, clock.now() - began, traces)
@@ -208,7 +232,7 @@ async def arun_chunk(
 
         calls = replay_first(error, call)
     else:
-        return _traced_chunk(start, values, clock.now() - began)
+        return _traced_chunk(items, start, values, clock.now() - began, fail_fast)
     # Outside the handler: see the module docstring on chained errors.
     outcomes = await arun_isolated(calls, len(items), policy, asyncio.sleep)
     return _finish(items, start, outcomes, clock.now() - began, traces)

@@ -145,8 +145,9 @@ def batch_records(result: ChunkResult, size: int, queue_depth: int, name: str) -
     """What listeners hear of a finished chunk, ``size`` of whose items ran here.
 
     One record for the chunk; or, when its function ran batches of its own
-    (``result.batches``), one per batch (its items all got results) and one for the
-    items that failed alone (no close reason: each failed on its own).
+    (``result.batches``), one per batch (with its items that failed alone, out of
+    memory) and one for the items the chunk's isolation failed alone (no close
+    reason: each failed on its own).
     """
     if not result.batches:
         return [
@@ -168,7 +169,9 @@ def batch_records(result: ChunkResult, size: int, queue_depth: int, name: str) -
             engine="bulk",
             size=trace.size,
             duration=trace.duration,
-            succeeded=trace.size,
+            succeeded=trace.size - len(trace.errors),
+            failed=len(trace.errors),
+            error_types=dict(Counter(trace.errors)),
             queue_depth=queue_depth,
             name=name,
             close_reason=trace.reason,
@@ -178,19 +181,22 @@ def batch_records(result: ChunkResult, size: int, queue_depth: int, name: str) -
         )
         for trace in result.batches
     ]
-    if result.failed:
+    # The items that failed alone outside the batches (isolated after a call raised).
+    alone = Counter(result.error_types) - Counter(e for t in result.batches for e in t.errors)
+    if alone:
+        failed = alone.total()
         ran = sum(trace.duration for trace in result.batches)
         records.append(
             BatchRecord(
                 engine="bulk",
-                size=result.failed,
+                size=failed,
                 duration=max(result.duration - ran, 0.0),
-                failed=result.failed,
-                error_types=result.error_types,
+                failed=failed,
+                error_types=dict(alone),
                 queue_depth=queue_depth,
                 name=name,
-                cost=result.failed,
-                padded_cost=result.failed,
+                cost=failed,
+                padded_cost=failed,
             )
         )
     return records

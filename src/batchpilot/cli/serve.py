@@ -13,7 +13,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import CliError, non_negative_int, port_number, positive_float, positive_int
+from .common import (
+    CliError,
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["EMBEDDINGS_TARGET", "add_command"]
 
@@ -34,6 +41,7 @@ def add_command(commands: Any) -> None:
     )
     _add_model_arguments(serve)
     _add_server_arguments(serve)
+    _add_cost_options(serve)
     _add_embeddings_options(serve)
     serve.set_defaults(handler=_serve_command)
 
@@ -129,20 +137,40 @@ def _add_embeddings_options(serve: Any) -> None:
         action="store_true",
         help="return embeddings as pooled, not scaled to unit length",
     )
+
+
+def _add_cost_options(serve: Any) -> None:
+    group = serve.add_argument_group(
+        "batches by cost",
+        "size batches by what their items cost, the model's cost(self, item) hook (token "
+        "counts for --embeddings); docs/tokens.md",
+    )
     group.add_argument(
+        "--max-batch-cost",
         "--max-batch-tokens",
-        type=non_negative_int,
-        default=4096,
+        dest="max_batch_cost",
+        type=non_negative_float,
+        default=None,
         metavar="N",
-        help="padded tokens per batch: texts of like length are batched together under "
-        "this budget (4096; 0: count items only, --max-batch-size)",
+        help="the budget of one batch in cost units (padded tokens for --embeddings); an "
+        "item over it runs alone. Needs a model with cost(); --max-batch-size still "
+        "bounds the count (default: none, --embeddings 4096; 0: count items only)",
+    )
+    group.add_argument(
+        "--padded",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a batch costs its largest item's cost times its size, as when every row is "
+        "padded to the longest; --no-padded: the sum (default: --no-padded, "
+        "--embeddings --padded)",
     )
     group.add_argument(
         "--sort-window",
         type=non_negative_int,
-        default=256,
+        default=None,
         metavar="N",
-        help="waiting texts that may be regrouped by length (256; 0: first in, first out)",
+        help="waiting items that may be regrouped by cost, so that like lengths share a "
+        "batch (default: 0, first in, first out; --embeddings 256)",
     )
 
 
@@ -151,7 +179,7 @@ def _target(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if args.embeddings is None:
         if args.target is None:
             raise CliError("serve needs MODULE:ATTR, or --embeddings MODEL_DIR")
-        return args.target, {}
+        return args.target, _cost_options(args, budget=0, padded=False, sort_window=0)
     if args.target is not None:
         raise CliError("give MODULE:ATTR or --embeddings MODEL_DIR, not both")
     folder = Path(args.embeddings)
@@ -168,11 +196,25 @@ def _target(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         # CPU the model takes every core, and the next batch grows while it waits.
         "max_concurrent_batches": 2 if args.device.startswith("cuda") else 1,
     }
-    if args.max_batch_tokens:
-        options.update(
-            max_batch_cost=args.max_batch_tokens, padded=True, sort_window=args.sort_window
-        )
+    options.update(_cost_options(args, budget=4096, padded=True, sort_window=256))
     return EMBEDDINGS_TARGET, options
+
+
+def _cost_options(
+    args: argparse.Namespace, *, budget: float, padded: bool, sort_window: int
+) -> dict[str, Any]:
+    """The cost options of ``args`` (the defaults given for those not set), or none when
+    the budget is 0; `--padded` or `--sort-window` without a budget is a usage error."""
+    max_batch_cost = budget if args.max_batch_cost is None else args.max_batch_cost
+    if not max_batch_cost:
+        if args.padded is not None or args.sort_window is not None:
+            raise CliError("--padded and --sort-window size batches by cost: give --max-batch-cost")
+        return {}
+    return {
+        "max_batch_cost": max_batch_cost,
+        "padded": padded if args.padded is None else args.padded,
+        "sort_window": sort_window if args.sort_window is None else args.sort_window,
+    }
 
 
 def _serve_command(args: argparse.Namespace) -> int:
@@ -182,8 +224,13 @@ def _serve_command(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     target, extra = _target(args)
     try:
-        if not extra:
-            serve.load_model(target)  # fail fast on a bad target, before binding the port
+        if args.embeddings is None:  # fail fast on a bad target, before binding the port
+            model = serve.load_model(target)
+            if "max_batch_cost" in extra and model.cost is None:
+                raise CliError(
+                    f"--max-batch-cost needs a model that says what an item costs: {target} "
+                    "has no cost(self, item) method (docs/tokens.md)"
+                )
         return serve.run(
             target,
             host=args.host,

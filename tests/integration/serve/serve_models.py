@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 
 def _log(line: str) -> None:
@@ -137,3 +138,21 @@ class BrokenSetup:
 
     def predict(self, batch: list[object]) -> list[object]:
         return batch
+
+
+class Tokens:
+    """Items are token-id lists; ``cost`` is an item's length. Logs ``batch N PADDED``
+    per batch and holds the first batch 0.3 s, so that the next requests queue up."""
+
+    def __init__(self) -> None:
+        self.first = True
+
+    def cost(self, item: list[int]) -> int:
+        return len(item)
+
+    def predict(self, batch: list[list[int]]) -> list[int]:
+        _log(f"batch {len(batch)} {max(map(len, batch)) * len(batch)}")
+        if self.first:
+            self.first = False
+            time.sleep(0.3)
+        return [len(item) for item in batch]

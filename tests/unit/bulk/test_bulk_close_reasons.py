@@ -62,7 +62,7 @@ def test_out_of_memory_splits_are_counted_in_records_and_statistics() -> None:
     assert statistics.as_stats().keys() == _seed_keys()  # the seed view is unchanged
 
 
-def test_an_item_that_fails_alone_is_one_more_record_without_a_reason() -> None:
+def test_an_item_out_of_memory_alone_fails_within_its_batch_record() -> None:
     def limited(xs: list[int]) -> list[int]:
         if max(xs) * len(xs) > 50:
             raise MemoryError("too many padded tokens")
@@ -72,13 +72,13 @@ def test_an_item_that_fails_alone_is_one_more_record_without_a_reason() -> None:
         limited, [5, 60, 6, 7], max_batch_cost=1000, padded=True, sort_window=8
     )
     assert isinstance(results[1], ItemFailure)
-    assert sum(r.size for r in records) == 4
-    failed = [r for r in records if r.failed]
-    assert [(r.size, r.close_reason, dict(r.error_types)) for r in failed] == [
-        (1, "", {"MemoryError": 1})
-    ]
-    assert sum(r.succeeded for r in records) == 3
-    assert statistics.failed == 1
+    assert [r for r in results if not isinstance(r, ItemFailure)] == [10, 12, 14]
+    # One batch of 4 ran: split once (5 6 7 | 60), then 60 ran out of memory alone. It
+    # fails in its batch's record, and its error counts as a split, as online.
+    got = [(r.size, r.close_reason, r.failed, dict(r.error_types), r.oom_splits) for r in records]
+    assert got == [(4, "input_end", 1, {"MemoryError": 1}, 2)]
+    assert records[0].succeeded == 3
+    assert statistics.failed == 1 and statistics.oom_splits == 2
 
 
 def test_without_cost_a_chunk_is_one_record_costing_its_items() -> None:
