@@ -56,7 +56,7 @@ class ParquetFormat:
     """
 
     compression: str | None = "snappy"
-    row_group_rows: int = 65536
+    row_group_rows: int = 1 << 20
 
     def __post_init__(self) -> None:
         positive_int("row_group_rows", self.row_group_rows)

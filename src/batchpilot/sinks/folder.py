@@ -128,7 +128,7 @@ def parquet(
     *,
     storage_options: Mapping[str, Any] | None = None,
     compression: str | None = "snappy",
-    row_group_rows: int = 65536,
+    row_group_rows: int = 1 << 20,
 ) -> FolderSink:
     """Parquet part files in ``folder``: ``part-00007.parquet`` for partition 7.
 
@@ -138,8 +138,8 @@ def parquet(
         storage_options: passed to the fsspec filesystem (credentials,
             ``client_kwargs={"endpoint_url": ...}``).
         compression: the Parquet codec (``"snappy"``, ``"zstd"``, ``"gzip"``, None).
-        row_group_rows: rows per row group (batches are gathered up to this many, or
-            64 MiB).
+        row_group_rows: rows per row group (pyarrow's default); batches are gathered
+            up to this many rows, or 64 MiB, before a row group is written.
     """
     return FolderSink(
         folder, ParquetFormat(compression, row_group_rows), storage_options=storage_options
