@@ -1,25 +1,14 @@
-"""The one JSON encoder of every output: JSON Lines text, and JSON cells of CSV and SQLite."""
+"""JSON Lines text of results (the encoder, `JSON`, is shared: `batchpilot._core.jsonrows`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..._core.jsonrows import JSON
 from ..records_io import to_row
 
-__all__ = ["JSON", "jsonl_text"]
-
-
-def _json_default(value: Any) -> Any:
-    """numpy values as plain numbers and lists; anything else JSON cannot hold as str()."""
-    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
-        return value.tolist()
-    return str(value)
-
-
-#: One encoder for every JSON value written.
-JSON = json.JSONEncoder(default=_json_default)
+__all__ = ["jsonl_text"]
 
 
 def jsonl_text(results: Sequence[Any]) -> str:

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..._core.jsonrows import JSON
 from ..records_io import RecordsFormatError, to_row
 from .base import Segment, Target
-from .encode import JSON
 
 __all__ = ["SqliteTarget"]
 
