@@ -8,7 +8,7 @@ docs/partitions.md for the plan each makes.
 from __future__ import annotations
 
 from .._core.exports import publish
-from .files import FileSource, csv, files, jsonl, parquet
+from .file_source import FileSource, csv, files, jsonl, parquet
 from .lines import LineNumbers
 from .partition import Batch, Partition, RowError, Source
 

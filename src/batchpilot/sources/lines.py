@@ -19,7 +19,7 @@ from typing import IO, Any, overload
 
 import numpy as np
 
-from .listing import open_file
+from .listing import to_fs
 
 __all__ = ["LineBase", "LineNumbers", "align", "line_groups", "nonblank", "owned_blocks"]
 
@@ -49,15 +49,12 @@ class LineBase:
 
     def __call__(self) -> int:
         if self._count is None:
-            count, left = 0, self.offset
-            with open_file(self.path, self.storage_options) as file:
-                while left > 0:
-                    block = file.read(min(left, _BLOCK))
-                    if not block:
-                        break
-                    count += block.count(b"\n")
-                    left -= len(block)
-            self._count = count
+            # ranged reads, not a second open handle: fsspec's memory:// shares one
+            fs, inner = to_fs(self.path, self.storage_options)
+            self._count = sum(
+                fs.cat_file(inner, start=start, end=min(start + _BLOCK, self.offset)).count(b"\n")
+                for start in range(0, self.offset, _BLOCK)
+            )
         return self._count
 
     def __repr__(self) -> str:
