@@ -161,10 +161,9 @@ def line_groups(
 def _cuts(array: np.ndarray, ends: np.ndarray, lines: int, quote: bytes | None) -> list[int]:
     """Offsets that end runs of at least ``lines`` lines, outside quotes when ``quote``."""
     if quote is not None:
-        outside = np.cumsum(array == quote[0])[ends - 1] % 2 == 0
-        if (
-            not outside.all()
-        ):  # a value spans lines: cut at the first line end outside after each run
+        quotes = np.flatnonzero(array == quote[0])  # quotes before each line end, by search
+        outside = np.searchsorted(quotes, ends) % 2 == 0
+        if not outside.all():  # a value spans lines: cut only at line ends outside quotes
             cuts, last = [], 0
             for line, end in zip(
                 np.flatnonzero(outside).tolist(), ends[outside].tolist(), strict=True
