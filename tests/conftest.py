@@ -7,11 +7,16 @@ end. As root it runs as the ``postgres`` user (initdb refuses root). Set
 ``BATCHPILOT_TEST_POSTGRES_URL`` to use an existing server instead. Without server
 binaries the PostgreSQL tests are skipped with the reason shown, except under CI
 (``CI`` set), where that is a failure.
+
+S3: ``s3`` is a real S3 endpoint on 127.0.0.1 (moto's server, one per session, on a
+free port) with a fresh bucket per test; ``s3.storage_options`` is what
+``batchpilot.sources``/``sinks`` and s3fs take to reach it.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import pwd
 import shutil
@@ -137,3 +142,48 @@ def sqlite_url(tmp_path: Path) -> str:
 def db_url(request: pytest.FixtureRequest) -> str:
     """Run the test once against a real SQLite file and once against real PostgreSQL."""
     return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """A bucket on the test S3 endpoint: ``url`` is ``s3://<bucket>``."""
+
+    url: str
+    endpoint: str
+    storage_options: dict[str, object]
+
+    def filesystem(self) -> object:
+        """A fresh s3fs filesystem on the endpoint (no listing cache)."""
+        import s3fs
+
+        return s3fs.S3FileSystem(skip_instance_cache=True, **self.storage_options)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 endpoint (moto's threaded server) on 127.0.0.1, on a free port."""
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # never probe a cloud
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> S3Bucket:
+    """A new, empty bucket on the test S3 endpoint."""
+    options: dict[str, object] = {
+        "endpoint_url": s3_endpoint,
+        "key": "testing",
+        "secret": "testing",
+        "use_listings_cache": False,
+    }
+    bucket = S3Bucket(f"s3://test-{uuid.uuid4().hex[:12]}", s3_endpoint, options)
+    bucket.filesystem().mkdir(bucket.url)  # type: ignore[attr-defined]
+    return bucket

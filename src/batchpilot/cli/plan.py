@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._core.csv_types import SchemaError, infer_types, parse_schema, resolve_types
 from .common import CliError, same_file
-from .csv_types import SchemaError, infer_types, parse_schema, resolve_types
 from .job import Checkpoint, JobFile, errors_path, input_identity, job_files, job_path, parts_dir
 from .outputs import Target, output_target, trim
 from .records_io import STDIO, Position, RecordSource

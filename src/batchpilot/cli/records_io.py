@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from .compression import codec_of, open_decompressed, strip_codec
-from .csv_types import ColumnTypes, converter, widen
+from .._core.compression import FILE_FORMATS, TEXT_FORMATS, codec_of, open_decompressed, strip_codec
+from .._core.csv_types import ColumnTypes, converter, widen
 
 __all__ = [
     "CSV_FIELD_LIMIT",
@@ -46,18 +46,9 @@ __all__ = [
 ]
 
 #: File suffix -> format, for inputs.
-INPUT_FORMATS = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+INPUT_FORMATS = FILE_FORMATS
 #: The path that means standard input or output (JSON Lines).
 STDIO = "-"
-#: Text formats, which may be compressed.
-TEXT_FORMATS = frozenset({"jsonl", "csv", "tsv"})
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
 #: The largest CSV/TSV field read (the csv module's default, 128 KiB, refuses valid files);
 #: the largest value ``csv.field_size_limit`` accepts on every platform (a C long).

@@ -9,7 +9,7 @@ not in a batch's data: they are `RowError` entries with their file and line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,13 +61,14 @@ class Batch:
             arrays, or a list of dicts).
         path: the file they came from.
         lines: each row's 1-based line (text) or row number (Parquet) in ``path``,
-            so a failed row is reported where it is.
+            so a failed row is reported where it is: a ``range``, or for text a
+            `LineNumbers` sequence whose base is counted on first lookup.
         errors: rows of this stretch of the file that could not be parsed.
     """
 
     data: Any
     path: str
-    lines: tuple[int, ...] | range
+    lines: Sequence[int]
     errors: tuple[RowError, ...] = field(default=())
 
 

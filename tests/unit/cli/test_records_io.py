@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchpilot.cli.compression import compress
+from batchpilot._core.compression import compress
 from batchpilot.cli.records_io import Position, RecordsFormatError, RecordSource, to_row
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..compression import strip_codec
+from ..._core.compression import strip_codec
 from ..records_io import STDIO, RecordsFormatError, format_of
 from .base import Target
 from .parquet import DatasetTarget, ParquetTarget

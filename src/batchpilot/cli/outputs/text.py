@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..._core.compression import compress, open_decompressed
 from ..._core.jsonrows import JSON
-from ..compression import compress, open_decompressed
 from ..records_io import CSV_FIELD_LIMIT, RecordsFormatError, to_row
 from .base import AppendedSegment, Segment, Target
 from .encode import jsonl_text

@@ -122,12 +122,20 @@ def infer_types(stream: IO[bytes], delimiter: str) -> ColumnTypes:
             pa.BufferReader(head),
             # one block for the whole head, so a row of any size up to it is read
             read_options=pacsv.ReadOptions(block_size=max(len(head), 1)),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter,
+                newlines_in_values=True,
+                invalid_row_handler=_skip_row,  # a malformed line does not untype the file
+            ),
             convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # the scan reports malformed lines itself
         return {}
     return {field.name: _arrow_kind(field.type) for field in table.schema}
+
+
+def _skip_row(row: Any) -> str:
+    return "skip"
 
 
 def resolve_types(header: Sequence[str], schema: ColumnTypes, inferred: ColumnTypes) -> ColumnTypes:
