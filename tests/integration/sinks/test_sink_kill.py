@@ -133,15 +133,15 @@ def read_ids(folder: Path, suffix: str) -> list[int]:
     return sorted(ids)
 
 
-def test_s3_kill_leaves_no_object_and_the_redo_one_part(s3_bucket: Any, tmp_path: Path) -> None:
-    url = f"{s3_bucket.url}/out"
-    sink = sinks.parquet(url, storage_options=s3_bucket.storage_options, row_group_rows=ROWS)
+def test_s3_kill_leaves_no_object_and_the_redo_one_part(s3: Any, tmp_path: Path) -> None:
+    url = f"{s3.url}/out"
+    sink = sinks.parquet(url, storage_options=s3.storage_options, row_group_rows=ROWS)
     worker_tmp = tmp_path / "worker-tmp"
     worker_tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(worker_tmp)}
     killed_then_redone(sink, tmp_path, env)
 
-    fs = s3_bucket.fs()
+    fs = s3.filesystem()
     assert [Path(key).name for key in fs.ls(url)] == ["part-00000.parquet"]
     left = os.listdir(worker_tmp)  # the killed worker's upload buffer, never uploaded
     assert len(left) == 1 and left[0].startswith(".part-00001.parquet.")
@@ -150,7 +150,7 @@ def test_s3_kill_leaves_no_object_and_the_redo_one_part(s3_bucket: Any, tmp_path
     sink_file = save(sink, tmp_path)
     sink.finish([run_worker(sink_file, 1, env), run_worker(sink_file, 0, env)])
 
-    fs = s3_bucket.fs()
+    fs = s3.filesystem()
     assert sorted(Path(key).name for key in fs.ls(url)) == [
         "_SUCCESS",
         "_manifest.json",
