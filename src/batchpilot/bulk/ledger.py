@@ -86,6 +86,8 @@ class PartitionLedger:
     def _reading(self) -> Iterator[None]:
         try:
             yield
+        except JobFileError:
+            raise
         except sqlite3.DatabaseError as error:
             if "not a database" in str(error):
                 raise JobMismatchError(
