@@ -180,3 +180,36 @@ def test_dask_workers_read_and_write_their_own_partitions(
     assert sorted(output_ids(tmp_path / "out")) == list(range(FILES * ROWS_PER_FILE))
     workers = run.stats()["workers"]
     assert 1 <= workers <= 2
+
+
+def _die_once(marker: str) -> Any:
+    """A pyarrow function whose worker process dies (SIGKILL) on partition 8, once."""
+
+    def fn(table: Any) -> Any:
+        if table["id"][0].as_py() == 800 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _double_x(table)
+
+    return fn
+
+
+def test_a_lost_dask_worker_loses_no_row_and_duplicates_none(
+    dask_address: str, tmp_path: Path
+) -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    source = sources.parquet(write_input(tmp_path / "in"), partition_rows=100)
+    marker = tmp_path / "died"
+    with distributed.Client(dask_address) as client:
+        run = map_batches(
+            _die_once(str(marker)),
+            source,
+            batch_format="pyarrow",
+            sink=sinks.parquet(tmp_path / "out"),
+            job=str(tmp_path / "job.sqlite"),
+            executor=client,
+        )
+        run.wait()
+        client.wait_for_workers(2, timeout=60)  # the nanny restarted it, for the next test
+    assert marker.exists()  # a worker did die mid-partition
+    assert sorted(output_ids(tmp_path / "out")) == list(range(FILES * ROWS_PER_FILE))
