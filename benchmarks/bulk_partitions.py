@@ -189,24 +189,16 @@ class Cluster:
 
             with Client(self.address, timeout="60s") as client:
                 client.wait_for_workers(workers, timeout=120)
-        else:
-            port = free_port()
-            subprocess.run(
-                [
-                    bin_dir / "ray",
-                    "start",
-                    "--head",
-                    f"--port={port}",
-                    f"--node-ip-address={HOST}",
-                    f"--num-cpus={workers}",
-                    "--include-dashboard=false",
-                    "--disable-usage-stats",
-                ],
+        else:  # a process that holds a local Ray runtime, as `ray.init` starts it
+            holder = subprocess.Popen(
+                [sys.executable, "-c", RAY_HOLDER, HOST, str(workers)],
                 env=env,
-                check=True,
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
             )
-            self.address = f"{HOST}:{port}"
+            self._procs.append(holder)
+            assert holder.stdout is not None
+            self.address = holder.stdout.readline().decode().strip()
 
     def _spawn(self, command: list[Any]) -> None:
         self._procs.append(
@@ -222,28 +214,25 @@ class Cluster:
     def stop(self) -> None:
         for proc in self._procs:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
-        if self.kind == "ray":
-            subprocess.run(
-                [str(Path(sys.executable).parent / "ray"), "stop", "--force"],
-                env=self._env,
-                capture_output=True,
-            )
+            proc.wait(60)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+RAY_HOLDER = """
+import signal, sys, ray
+context = ray.init(num_cpus=int(sys.argv[2]), include_dashboard=False,
+                   _node_ip_address=sys.argv[1], log_to_driver=False)
+print(context.address_info["gcs_address"], flush=True)
+signal.signal(signal.SIGTERM, lambda *_: (ray.shutdown(), sys.exit(0)))
+signal.pause()
+"""
 
 
 # --- drivers (each runs in its own process) --------------------------------------------
 
 
-def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> None:
-    """The driver of contender ``name``: run the job, write the output under ``out``."""
+def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> float:
+    """The driver of contender ``name``: connect, run the job (writing the output under
+    ``out``), and return the job's seconds (connecting and imports excluded)."""
     import bpbench_functions as job
 
     if name.startswith("bp-"):
@@ -261,6 +250,7 @@ def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> None
             from dask.distributed import Client
 
             executor = Client(address)
+        start = time.perf_counter()
         run = map_batches(
             fn,
             sources.parquet(str(source)),
@@ -275,23 +265,27 @@ def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> None
 
         with Client(address):
             fn = job.add_pandas if name == "dask-df" else job.records_as_pandas
+            start = time.perf_counter()
             dd.read_parquet(str(source)).map_partitions(fn).to_parquet(str(out))
     elif name.startswith("ray-"):
         import ray
 
         ray.init(address=address, log_to_driver=False)
         fn = job.add_pyarrow if name == "ray-data" else job.records_as_pyarrow
+        start = time.perf_counter()
         ray.data.read_parquet(str(source)).map_batches(fn, batch_format="pyarrow").write_parquet(
             str(out)
         )
     else:
         out.mkdir()
+        start = time.perf_counter()
         command = [
             sys.executable,
             "-m",
             "batchpilot",
             "run",
             "bpbench_functions:add_records",
+            "-i",
             str(whole),
             "-o",
             str(out / "out.parquet"),
@@ -299,6 +293,7 @@ def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> None
         if name == "cli-dask":
             command += ["--executor", "dask", "--address", address]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
 
 
 def run_cell(
@@ -312,16 +307,18 @@ def run_cell(
     setup_log.unlink(missing_ok=True)
     command = [sys.executable, __file__, "--drive", name, "--data", str(data), "--address", address]
     cpu_before = sum(psutil.cpu_times()[:3])
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, env={**env, "BENCH_SETUP_LOG": str(setup_log)})
+    proc = subprocess.Popen(
+        command, env={**env, "BENCH_SETUP_LOG": str(setup_log)}, stdout=subprocess.PIPE
+    )
+    reported = proc.stdout.read() if proc.stdout else b""
     _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
     cpu_all = sum(psutil.cpu_times()[:3]) - cpu_before
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise RuntimeError(f"{name}: driver exited {proc.returncode}")
     check_output(out, rows)
-    driver_cpu = usage.ru_utime + usage.ru_stime  # its children (the CLI) included below
+    seconds = json.loads(reported.decode().strip().splitlines()[-1])["seconds"]
+    driver_cpu = usage.ru_utime + usage.ru_stime
     cell = {
         "contender": name,
         "rows": rows,
@@ -381,13 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive:
-        drive(
+        seconds = drive(
             args.drive,
             args.data / "input",
             args.data / "all.parquet",
             args.data / "out" / args.drive,
             args.address,
         )
+        print(json.dumps({"seconds": seconds}), flush=True)
         return 0
     if args.quick:
         args.rows, args.rounds = 400_000, 1
@@ -400,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 [str(data), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
             ),
             "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_AUTH_MODE": "disabled",  # a token file from another run would lock drivers out
             "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
         }
         sys.path.insert(0, str(data))
