@@ -173,8 +173,6 @@ class PartitionedRun(Iterator[Any]):
                         report = future.result()
                         self._settle(report, ledger, bar)
                         ready[report.partition] = report.part or report.outputs
-                    if self.stopped is not None:
-                        return
                 while upcoming < len(plan) and plan[upcoming].index in ready:
                     value = ready.pop(plan[upcoming].index)
                     upcoming += 1
@@ -182,6 +180,8 @@ class PartitionedRun(Iterator[Any]):
                         yield value
                     else:
                         yield from value
+                if self.stopped is not None:
+                    return
             if self._sink is not None:
                 self._sink.finish(sorted(self._parts.values(), key=_partition))
         finally:
