@@ -128,5 +128,7 @@ def _is_numpy_array(value: Any) -> bool:
 
 def _is_pandas(value: Any, kind: str) -> bool:
     """Whether ``value`` is a pandas ``kind``, without importing pandas for other values."""
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(value, getattr(pandas, kind))
+    # pandas may be half imported by another thread (pyarrow imports it lazily): a
+    # class it has not defined yet has no instance.
+    cls = getattr(sys.modules.get("pandas"), kind, None)
+    return cls is not None and isinstance(value, cls)

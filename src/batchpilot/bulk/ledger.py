@@ -72,6 +72,7 @@ class PartitionLedger:
         if os.path.isdir(self.path):
             raise JobFileError(f"job file {self.path} is a directory; pass the path of a file")
         self._lock = lock_job_file(self.path)
+        self.created = False  # whether this run created the file (else it reopened one)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             with self._reading():
@@ -114,6 +115,7 @@ class PartitionLedger:
         if not meta:
             with self._db:
                 self._db.executemany("INSERT INTO meta VALUES (?, ?)", expected.items())
+            self.created = True
             return
         if meta.get("version") != expected["version"]:
             raise JobMismatchError(

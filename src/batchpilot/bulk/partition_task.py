@@ -75,7 +75,7 @@ class PartitionReport:
     """What a finished partition sends back to the driver."""
 
     partition: int
-    rows: int  # rows read (parsed) from the input
+    rows: int  # rows read from the input, malformed ones included
     failures: tuple[RowFailure, ...]  # rows unreadable or failed by the function
     part: PartInfo | None  # the committed part (None without a sink)
     outputs: tuple[Any, ...]  # the results, batch by batch, only without a sink
@@ -125,7 +125,7 @@ class _Applier:
         for error in batch.errors:
             self._fail(_read_failure(error))
         size = row_count(batch.data)
-        self.rows += size
+        self.rows += size + len(batch.errors)
         if size == 0:
             return
         if self._task.fail_fast:

@@ -16,6 +16,12 @@ batch by batch (without one). A task that raises (an unreadable file, a sink tha
 refuses a write, `PartitionFailed` under ``fail_fast``) stops the run: the
 partitions in flight are cancelled, the error is raised from the iterator, and the
 finished ones stay recorded, so a rerun with the same job file goes on from there.
+`stop` (e.g. from ``on_progress``, once too many rows failed) ends the iteration the
+same way, without an error: `stopped` says why, and no manifest is written.
+
+Each finished partition is also one `BatchRecord` for ``listeners`` (its rows, its
+failed rows by exception type, its seconds on the worker), which is how
+``--metrics-port`` aggregates what the workers did.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .._core.events import BatchRecord, notify
 from .._core.formats import check_batch_format
 from ..sinks.part import PartInfo, Sink
 from ..sources.partition import Partition, Source
@@ -41,7 +48,7 @@ _log = logging.getLogger("batchpilot")
 DEFAULT_BATCH_ROWS = 65_536
 """Rows per call of the batch function with ``batch_size="auto"`` (Arrow's batch size)."""
 
-_UNSUPPORTED = ("cost", "retry_failed", "quarantine_damaged", "listeners")
+_UNSUPPORTED = ("cost", "retry_failed", "quarantine_damaged")
 
 
 class PartitionedRun(Iterator[Any]):
@@ -83,6 +90,7 @@ class PartitionedRun(Iterator[Any]):
         self._parts: dict[int, PartInfo] = {}  # every committed part, resumed ones included
         self._started = 0.0
         self._stream: Iterator[Any] | None = None
+        self.stopped: str | None = None  # why `stop` ended the run (None: it did not)
 
     def __next__(self) -> Any:
         if self._stream is None:
@@ -100,6 +108,14 @@ class PartitionedRun(Iterator[Any]):
         if self._stream is not None:
             self._stream.close()  # type: ignore[attr-defined]
 
+    def stop(self, reason: str) -> None:
+        """End the run once the partition being settled is counted (call it from
+        ``on_progress``, in the driver): the partitions in flight are cancelled, the
+        iteration ends without an error, `stopped` is ``reason``, and the sink's
+        manifest and ``_SUCCESS`` are not written. The job file keeps the finished
+        partitions for a rerun."""
+        self.stopped = reason
+
     def __enter__(self) -> PartitionedRun:
         return self
 
@@ -115,6 +131,7 @@ class PartitionedRun(Iterator[Any]):
             "partitions_done": self._counts["done"],
             "partitions_resumed": self._counts["resumed"],
             "rows": self._counts["rows"],
+            "rows_resumed": self._resumed_rows,
             "rows_failed": len(self.failures),
             "batches": self._counts["batches"],
             "workers": len(self._workers),
@@ -136,7 +153,9 @@ class PartitionedRun(Iterator[Any]):
         try:
             resumed = self._resume(ledger, bar)
             if self._sink is not None:
-                self._sink.prepare(resume=bool(resumed))
+                # A reopened job file resumes even when it records no partition yet: a
+                # part may have been committed just before the driver died.
+                self._sink.prepare(resume=ledger is not None and not ledger.created)
             ready: dict[int, Any] = dict(resumed)  # what each finished partition yields
             pending = [p for p in plan if p.index not in resumed]
             if pending:
@@ -161,6 +180,8 @@ class PartitionedRun(Iterator[Any]):
                         yield value
                     else:
                         yield from value
+                if self.stopped is not None:
+                    return
             if self._sink is not None:
                 self._sink.finish(sorted(self._parts.values(), key=_partition))
         finally:
@@ -211,10 +232,11 @@ class PartitionedRun(Iterator[Any]):
         self.failures.extend(report.failures)
         self._workers.add(report.worker)
         self._counts["done"] += 1
-        self._counts["rows"] += report.rows + len(report.failures)
+        self._counts["rows"] += report.rows
         self._counts["batches"] += report.batches
         if bar is not None:
-            bar.update(report.rows + len(report.failures))
+            bar.update(report.rows)
+        notify(self._options.hooks, _record(report, self._options.name or ""))
         if self._options.on_progress is not None:
             self._report_progress()
 
@@ -244,6 +266,19 @@ class PartitionedRun(Iterator[Any]):
 
     def __repr__(self) -> str:
         return f"PartitionedRun(source={self._source!r}, sink={self._sink!r})"
+
+
+def _record(report: PartitionReport, name: str) -> BatchRecord:
+    """A finished partition as one batch record: its rows and failures, its seconds."""
+    kinds: dict[str, int] = {}
+    for failure in report.failures:
+        kind = failure.error.split(":", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    size = report.rows
+    return BatchRecord(
+        engine="bulk", size=size, duration=report.seconds, succeeded=size - len(report.failures),
+        failed=len(report.failures), error_types=kinds, name=name, cost=size, padded_cost=size,
+    )  # fmt: skip
 
 
 def _partition(part: PartInfo) -> int:

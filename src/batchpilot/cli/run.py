@@ -19,6 +19,7 @@ code); `runner.run_job` runs the job, with the settings of `run_options.RunOptio
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from .common import (
 )
 from .job import errors_path
 from .outputs import IF_EXISTS, OUTPUT_FORMATS
+from .partitioned import BATCH_FORMATS, PART_FORMATS, is_partitioned, run_partitioned
 from .records_io import INPUT_FORMATS, STDIO
 from .run_options import EXECUTORS, SYSTEMATIC_FAILURES, RunOptions
 from .runner import RunSummary, run_with
@@ -61,6 +63,7 @@ def add_command(commands: Any) -> None:
         epilog="example: batchpilot run mymodel:score -i data.csv -o scores.sqlite",
     )
     _add_data_arguments(run)
+    _add_partitioned_arguments(run)
     _add_job_arguments(run)
     _add_engine_arguments(run)
     run.set_defaults(handler=_run_command)
@@ -74,9 +77,13 @@ def _add_data_arguments(run: argparse.ArgumentParser) -> None:
         "-i",
         required=True,
         type=non_empty,
+        nargs="+",
+        action="extend",
         metavar="FILE",
         help=f"input file ({', '.join(sorted(INPUT_FORMATS))}; text formats may end in .gz "
-        f"or .zst), or {STDIO} for JSON Lines on standard input",
+        f"or .zst), or {STDIO} for JSON Lines on standard input; a folder, a glob, a URL "
+        "(s3://, file://, memory://...) or several files (-i A B, or -i A -i B) make a "
+        "partitioned run (docs/cli.md, 'Partitioned inputs')",
     )
     run.add_argument(
         "--output",
@@ -120,6 +127,52 @@ def _add_data_arguments(run: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="add each record's input line number to its output row under NAME",
     )
+
+
+def _add_partitioned_arguments(run: argparse.ArgumentParser) -> None:
+    """The options of a partitioned run (a folder, glob, URL or several input files)."""
+    run.add_argument(
+        "--batch-format",
+        choices=BATCH_FORMATS,
+        default=None,
+        help="what FUNC takes and returns in a partitioned run (given: the run is "
+        "partitioned): records (a list of dicts, the default), pyarrow (a Table), pandas "
+        "(a DataFrame) or numpy (a dict of arrays)",
+    )
+    run.add_argument(
+        "--output-format",
+        choices=PART_FORMATS,
+        default=None,
+        help="part files of a partitioned run's output folder (default: parquet for Parquet "
+        "input, else jsonl)",
+    )
+    run.add_argument(
+        "--key",
+        default=None,
+        type=non_empty,
+        metavar="COLUMN",
+        help="a partitioned run into a database (-o sqlite:///... or postgresql://...): "
+        "the unique key column of --table, so a redone partition inserts each row once",
+    )
+    run.add_argument(
+        "--storage-option",
+        action="append",
+        type=_storage_option,
+        default=None,
+        metavar="KEY=VALUE",
+        help="an fsspec option for the input and output URLs (repeatable), e.g. "
+        "endpoint_url=http://127.0.0.1:9000; a VALUE that is JSON (true, 3) is decoded",
+    )
+
+
+def _storage_option(text: str) -> tuple[str, object]:
+    key, equals, value = text.partition("=")
+    if not key or not equals:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def _add_job_arguments(run: argparse.ArgumentParser) -> None:
@@ -216,17 +269,19 @@ def _non_negative_int(text: str) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    summary = run_with(RunOptions.from_arguments(args))
+    options = RunOptions.from_arguments(args)
+    summary = (run_partitioned if is_partitioned(options) else run_with)(options)
     if summary.stopped is not None:
         return fail(f"stopped early: {summary.stopped}", EXIT_STOPPED)
     shown = "standard output" if args.output == STDIO else args.output
     print(f"batchpilot: {_describe(summary)} -> {shown}", file=sys.stderr)
     if summary.first_failure is not None:
         line, error = summary.first_failure
-        listed = errors_path(Path(args.output))
+        listed = summary.failures_listed or errors_path(Path(args.output))
         where = "on standard error" if args.output == STDIO else f"in {listed}"
+        at = f"{summary.failure_file}:{line}" if summary.failure_file else f"line {line}"
         print(
-            f"batchpilot: {summary.failed} failed, listed {where} (first: line {line}: {error})",
+            f"batchpilot: {summary.failed} failed, listed {where} (first: {at}: {error})",
             file=sys.stderr,
         )
     return EXIT_FAILED_ITEMS if summary.failed else EXIT_OK

@@ -11,7 +11,7 @@ import argparse
 import functools
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, fields
 from pathlib import Path
 from typing import Literal, ParamSpec, TypeVar
@@ -39,7 +39,8 @@ class RunOptions:
     """
 
     function: str  # MODULE:FUNC
-    input_path: str | os.PathLike[str]  # the records (``-``: standard input)
+    #: the records (``-``: standard input); a folder, a glob or a URL: a partitioned run
+    input_path: str | os.PathLike[str]
     output_path: str | os.PathLike[str]  # the results (``-``: standard output)
     _: KW_ONLY
     per_item: bool = False  # FUNC takes one record instead of a list
@@ -59,6 +60,11 @@ class RunOptions:
     systematic_failures: int = SYSTEMATIC_FAILURES  # stop when the first N fail alike (0: never)
     progress: bool = True  # show a progress bar
     metrics_port: int | None = None  # serve Prometheus metrics on this port
+    more_inputs: Sequence[str | os.PathLike[str]] = ()  # further inputs: a partitioned run
+    batch_format: str | None = None  # partitioned: what FUNC takes (None: records)
+    output_format: str | None = None  # partitioned: parquet or jsonl part files
+    key: str | None = None  # partitioned into a database: the table's key column
+    storage_options: Mapping[str, object] | None = None  # fsspec options of URLs
     abandon_on_interrupt: bool = False  # Ctrl-C ends the process at once (the console command)
 
     def __post_init__(self) -> None:
@@ -69,7 +75,9 @@ class RunOptions:
     def from_arguments(cls, args: argparse.Namespace) -> RunOptions:
         """The options of a parsed ``batchpilot run`` command line."""
         renamed = {
-            "input_path": args.input,
+            "input_path": args.input[0],
+            "more_inputs": tuple(args.input[1:]),
+            "storage_options": dict(args.storage_option) if args.storage_option else None,
             "output_path": args.output,
             "progress": not args.no_progress,
             "abandon_on_interrupt": args.console,

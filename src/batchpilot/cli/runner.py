@@ -41,6 +41,8 @@ class RunSummary:
     resumed: int = 0  # records done before this run, by the runs it resumed
     seconds: float = 0.0  # how long this run took
     first_failure: tuple[int, str] | None = None  # (input line, error) of the first failure
+    failure_file: str | None = None  # the input file of the first failure (partitioned runs)
+    failures_listed: str | None = None  # where the failures are listed (None: the default)
     stopped: str | None = None  # why the run stopped early (None: it ran to the end)
     retried: bool = False  # whether it ran the failures of the last run again
 

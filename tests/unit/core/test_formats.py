@@ -75,3 +75,13 @@ def test_an_unknown_format_names_the_choices() -> None:
         check_batch_format("arrow")
     with pytest.raises(ValueError, match="unknown batch_format"):
         from_arrow(TABLE, "dicts")
+
+
+def test_a_half_imported_pandas_is_not_taken_for_a_dataframe(monkeypatch) -> None:
+    # Another thread may be importing pandas (pyarrow does it lazily): until it has
+    # defined DataFrame, no value is one, and the check must not raise AttributeError.
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "pandas", types.ModuleType("pandas"))
+    assert to_arrow([{"x": 1}]).to_pylist() == [{"x": 1}]
