@@ -21,8 +21,8 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F")
-I = TypeVar("I")
+FnT = TypeVar("FnT")
+ItemsT = TypeVar("ItemsT")
 
 
 def _take_keywords(function: Callable[..., Any], source: Callable[..., Any]) -> None:
@@ -70,11 +70,13 @@ def fn_and_options_as_keywords(
 
 def fn_items_and_options_as_keywords(
     source: Callable[P, object],
-) -> Callable[[Callable[[F, I], R]], Callable[Concatenate[F, I, P], R]]:
+) -> Callable[[Callable[[FnT, ItemsT], R]], Callable[Concatenate[FnT, ItemsT, P], R]]:
     """`options_as_keywords` for ``def f(fn, items, **options)`` (``map_batches``);
     ``fn`` and ``items`` keep their types (so each ``@overload`` of ``f`` may narrow them)."""
 
-    def declare(function: Callable[[F, I], R]) -> Callable[Concatenate[F, I, P], R]:
+    def declare(
+        function: Callable[[FnT, ItemsT], R],
+    ) -> Callable[Concatenate[FnT, ItemsT, P], R]:
         _take_keywords(function, source)
         return function  # type: ignore[return-value]
 

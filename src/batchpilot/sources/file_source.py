@@ -95,9 +95,17 @@ class FileSource:
         return {**self.__dict__, "_listing": None}  # workers need the options, not the listing
 
     def listing(self) -> list[FileEntry]:
-        """The input files, listed once (a pickled copy lists again)."""
+        """The input files, listed once (a pickled copy lists again).
+
+        Raises:
+            FileNotFoundError: a path that does not exist, or a folder or glob with no file.
+            ValueError: a file whose format its suffix does not tell.
+        """
         if self._listing is None:
-            self._listing = list_files(self.paths, self.storage_options)
+            listing = list_files(self.paths, self.storage_options)
+            for entry in listing:
+                self._kind(entry)
+            self._listing = listing
         return self._listing
 
     def partitions(self) -> list[Partition]:
