@@ -128,14 +128,13 @@ class _Applier:
         self.rows += size + len(batch.errors)
         if size == 0:
             return
-        if self._task.fail_fast:
-            try:
-                results = [self._call(batch.data, size)]
-            except Exception as error:  # the batch's first row stands for where it failed
+        try:
+            results = [self._call(batch.data, size)]
+        except Exception as error:
+            if self._task.fail_fast:  # the batch's first row stands for where it failed
                 failure = RowFailure(batch.path, batch.lines[0], _describe(error))
                 raise PartitionFailed(failure) from error
-        else:
-            results = self._isolated(batch, size)
+            results = self._isolated(batch, size, error)
         for result in results:
             if writer is not None:
                 writer.write(to_arrow(result))
@@ -149,10 +148,14 @@ class _Applier:
             result = _rows(result, size)
         return result
 
-    def _isolated(self, batch: Batch, size: int) -> list[Any]:
-        """The results of ``batch``'s healthy row slices; its failing rows reported."""
+    def _isolated(self, batch: Batch, size: int, error: Exception) -> list[Any]:
+        """The results of ``batch``'s healthy row slices, after its whole call raised
+        ``error``; its failing rows reported."""
+        first: list[Exception] = [error]  # the whole batch's first reply, already had
 
         def call(start: int, stop: int) -> Sequence[Any]:
+            if first and (start, stop) == (0, size):
+                raise first.pop()
             data = batch.data if (start, stop) == (0, size) else take_rows(batch.data, start, stop)
             result = self._call(data, stop - start)
             if self._records:
