@@ -10,9 +10,10 @@ Data: ``--rows`` rows (default 3.2M) in ``--files`` Parquet files (default 8), c
 ``id`` (int64) and ``x`` (float64); the job is ``y = x * 2 + 1``. A cluster of
 ``--workers`` worker processes (default 2, one thread each) is started once per
 kind: a Dask scheduler and workers (``dask scheduler`` / ``dask worker``) and a local
-Ray (``ray start --head``), both on 127.0.0.1. Every contender runs as its own driver
-process against that cluster, so its peak RSS and CPU seconds are its own
-(``os.wait4``); the job's CPU seconds are the whole machine's during the run.
+Ray (held by one process), both on 127.0.0.1. Every contender runs as its own driver
+process against that cluster and reports what the job alone cost it (imports and
+connecting excluded): wall seconds, its CPU seconds, its peak RSS, and the whole
+machine's CPU seconds meanwhile (the job's, since nothing else runs).
 
 Contenders (``--contenders``):
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -230,10 +232,46 @@ signal.pause()
 # --- drivers (each runs in its own process) --------------------------------------------
 
 
-def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> float:
+class JobMeter:
+    """What the driver spends on the job alone (imports and connecting excluded): wall
+    seconds, its CPU seconds (its children's included: the CLI runs as one), the whole
+    machine's CPU seconds, and its peak RSS."""
+
+    def start(self) -> None:
+        self._wall = time.perf_counter()
+        self._cpu = self._own_cpu()
+        self._machine = sum(psutil.cpu_times()[:3])
+
+    @staticmethod
+    def _own_cpu() -> float:
+        own, children = (
+            resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def report(self) -> dict[str, float]:
+        # VmHWM is this process's own peak (ru_maxrss survives fork+exec on Linux, so it
+        # would report the harness's peak); the CLI contender's work is its child's.
+        own_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmHWM:")
+        )
+        peak_kb = max(own_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        return {
+            "seconds": time.perf_counter() - self._wall,
+            "driver_cpu_s": self._own_cpu() - self._cpu,
+            "job_cpu_s": sum(psutil.cpu_times()[:3]) - self._machine,
+            "driver_peak_rss_mb": peak_kb / 1024,
+        }
+
+
+def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> dict[str, float]:
     """The driver of contender ``name``: connect, run the job (writing the output under
-    ``out``), and return the job's seconds (connecting and imports excluded)."""
+    ``out``), and return what the job alone cost (`JobMeter`)."""
     import bpbench_functions as job
+
+    meter = JobMeter()
 
     if name.startswith("bp-"):
         from batchpilot import sinks, sources
@@ -250,7 +288,7 @@ def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> floa
             from dask.distributed import Client
 
             executor = Client(address)
-        start = time.perf_counter()
+        meter.start()
         run = map_batches(
             fn,
             sources.parquet(str(source)),
@@ -265,20 +303,20 @@ def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> floa
 
         with Client(address):
             fn = job.add_pandas if name == "dask-df" else job.records_as_pandas
-            start = time.perf_counter()
+            meter.start()
             dd.read_parquet(str(source)).map_partitions(fn).to_parquet(str(out))
     elif name.startswith("ray-"):
         import ray
 
         ray.init(address=address, log_to_driver=False)
         fn = job.add_pyarrow if name == "ray-data" else job.records_as_pyarrow
-        start = time.perf_counter()
+        meter.start()
         ray.data.read_parquet(str(source)).map_batches(fn, batch_format="pyarrow").write_parquet(
             str(out)
         )
     else:
         out.mkdir()
-        start = time.perf_counter()
+        meter.start()
         command = [
             sys.executable,
             "-m",
@@ -293,7 +331,7 @@ def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> floa
         if name == "cli-dask":
             command += ["--executor", "dask", "--address", address]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return meter.report()
 
 
 def run_cell(
@@ -306,28 +344,13 @@ def run_cell(
     setup_log = data / f"setups-{name}.log"
     setup_log.unlink(missing_ok=True)
     command = [sys.executable, __file__, "--drive", name, "--data", str(data), "--address", address]
-    cpu_before = sum(psutil.cpu_times()[:3])
-    proc = subprocess.Popen(
-        command, env={**env, "BENCH_SETUP_LOG": str(setup_log)}, stdout=subprocess.PIPE
-    )
-    reported = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    cpu_all = sum(psutil.cpu_times()[:3]) - cpu_before
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{name}: driver exited {proc.returncode}")
+    env = {**env, "BENCH_SETUP_LOG": str(setup_log)}
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{name}: driver exited {done.returncode}")
     check_output(out, rows)
-    seconds = json.loads(reported.decode().strip().splitlines()[-1])["seconds"]
-    driver_cpu = usage.ru_utime + usage.ru_stime
-    cell = {
-        "contender": name,
-        "rows": rows,
-        "seconds": seconds,
-        "rows_per_s": rows / seconds,
-        "driver_cpu_s": driver_cpu,
-        "driver_peak_rss_mb": usage.ru_maxrss / 1024,
-        "job_cpu_s": cpu_all,
-    }
+    cost = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    cell = {"contender": name, "rows": rows, **cost, "rows_per_s": rows / cost["seconds"]}
     if setup_log.exists():
         pids = setup_log.read_text().split()
         cell["setups"] = len(pids)
@@ -378,14 +401,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive:
-        seconds = drive(
+        cost = drive(
             args.drive,
             args.data / "input",
             args.data / "all.parquet",
             args.data / "out" / args.drive,
             args.address,
         )
-        print(json.dumps({"seconds": seconds}), flush=True)
+        print(json.dumps(cost), flush=True)
         return 0
     if args.quick:
         args.rows, args.rounds = 400_000, 1
