@@ -220,3 +220,21 @@ def test_from_s3_to_s3(s3: Any, tmp_path: Path) -> None:
     keys = sorted(k for k in fs.ls(f"{s3.url}/out") if k.endswith(".parquet"))
     table = pa.concat_tables([pq.read_table(fs.open(k, "rb")) for k in keys])
     assert sorted(table["id"].to_pylist()) == list(range(300))
+
+
+def test_a_resume_with_another_batch_format_or_sink_is_refused(tmp_path: Path) -> None:
+    source = sources.parquet(write_parquet(tmp_path / "in"))
+    job = str(tmp_path / "job.sqlite")
+    poison = tmp_path / "poison"
+    poison.touch()
+    with pytest.raises(PartitionFailed):
+        map_batches(
+            _fail_on(poison), source, batch_format="pyarrow", fail_fast=True, workers=1,
+            sink=sinks.parquet(tmp_path / "out"), job=job,
+        ).wait()  # fmt: skip
+    for other in (
+        {"batch_format": "pandas", "sink": sinks.parquet(tmp_path / "out")},
+        {"batch_format": "pyarrow", "sink": sinks.parquet(tmp_path / "elsewhere")},
+    ):
+        with pytest.raises(JobMismatchError, match="other settings"):
+            map_batches(FUNCTIONS[other["batch_format"]], source, job=job, **other).wait()

@@ -55,13 +55,16 @@ def plan_digest(partitions: list[Partition]) -> str:
 class PartitionLedger:
     """One partitioned job file: opened (created if new) and checked against the input."""
 
-    def __init__(self, path: str | os.PathLike[str], fingerprint: str, plan: str) -> None:
-        """Open ``path`` for the input ``fingerprint`` split as ``plan`` (`plan_digest`).
+    def __init__(
+        self, path: str | os.PathLike[str], fingerprint: str, plan: str, settings: str
+    ) -> None:
+        """Open ``path`` for the input ``fingerprint`` split as ``plan`` (`plan_digest`),
+        written with ``settings`` (what shapes the output: batch format and sink).
 
         Raises:
             FileNotFoundError: the folder does not exist.
-            JobMismatchError: the file belongs to another input or plan, or is not a
-                partitioned job file.
+            JobMismatchError: the file belongs to another input, plan or settings, or
+                is not a partitioned job file.
             JobInUseError: another run holds the file.
             JobFileError: the path is a directory, or the file is damaged.
         """
@@ -78,7 +81,7 @@ class PartitionLedger:
             with self._reading():
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                self._check(fingerprint, plan)
+                self._check(fingerprint, plan, settings)
         except BaseException:
             self._lock.release()
             raise
@@ -101,7 +104,7 @@ class PartitionLedger:
         except (ValueError, KeyError, TypeError) as error:
             raise JobFileError(f"job file {self.path} is damaged ({error})") from error
 
-    def _check(self, fingerprint: str, plan: str) -> None:
+    def _check(self, fingerprint: str, plan: str, settings: str) -> None:
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
         if tables and "partitions" not in tables:
             raise JobMismatchError(
@@ -111,7 +114,12 @@ class PartitionLedger:
         with self._db:
             self._db.executescript(_SCHEMA)
         meta = dict(self._db.execute("SELECT key, value FROM meta"))
-        expected = {"version": str(LEDGER_VERSION), "fingerprint": fingerprint, "plan": plan}
+        expected = {
+            "version": str(LEDGER_VERSION),
+            "fingerprint": fingerprint,
+            "plan": plan,
+            "settings": settings,
+        }
         if not meta:
             with self._db:
                 self._db.executemany("INSERT INTO meta VALUES (?, ?)", expected.items())
@@ -127,6 +135,12 @@ class PartitionLedger:
                 f"job file {self.path} belongs to another input (its files, sizes or "
                 "modification times changed since it was written); nothing was overwritten. "
                 "Use another job file to process the new input."
+            )
+        if meta.get("settings") != settings:
+            raise JobMismatchError(
+                f"job file {self.path} was written with other settings ({meta.get('settings')}, "
+                f"now {settings}); its finished parts are not this run's. Resume with the same "
+                "batch format and output, or use another job file."
             )
 
     def finished(self) -> dict[int, tuple[PartInfo, tuple[RowFailure, ...]]]:

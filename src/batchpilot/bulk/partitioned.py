@@ -27,6 +27,7 @@ failed rows by exception type, its seconds on the worker), which is how
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -146,7 +147,9 @@ class PartitionedRun(Iterator[Any]):
         ledger = None
         if self._options.job is not None:
             digest = plan_digest(plan)
-            ledger = PartitionLedger(self._options.job, self._source.fingerprint(), digest)
+            settings = json.dumps({"batch_format": self._format, "sink": repr(self._sink)})
+            fingerprint = self._source.fingerprint()
+            ledger = PartitionLedger(self._options.job, fingerprint, digest, settings)
         bar = self._progress_bar(plan)
         executor: ChunkExecutor | None = None
         in_flight: dict[cf.Future[PartitionReport], int] = {}
