@@ -251,7 +251,10 @@ def test_appending_to_a_table_whose_column_differs_in_case_uses_that_column(
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["-i", "folder", "-o", "out.jsonl"], "input is a directory, not a file: folder"),
+        (
+            ["-i", "folder", "-o", "out.jsonl"],
+            "no input files in folder",
+        ),  # a folder is partitioned
         (["-i", "in.jsonl", "-o", "missing/out.jsonl"], "output folder not found: missing"),
     ],
 )

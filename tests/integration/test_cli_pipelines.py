@@ -662,7 +662,10 @@ def test_the_job_option_puts_the_checkpoint_where_asked(workdir, capsys) -> None
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["-i", "folder", "-o", "out.jsonl"], "input is a directory, not a file: folder"),
+        (
+            ["-i", "folder", "-o", "out.jsonl"],
+            "no input files in folder",
+        ),  # a folder is partitioned
         (["-i", "in.jsonl", "-o", "missing/out.jsonl"], "output folder not found: missing"),
         (["-i", "in.jsonl", "-o", "out.jsonl", "--job", "folder"], "--job is a directory"),
         (["-i", "in.jsonl", "-o", "out.sqlite.gz"], "only JSON Lines, CSV and TSV can be"),
