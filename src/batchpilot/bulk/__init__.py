@@ -16,6 +16,11 @@ Speed comes from doing per-chunk, never per-item, Python work: chunks are read
 with `itertools.islice`, results are flattened by `itertools.chain`, and the
 iterator ``for`` loops and ``list()`` use is that C-level chain itself.
 
+``fn`` may also be a model class (``setup()`` and ``predict(batch)``, the contract of
+`batchpilot serve`): it is instantiated and set up once per worker process, Dask
+worker or Ray actor, and reused for every chunk there (`model_instance` gives a
+task of one's own the same cached instance).
+
 The seed APIs (`batchpilot.chunked`, `batchpilot.adaptive`) and the CLI are built
 on this module; see ``docs/bulk.md``.
 """
@@ -25,7 +30,8 @@ from __future__ import annotations
 from .._core.exports import publish
 from .api import map_batches
 from .checkpoint import DamagedChunkError, JobFileError, JobInUseError, JobMismatchError
-from .executors import ChunkExecutor, ProcessExecutor
+from .executors import ChunkExecutor, ProcessExecutor, RayExecutor
+from .models import ModelSetupError, ModelSpec, model_instance, model_spec
 from .run import HISTORY_LIMIT, BulkRun
 from .runner import ItemFailure
 from .serialize import StoredError
@@ -42,9 +48,14 @@ __all__ = [
     "JobFileError",
     "JobInUseError",
     "JobMismatchError",
+    "ModelSetupError",
+    "ModelSpec",
     "ProcessExecutor",
+    "RayExecutor",
     "StoredError",
     "map_batches",
+    "model_instance",
+    "model_spec",
 ]
 
 publish(__name__, globals(), __all__)

@@ -38,6 +38,7 @@ from .._core.isolation import Outcome, arun_isolated, run_isolated
 from .._core.replay import replay_first
 from .._core.retry import RetryPolicy
 from ..errors import BatchFailedError
+from .models import take_setups
 
 __all__ = [
     "ChunkResult",
@@ -84,8 +85,10 @@ def _traces(result: Any) -> tuple[BatchTrace, ...]:
 def _traced_chunk(start: int, values: list[Any], duration: float) -> ChunkResult:
     """A chunk whose one call returned ``values`` (a plain list again, for job files)."""
     if isinstance(values, TracedResults):
-        return ChunkResult(start, list(values), duration, batches=values.batches)
-    return ChunkResult(start, values, duration)
+        return ChunkResult(
+            start, list(values), duration, batches=values.batches, setups=take_setups()
+        )
+    return ChunkResult(start, values, duration, setups=take_setups())
 
 
 @dataclass
@@ -100,6 +103,7 @@ class ChunkResult:
         error_types: failed items counted by exception class name.
         batches: the batches the chunk function ran inside it whose results the
             chunk kept (`TracedResults`; empty for a plain batch function).
+        setups: models this chunk's thread set up while running it (`take_setups`).
     """
 
     start: int
@@ -108,6 +112,7 @@ class ChunkResult:
     failed: int = 0
     error_types: dict[str, int] = field(default_factory=dict)
     batches: tuple[BatchTrace, ...] = ()
+    setups: int = 0
 
     @property
     def size(self) -> int:
@@ -141,7 +146,10 @@ def _finish(
         for offset, (ok, value) in enumerate(outcomes)
     ]
     errors = Counter(type(value).__name__ for ok, value in outcomes if not ok)
-    return ChunkResult(start, values, duration, sum(errors.values()), dict(errors), tuple(traces))
+    failed = sum(errors.values())
+    return ChunkResult(
+        start, values, duration, failed, dict(errors), tuple(traces), setups=take_setups()
+    )
 
 
 def run_chunk(
