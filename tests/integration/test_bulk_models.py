@@ -8,7 +8,10 @@ that got work, and no line appears twice.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,13 +119,20 @@ def test_on_a_dask_cluster_of_two_processes_each_worker_sets_up_once(log: Path) 
 
 @pytest.fixture(scope="module")
 def ray_runtime(setup_log: Path) -> Iterator[Any]:
+    """A local Ray runtime of 2 CPUs, no dashboard.
+
+    Not bound to 127.0.0.1: this Ray's ``ray.init`` turns a loopback ``_node_ip_address``
+    into the machine's address (``services.resolve_ip_for_localhost``); only ``ray start
+    --node-ip-address`` binds it, with a driver of its own (tests/integration/
+    test_cli_clusters.py).
+    """
     ray = pytest.importorskip("ray")
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(
-            num_cpus=2, include_dashboard=False, log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )  # fmt: skip
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from ray import cloudpickle as ray_cloudpickle
+
+    ray_cloudpickle.register_pickle_by_value(sys.modules[__name__])  # not importable there
     yield ray
     if started_here:
         ray.shutdown()
@@ -140,3 +150,84 @@ def test_ray_actors_reserve_what_they_are_given(ray_runtime: Any, log: Path) -> 
     assert executor.size == 1
     run = map_batches(PidModel, range(1000), batch_size=50, executor=executor)
     assert len(check_once_per_worker(run, log, 1000)) == 1
+
+
+CLI_MODEL = """
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+class PidModel:
+    def setup(self):
+        with open({log!r}, "a", encoding="utf-8") as log:
+            log.write(f"{{os.getpid()}}\\n")
+
+    def predict(self, records):
+        return [{{"id": r["id"], "pid": os.getpid()}} for r in records]
+"""
+
+
+@pytest.fixture
+def cli_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    """A module of a model class that logs its setups, importable here and in workers."""
+    import importlib
+
+    name = f"climodel_{uuid.uuid4().hex[:10]}"
+    log = tmp_path / "setups.log"
+    log.write_text("")
+    (tmp_path / f"{name}.py").write_text(CLI_MODEL.format(log=str(log)), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cloudpickle = pytest.importorskip("cloudpickle")
+    module = importlib.import_module(name)
+    cloudpickle.register_pickle_by_value(module)  # Ray workers do not have tmp_path
+    try:
+        from ray import cloudpickle as ray_cloudpickle  # Ray's own copy
+    except ImportError:
+        pass
+    else:
+        ray_cloudpickle.register_pickle_by_value(module)
+    (tmp_path / "in.jsonl").write_text("".join(f'{{"id": {i}}}\n' for i in range(3000)))
+    return name, log
+
+
+def run_cli_model(name: str, log: Path, *options: str) -> list[str]:
+    """``batchpilot run NAME:PidModel``; the pids of its setups, checked against the output."""
+    from batchpilot.cli import main
+
+    argv = ["run", f"{name}:PidModel", "-i", "in.jsonl", "-o", "out.jsonl", "--no-progress"]
+    assert main([*argv, "--batch-size", "50", *options]) == 0
+    rows = [json.loads(line) for line in Path("out.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == list(range(3000))
+    pids = log.read_text().split()
+    assert len(pids) == len(set(pids)), f"a worker set the model up twice: {pids}"
+    assert set(pids) == {str(row["pid"]) for row in rows}
+    return pids
+
+
+def test_batchpilot_run_sets_a_model_class_up_once_on_threads(cli_model) -> None:
+    assert run_cli_model(*cli_model, "--workers", "4") == [str(os.getpid())]
+
+
+def test_batchpilot_run_sets_a_model_class_up_once_per_process(cli_model) -> None:
+    pids = run_cli_model(*cli_model, "--executor", "processes", "--workers", "2")
+    assert 1 <= len(pids) <= 2
+
+
+def test_batchpilot_run_puts_a_model_class_on_ray_actors(ray_runtime: Any, cli_model) -> None:
+    assert len(run_cli_model(*cli_model, "--executor", "ray", "--workers", "2")) == 2
+
+
+def test_per_item_with_a_model_class_is_bad_usage(cli_model, capsys) -> None:
+    from batchpilot.cli import main
+
+    name, _ = cli_model
+    code = main(["run", f"{name}:PidModel", "-i", "in.jsonl", "-o", "o.jsonl", "--per-item"])
+    assert code == 2
+    assert "is a model class, whose predict takes a list of records" in capsys.readouterr().err
