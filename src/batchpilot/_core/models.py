@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from .callables import is_async_callable
 
@@ -24,7 +24,7 @@ class NotAModelError(TypeError):
     """A class without a ``predict(self, batch)`` method."""
 
 
-def is_model_class(target: Any) -> bool:
+def is_model_class(target: Any) -> TypeGuard[type]:
     """Whether ``target`` is a model class: a class (not an instance) with ``predict``."""
     return inspect.isclass(target) and callable(getattr(target, "predict", None))
 
