@@ -16,6 +16,11 @@ Speed comes from doing per-chunk, never per-item, Python work: chunks are read
 with `itertools.islice`, results are flattened by `itertools.chain`, and the
 iterator ``for`` loops and ``list()`` use is that C-level chain itself.
 
+``fn`` may also be a model class (``setup()`` and ``predict(batch)``, the contract of
+`batchpilot serve`): it is instantiated and set up once per worker process, Dask
+worker or Ray actor, and reused for every chunk there (`model_instance` gives a
+task of one's own the same cached instance).
+
 The seed APIs (`batchpilot.chunked`, `batchpilot.adaptive`) and the CLI are built
 on this module; see ``docs/bulk.md``.
 """
@@ -25,7 +30,8 @@ from __future__ import annotations
 from .._core.exports import publish
 from .api import map_batches
 from .checkpoint import DamagedChunkError, JobFileError, JobInUseError, JobMismatchError
-from .executors import ChunkExecutor, ProcessExecutor
+from .executors import ChunkExecutor, ProcessExecutor, RayExecutor
+from .models import ModelSetupError, ModelSpec, model_instance, model_spec
 from .partition_task import PartitionFailed, PartitionReport, RowFailure
 from .partitioned import PartitionedRun
 from .run import HISTORY_LIMIT, BulkRun
@@ -44,13 +50,18 @@ __all__ = [
     "JobFileError",
     "JobInUseError",
     "JobMismatchError",
+    "ModelSetupError",
+    "ModelSpec",
     "PartitionFailed",
     "PartitionReport",
     "PartitionedRun",
     "ProcessExecutor",
+    "RayExecutor",
     "RowFailure",
     "StoredError",
     "map_batches",
+    "model_instance",
+    "model_spec",
 ]
 
 publish(__name__, globals(), __all__)

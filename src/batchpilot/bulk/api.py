@@ -16,23 +16,27 @@ __all__ = ["map_batches"]
 
 @overload
 @fn_items_and_options_as_keywords(BulkOptions)
-def map_batches(fn: Callable[[Any], Any], items: Source) -> PartitionedRun: ...
+def map_batches(fn: Callable[[Any], Any] | type, items: Source) -> PartitionedRun: ...
 
 
 @overload
 @fn_items_and_options_as_keywords(BulkOptions)
-def map_batches(fn: Callable[[list[Any]], Any], items: Iterable[Any]) -> BulkRun: ...
+def map_batches(fn: Callable[[list[Any]], Any] | type, items: Iterable[Any]) -> BulkRun: ...
 
 
 @fn_items_and_options_as_keywords(BulkOptions)
 def map_batches(
-    fn: Callable[[Any], Any], items: Iterable[Any] | Source, **options: Any
+    fn: Callable[[Any], Any] | type, items: Iterable[Any] | Source, **options: Any
 ) -> BulkRun | PartitionedRun:
     """Apply a batch function to every item of a (possibly huge, lazy) iterable.
 
     Args:
         fn: takes a list of items, returns a list of as many results (an ``async
-            def`` function runs on ``executor="asyncio"``).
+            def`` function runs on ``executor="asyncio"``); or a model class, with
+            ``predict(self, batch)`` doing that and optionally ``setup(self)``: it is
+            instantiated and set up once per worker process, Dask worker or Ray
+            actor (once per run on threads, asyncio, serial), and reused for every
+            chunk there; ``statistics().model_setups`` counts the setups.
         items: any iterable; read lazily, one chunk at a time. Or a partitioned
             `batchpilot.sources` Source: its partitions are read, run and written by
             the workers themselves (`PartitionedRun`; docs/partitions.md).
@@ -42,8 +46,10 @@ def map_batches(
             or any core `SizeController` (``Fixed``, ``AIMD``, ``TargetLatency``...).
         executor: None (default: ``"asyncio"`` for an ``async def`` function,
             else ``"threads"``), ``"threads"``, ``"processes"``, ``"asyncio"``, ``"dask"`` (a local
-            Dask cluster), ``"ray"`` (``ray.init`` if not running), ``"serial"`` (the
-            calling thread), a ``dask.distributed.Client``, or any `ChunkExecutor`.
+            Dask cluster), ``"ray"`` (``ray.init`` if not running; a model class runs
+            on a pool of ``workers`` actors), ``"serial"`` (the calling thread), a
+            ``dask.distributed.Client``, a `RayExecutor` (e.g. ``actors=True,
+            num_gpus=1``: what each actor reserves), or any `ChunkExecutor`.
         workers: threads/processes/Dask workers/Ray CPUs, or the asyncio concurrency
             limit; default: CPU count (8 for asyncio).
         job: path of a SQLite job file: results are committed per chunk and a rerun

@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -181,7 +182,8 @@ class _ByValue(Exception):
 
 
 def _run_shipped(payload: bytes, by_value: bool) -> Any:
-    """Worker side of `ProcessExecutor.submit`: unpickle the task and its arguments, run it."""
+    """Worker side of `ProcessExecutor.submit` and `DaskExecutor.submit`: unpickle the task
+    and its arguments, run it."""
     task, args = pickle.loads(payload)
     if not by_value:
         return task(*args)
@@ -189,6 +191,25 @@ def _run_shipped(payload: bytes, by_value: bool) -> Any:
         return _ByValue(task(*args))
     except Exception as error:
         raise _ByValue(error) from error
+
+
+def _ship_opaque(task: Callable[..., Any], args: tuple[Any, ...]) -> bytes:
+    """``(task, args)`` pickled to one `bytes` with cloudpickle, for a cluster's `_run_shipped`.
+
+    Dask's ``Client.submit`` walks every list, tuple and dict of its arguments looking
+    for futures (``dask/_task_spec.py:parse_input``), which for a chunk of dicts cost
+    more driver CPU than pickling it; it does not look inside bytes.
+
+    Raises:
+        ShippingError: the task or its arguments cannot be pickled.
+    """
+    import cloudpickle
+
+    try:
+        payload: bytes = cloudpickle.dumps((task, args), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        raise ShippingError(f"cannot send a task to a worker process: {error}") from error
+    return payload
 
 
 class ProcessExecutor(_PoolExecutor):
@@ -297,6 +318,9 @@ class DaskExecutor:
     in the caller's script, as spawned worker processes would. For CPU-bound
     pure Python use ``executor="processes"`` or a real cluster.
 
+    Each chunk travels as one opaque payload (`_ship_opaque`), so items reach the
+    batch function as they are, and the driver spends no time walking them.
+
     Raises:
         OSError: ``address`` cannot be reached (within 10 s).
     """
@@ -320,8 +344,9 @@ class DaskExecutor:
         self._pending: set[Any] = set()
 
     def submit(self, task: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
+        """Send ``task(*args)`` as one opaque payload (see `_ship_opaque`)."""
         result: cf.Future[Any] = cf.Future()
-        remote = self.client.submit(task, *args, pure=False)
+        remote = self.client.submit(_run_shipped, _ship_opaque(task, args), False, pure=False)
         self._pending.add(remote)
 
         def settle(done: Any) -> None:
@@ -351,13 +376,31 @@ class DaskExecutor:
         return f"DaskExecutor(client={self.client!r}, owned={self._owned})"
 
 
+class _ChunkActor:
+    """A Ray actor that runs chunk tasks; its process keeps the models they load."""
+
+    def run(self, task: Callable[..., Any], *args: Any) -> Any:
+        return task(*args)
+
+
 class RayExecutor:
-    """Runs chunks as Ray tasks: on the Ray runtime already initialized, else on a new one.
+    """Runs chunks as Ray tasks, or on a pool of Ray actors: on the Ray runtime already
+    initialized, else on a new one.
 
     Args:
-        workers: The CPUs of a local runtime started here.
+        workers: The CPUs of a local runtime started here; with ``actors``, the size
+            of the pool (default: as many actors as the cluster's CPUs, and GPUs
+            with ``num_gpus``, hold).
         address: Connect to this cluster instead (``auto``, ``HOST:PORT`` or
             ``ray://HOST:PORT``); disconnected at `shutdown`.
+        actors: Run chunks on a pool of actors, each a process of its own that
+            keeps what the chunks load (a model class is set up once per actor);
+            ``map_batches(Model, ..., executor="ray")`` does so. Else Ray tasks.
+        num_cpus, num_gpus: What each task or actor reserves (Ray's own names; a
+            fraction shares a device).
+
+    The actors start with the first chunk and are killed at `shutdown`, so one
+    instance can serve several runs.
 
     Raises:
         ConnectionError: ``address`` cannot be reached.
@@ -365,7 +408,15 @@ class RayExecutor:
 
     remote = True
 
-    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        address: str | None = None,
+        *,
+        actors: bool = False,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+    ) -> None:
         import ray
 
         self._connected = address is not None and not ray.is_initialized()
@@ -374,36 +425,84 @@ class RayExecutor:
         elif not ray.is_initialized():
             ray.init(include_dashboard=False, num_cpus=workers, log_to_driver=False)
         self._ray = ray
+        self.actors = actors
+        self._resources = {"num_cpus": num_cpus, "num_gpus": num_gpus}
         self._tasks: dict[Callable[..., Any], Any] = {}
         self._pending: dict[cf.Future[Any], Any] = {}
-        cores = int(ray.available_resources().get("CPU", 1)) or 1
-        self.slots = 2 * (workers or cores)
+        self._pool: list[Any] = []  # the actors, started by the first submit
+        self._load: dict[int, int] = {}  # chunks in flight per actor (by position)
+        self._lock = threading.Lock()
+        available = ray.available_resources()
+        self.size = workers or self._fitting(available, num_cpus, num_gpus)
+        self.slots = 2 * self.size
+
+    @staticmethod
+    def _fitting(available: dict[str, float], num_cpus: float, num_gpus: float) -> int:
+        """How many tasks or actors of this size the cluster holds at once (at least 1)."""
+        fits = [available.get("CPU", 1) / num_cpus] if num_cpus > 0 else []
+        if num_gpus > 0:
+            fits.append(available.get("GPU", 0) / num_gpus)
+        return max(1, int(min(fits, default=available.get("CPU", 1))))
 
     def submit(self, task: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
-        remote = self._tasks.get(task)
-        if remote is None:
-            remote = self._tasks[task] = self._ray.remote(task)
-        ref = remote.remote(*args)
+        if self.actors:
+            ref, release = self._on_actor(task, args)
+        else:
+            remote = self._tasks.get(task)
+            if remote is None:
+                remote = self._tasks[task] = self._ray.remote(task).options(**self._resources)
+            ref, release = remote.remote(*args), None
         future: cf.Future[Any] = ref.future()
         self._pending[future] = ref
-        future.add_done_callback(lambda done: self._pending.pop(done, None))
+
+        def settle(done: cf.Future[Any]) -> None:
+            self._pending.pop(done, None)
+            if release is not None:
+                release()
+
+        future.add_done_callback(settle)
         return future
 
+    def _on_actor(self, task: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, Any]:
+        """Send the chunk to the actor with the fewest chunks in flight."""
+        with self._lock:
+            if not self._pool:
+                actor_class = self._ray.remote(_ChunkActor).options(**self._resources)
+                self._pool = [actor_class.remote() for _ in range(self.size)]
+                self._load = dict.fromkeys(range(self.size), 0)
+            position = min(self._load, key=self._load.__getitem__)
+            self._load[position] += 1
+            actor = self._pool[position]
+
+        def release() -> None:
+            with self._lock:
+                if position in self._load:
+                    self._load[position] -= 1
+
+        return actor.run.remote(task, *args), release
+
     def shutdown(self) -> None:
-        """Cancel chunks not finished; disconnect from a cluster connected to by ``address``.
+        """Cancel chunks not finished and kill the actors; disconnect from a cluster
+        connected to by ``address``.
 
         A local Ray runtime stays running (it is process-wide).
         """
         pending = list(self._pending.values())
         self._pending.clear()
-        for ref in pending:
-            self._ray.cancel(ref)
+        with self._lock:
+            pool, self._pool, self._load = self._pool, [], {}
+        for actor in pool:
+            self._ray.kill(actor)
+        if not pool:
+            for ref in pending:
+                self._ray.cancel(ref)
         if self._connected:
             self._ray.shutdown()
             self._connected = False
 
     def __repr__(self) -> str:
-        return f"RayExecutor(slots={self.slots})"
+        mode = f"actors={self.size}" if self.actors else "tasks"
+        return f"RayExecutor({mode}, slots={self.slots})"
 
 
 @dataclass(frozen=True)
@@ -413,18 +512,22 @@ class ExecutorSpec:
     Attributes:
         kind: one of `EXECUTOR_NAMES`, or ``"custom"`` for a `ChunkExecutor` instance.
         remote: whether tasks run in other processes (functions and items are pickled).
-        target: the dask ``Client``, `ProcessExecutor` or other `ChunkExecutor`
-            passed in; None for a name.
+        target: the dask ``Client``, `ProcessExecutor`, `RayExecutor` or other
+            `ChunkExecutor` passed in; None for a name.
+        actors: for ``"ray"`` by name, run on an actor pool (a model class's run).
     """
 
     kind: str
     remote: bool
     target: Any = None
+    actors: bool = False
 
     def build(self, workers: int | None) -> ChunkExecutor:
         """The executor to run one job on; a passed-in instance is returned as it is."""
         if self.kind == "dask":
             return DaskExecutor(self.target, workers)
+        if self.kind == "ray" and self.target is None:
+            return RayExecutor(workers, actors=self.actors)
         if self.target is not None:
             executor: ChunkExecutor = self.target
             return executor
@@ -471,7 +574,6 @@ _FACTORIES: dict[str, Callable[[int | None], ChunkExecutor]] = {
     "threads": ThreadExecutor,
     "processes": ProcessExecutor,
     "asyncio": AsyncioExecutor,
-    "ray": RayExecutor,
     "serial": lambda workers: SerialExecutor(),
 }
 _REMOTE_KINDS = frozenset({"processes", "dask", "ray"})
@@ -494,7 +596,8 @@ def resolve_executor(spec: Any) -> ExecutorSpec:
 
     Args:
         spec: a name from `EXECUTOR_NAMES`, a ``dask.distributed.Client``, a
-            `ProcessExecutor` (e.g. with ``start_method="fork"``), any other
+            `ProcessExecutor` (e.g. with ``start_method="fork"``), a `RayExecutor`
+            (e.g. ``actors=True, num_gpus=1``), any other
             `ChunkExecutor` instance, or an `ExecutorSpec` (returned as it is).
 
     Raises:
@@ -510,6 +613,8 @@ def resolve_executor(spec: Any) -> ExecutorSpec:
         return ExecutorSpec("dask", True, spec)
     if isinstance(spec, ProcessExecutor):
         return ExecutorSpec("processes", True, spec)
+    if isinstance(spec, RayExecutor):
+        return ExecutorSpec("ray", True, spec)
     if not isinstance(spec, str) and isinstance(spec, ChunkExecutor):
         return ExecutorSpec("custom", bool(spec.remote), spec)
     raise ValueError(

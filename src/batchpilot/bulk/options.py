@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 from .._core.callables import is_async_callable
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.cost import CostBudget
 from .._core.events import BatchListener, BatchRecord, as_listener
+from .._core.models import is_model_class
 from .._core.retry import NO_RETRY, RetryPolicy
 from .._core.sizing import SizeController
 from .chunking import make_controller
 from .executors import ExecutorSpec, resolve_executor
 from .grouping import DEFAULT_SORT_WINDOW, cost_budget, cost_grouped
+from .models import model_batch
 from .serialize import SERIALIZERS
 from .statistics import BulkProgress
 
@@ -133,14 +135,22 @@ class BulkOptions:
         """Whether chunks shrink at the end of an input of known length (``"auto"`` only)."""
         return self.batch_size == "auto"
 
-    def bind(self, fn: Callable[[list[Any]], Any]) -> Binding:
-        """Check ``fn`` against these options and give what a run of it needs.
+    def bind(self, fn: Callable[[list[Any]], Any] | type) -> Binding:
+        """Check ``fn`` (a batch function or a model class) against these options and
+        give what a run of it needs.
+
+        A model class becomes a `ModelBatch` (set up once per worker); on Ray, named
+        by ``executor="ray"``, it runs on an actor pool.
 
         Raises:
-            TypeError: ``fn``'s kind (sync/async) does not suit the executor, or it
-                cannot be pickled for a process/Dask/Ray executor.
+            TypeError: ``fn``'s kind (sync/async) does not suit the executor, it
+                cannot be pickled for a process/Dask/Ray executor, or it is a class
+                without ``predict``.
             ValueError: ``cost=`` with an ``async def`` function.
         """
+        model = is_model_class(fn)
+        if model:
+            fn = model_batch(fn)  # type: ignore[arg-type]
         is_async = is_async_callable(fn)
         spec = self.spec or resolve_executor("asyncio" if is_async else "threads")
         if self.budget is not None:
@@ -158,4 +168,6 @@ class BulkOptions:
             needs = "executor='asyncio'" if is_async else "a plain function, not async def"
             raise TypeError(f"{fn!r} with executor={spec.describe()}: this needs {needs}")
         spec.check_picklable(fn)
+        if model and spec.kind == "ray" and spec.target is None:
+            spec = replace(spec, actors=True)
         return Binding(fn, make_controller(self.chunk_size), spec)

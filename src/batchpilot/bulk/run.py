@@ -57,7 +57,7 @@ class BulkRun(Iterator[Any]):
     """
 
     def __init__(
-        self, fn: Callable[[list[Any]], Any], items: Iterable[Any], options: BulkOptions
+        self, fn: Callable[[list[Any]], Any] | type, items: Iterable[Any], options: BulkOptions
     ) -> None:
         """Check ``fn`` against ``options`` (`BulkOptions.bind`) and open the job file.
 
@@ -192,6 +192,7 @@ class BulkRun(Iterator[Any]):
             finished=self._finished,
             close_reasons=dict(counters.reasons),
             oom_splits=counters.oom_splits,
+            model_setups=counters.setups,
         )
 
     def stats(self) -> dict[str, Any]:
@@ -409,6 +410,7 @@ class BulkRun(Iterator[Any]):
         result = ran if entry.offsets is None else merged(entry, ran)
         entry.settled = result
         self._unsettled_items -= ran.size
+        self._counters.setups += ran.setups
         if ran.size:
             self._item_cost = ran.duration / ran.size
             self.controller.observe(ran.size, ran.duration, ok=ran.failed < ran.size)

@@ -41,6 +41,7 @@ from .._core.isolation import Outcome, arun_isolated, run_isolated
 from .._core.replay import replay_first
 from .._core.retry import RetryPolicy
 from ..errors import BatchFailedError
+from .models import take_setups
 
 __all__ = [
     "ChunkResult",
@@ -98,10 +99,12 @@ def _traced_chunk(
 ) -> ChunkResult:
     """A chunk whose one call returned ``values`` (a plain list again, for job files)."""
     if not isinstance(values, TracedResults):
-        return ChunkResult(start, values, duration)
+        return ChunkResult(start, values, duration, setups=take_setups())
     alone = [value.error for value in values if isinstance(value, FailedAlone)]
     if not alone:
-        return ChunkResult(start, list(values), duration, batches=values.batches)
+        return ChunkResult(
+            start, list(values), duration, batches=values.batches, setups=take_setups()
+        )
     if fail_fast:
         raise alone[0]
     outcomes = [Outcome(True, value) for value in values]
@@ -120,6 +123,7 @@ class ChunkResult:
         error_types: failed items counted by exception class name.
         batches: the batches the chunk function ran inside it whose results the
             chunk kept (`TracedResults`; empty for a plain batch function).
+        setups: models this chunk's thread set up while running it (`take_setups`).
     """
 
     start: int
@@ -128,6 +132,7 @@ class ChunkResult:
     failed: int = 0
     error_types: dict[str, int] = field(default_factory=dict)
     batches: tuple[BatchTrace, ...] = ()
+    setups: int = 0
 
     @property
     def size(self) -> int:
@@ -165,7 +170,10 @@ def _finish(
         for offset, (ok, value) in enumerate(outcomes)
     ]
     errors = Counter(type(value).__name__ for ok, value in outcomes if not ok)
-    return ChunkResult(start, values, duration, sum(errors.values()), dict(errors), tuple(traces))
+    failed = sum(errors.values())
+    return ChunkResult(
+        start, values, duration, failed, dict(errors), tuple(traces), setups=take_setups()
+    )
 
 
 def run_chunk(

@@ -39,6 +39,7 @@ class Counters:
     errors: Counter[str] = field(default_factory=Counter)  # failures by exception type
     reasons: Counter[str] = field(default_factory=Counter)  # grouped batches by close reason
     oom_splits: int = 0  # out-of-memory errors the grouped batches met
+    setups: int = 0  # models set up (instantiated, setup() called) by the chunks run
 
     def add_batches(self, traces: Sequence[BatchTrace]) -> None:
         """Count the batches a chunk function ran inside a chunk (``cost=``)."""
@@ -103,6 +104,8 @@ class BulkStatistics(Statistics):
         close_reasons: with ``cost=``, the batches run inside chunks by why they
             closed (``count``, ``budget``, ``input_end``); empty without.
         oom_splits: out-of-memory errors those batches met, each one a split.
+        model_setups: with a model class, how many times it was instantiated and
+            set up: once per worker process (or per run, in this process).
     """
 
     resumed: int
@@ -115,6 +118,7 @@ class BulkStatistics(Statistics):
     finished: bool
     close_reasons: Mapping[str, int] = field(default_factory=dict)
     oom_splits: int = 0
+    model_setups: int = 0
 
     @property
     def error_rate(self) -> float:

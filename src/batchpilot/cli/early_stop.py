@@ -13,12 +13,13 @@ or when more than ``--max-failures`` records failed.
 
 from __future__ import annotations
 
-import inspect
 import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from .._core.callables import is_async_callable
 
 __all__ = ["StopRules", "SystematicFailure", "guard"]
 
@@ -95,7 +96,7 @@ def guard(function: Callable[..., Any], threshold: int) -> Callable[..., Any]:
     if threshold <= 0:
         return function
     token = uuid.uuid4().hex
-    if not inspect.iscoroutinefunction(function):
+    if not is_async_callable(function):
         return _Guarded(function, threshold, token)
 
     async def guarded(records: Sequence[Any]) -> Any:  # asyncio runs in this process

@@ -11,7 +11,7 @@ from typing import Any
 from .common import CliError
 from .consume import Destination, ErrorLog, Outcome, consume
 from .early_stop import StopRules
-from .executors import connect
+from .executors import executor_for
 from .job import Checkpoint
 from .outputs import open_segment
 from .plan import Plan
@@ -24,9 +24,12 @@ __all__ = ["execute"]
 
 
 def execute(
-    plan: Plan, batch_fn: Callable[..., Any], options: RunOptions, executor: str
+    plan: Plan, batch_fn: Callable[..., Any], options: RunOptions, executor: str, model: bool
 ) -> Outcome:
-    """Run the engine over the records after the plan's start and consume the results."""
+    """Run the engine over the records after the plan's start and consume the results.
+
+    ``model``: ``batch_fn`` runs a model class (on Ray: an actor pool).
+    """
     from tqdm import tqdm
 
     target, job_file, start = plan.target, plan.job, plan.start
@@ -49,7 +52,9 @@ def execute(
         stack.callback(errors.close)
         stack.callback(segment.close)
         records = _records(plan, positions)
-        run = stack.enter_context(_start(plan, batch_fn, records, options, executor, listeners))
+        run = stack.enter_context(
+            _start(plan, batch_fn, records, options, executor, listeners, model)
+        )
         # delay: no bar for the first half second, so an early error stays a single line.
         bar = tqdm(
             run, total=plan.total, initial=start.items, disable=not options.progress,
@@ -84,7 +89,7 @@ def _records(plan: Plan, positions: deque[tuple[int, int]]) -> Iterator[dict[str
 
 def _start(
     plan: Plan, batch_fn: Callable[..., Any], records: Iterator[dict[str, Any]],
-    options: RunOptions, executor: str, listeners: list[Any],
+    options: RunOptions, executor: str, listeners: list[Any], model: bool,
 ) -> Any:  # fmt: skip
     """The bulk engine's run over ``records`` (not yet entered).
 
@@ -93,8 +98,7 @@ def _start(
     """
     from ..bulk import map_batches
 
-    address = options.address
-    runs_on: Any = executor if address is None else connect(executor, address, options.workers)
+    runs_on = executor_for(executor, options.address, options.workers, actors=model)
     name = "stdout" if plan.target.kind == "stdout" else plan.target.path.name
     try:
         return map_batches(
@@ -103,7 +107,7 @@ def _start(
             listeners=listeners, name=name,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:  # options the engine rejects before any work
-        if address is not None:
+        if not isinstance(runs_on, str):
             runs_on.shutdown()
         raise CliError(f"{options.function}: {exc}") from None
 

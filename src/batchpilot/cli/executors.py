@@ -7,7 +7,7 @@ from typing import Any
 
 from .common import CliError
 
-__all__ = ["connect", "require_installed"]
+__all__ = ["executor_for", "require_installed"]
 
 
 def require_installed(executor: str) -> None:
@@ -27,20 +27,23 @@ def require_installed(executor: str) -> None:
         ) from None
 
 
-def connect(executor: str, address: str, workers: int | None) -> Any:
-    """The executor of a run on the existing ``executor`` cluster at ``address``.
+def executor_for(executor: str, address: str | None, workers: int | None, actors: bool) -> Any:
+    """What ``map_batches`` runs on: the name ``executor``, or an executor connected to
+    the existing cluster at ``address``; with ``actors`` (a model class), Ray's runs on
+    an actor pool.
 
     Raises:
         CliError: The cluster cannot be reached.
     """
     from ..bulk.executors import DaskExecutor, RayExecutor
 
+    if address is None and not (actors and executor == "ray"):
+        return executor
     try:
         if executor == "dask":
             return DaskExecutor(address=address)
-        return RayExecutor(workers, address=address)
+        return RayExecutor(workers, address=address, actors=actors)
     except Exception as exc:  # each client raises its own types for an unreachable cluster
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CliError(
-            f"cannot connect to the {executor} cluster at {address}: {message}"
-        ) from None
+        where = "a local runtime" if address is None else f"the {executor} cluster at {address}"
+        raise CliError(f"cannot connect to {where}: {message}") from None

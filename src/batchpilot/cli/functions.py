@@ -1,4 +1,8 @@
-"""The user's function: imported from ``MODULE:FUNC``, and adapted to a batch function."""
+"""The user's function: imported from ``MODULE:FUNC``, and adapted to a batch function.
+
+FUNC may name a model class (``setup()`` and ``predict(batch)``, the contract of
+``batchpilot serve``): it runs as a `ModelBatch`, set up once per worker.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._core.models import is_model_class
 from .._core.targets import TargetImportError, import_target
+from ..bulk.models import model_batch
 from .common import CliError
 
 __all__ = ["as_batch_function", "load_function"]
@@ -54,7 +60,19 @@ def _per_item_async(function: Callable[[Any], Awaitable[Any]]) -> Callable[..., 
 
 
 def as_batch_function(function: Callable[..., Any], per_item: bool) -> Callable[..., Any]:
-    """The batch function the bulk engine calls: ``function`` itself, or a per-item adapter."""
+    """The batch function the bulk engine calls: ``function`` itself, a per-item adapter,
+    or a model class's `ModelBatch`.
+
+    Raises:
+        CliError: ``per_item`` with a model class (its ``predict`` takes a batch).
+    """
+    if is_model_class(function):
+        if per_item:
+            raise CliError(
+                f"--per-item: {function.__qualname__} is a model class, whose predict "
+                "takes a list of records"
+            )
+        return model_batch(function)
     if not per_item:
         return function
     if inspect.iscoroutinefunction(function):

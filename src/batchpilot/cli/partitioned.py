@@ -34,9 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._core.models import is_model_class
 from .common import CliError
 from .early_stop import guard
-from .executors import connect, require_installed
+from .executors import executor_for, require_installed
 from .functions import as_batch_function, load_function
 from .job import job_files
 from .records_io import STDIO
@@ -114,7 +115,9 @@ def run_partitioned(options: RunOptions) -> RunSummary:
     summary = RunSummary()
     stop = _StopRules(options.max_failures)
     with metrics_exporter(options.metrics_port) as listeners:
-        run = stop.run = _start(options, batch_fn, source, sink, job, listeners, stop)
+        run = stop.run = _start(
+            options, batch_fn, source, sink, job, listeners, stop, model=is_model_class(fn)
+        )
         summary.stopped = _drive(run, options, errors)
         stats = run.stats()
     summary.items, summary.resumed = stats["rows"], stats["rows_resumed"]
@@ -182,14 +185,14 @@ def _job_path(options: RunOptions, output: str) -> Path:
 
 def _start(
     options: RunOptions, batch_fn: Callable[..., Any], source: Any, sink: Any, job: Path,
-    listeners: list[Any], on_progress: Callable[[Any], None],
+    listeners: list[Any], on_progress: Callable[[Any], None], model: bool,
 ) -> Any:  # fmt: skip
     """The partitioned run (not yet started); options the engine rejects are a `CliError`."""
     from ..bulk import map_batches
 
     executor = options.executor or "threads"
     address = options.address
-    runs_on: Any = executor if address is None else connect(executor, address, options.workers)
+    runs_on = executor_for(executor, address, options.workers, actors=model)
     output = os.fspath(options.output_path)
     try:
         return map_batches(
@@ -200,7 +203,7 @@ def _start(
             name=output.rstrip("/").rsplit("/", 1)[-1],
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
-        if address is not None:
+        if not isinstance(runs_on, str):
             runs_on.shutdown()
         raise CliError(f"{options.function}: {exc}") from None
 

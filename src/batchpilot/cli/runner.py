@@ -8,7 +8,6 @@ raised by FUNC stops the run as an error (`StoppedByFunction`), never as a succe
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import threading
@@ -16,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._core.callables import is_async_callable
+from ..bulk.models import ModelBatch
 from .common import CliError, StoppedByFunction
 from .consume import Outcome
 from .early_stop import guard
@@ -78,16 +79,18 @@ def run_with(options: RunOptions) -> RunSummary:
     if options.executor is not None:
         require_installed(options.executor)
     fn = load_function(options.function)
+    unguarded = as_batch_function(fn, options.per_item)
     plan = prepare(options)
     executor = options.executor
     if executor is None:
-        executor = "asyncio" if inspect.iscoroutinefunction(fn) else "threads"
+        executor = "asyncio" if is_async_callable(unguarded) else "threads"
     job_file, target = plan.job, plan.target
     signalled = threading.Event()
     try:
         with noting_sigint(signalled):
-            batch_fn = guard(as_batch_function(fn, options.per_item), options.systematic_failures)
-            outcome = execute(plan, batch_fn, options, executor)
+            batch_fn = guard(unguarded, options.systematic_failures)
+            model = isinstance(unguarded, ModelBatch)
+            outcome = execute(plan, batch_fn, options, executor, model)
     except (CliError, RecordsFormatError):
         (job_file.discard if plan.fresh else job_file.close)()
         raise

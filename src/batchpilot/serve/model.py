@@ -3,8 +3,9 @@
 A target is
 
 * a batch function: a list of inputs -> a list of outputs (``def`` or ``async def``);
-* a class with ``predict(self, batch)`` and optionally ``setup(self)`` (load the model,
-  once per worker process), ``decode(self, request_json)``, ``encode(self, output)``,
+* a model class (`batchpilot._core.models`: ``predict(self, batch)`` and optionally
+  ``setup(self)``, which loads the model once per worker process), with the optional
+  hooks ``decode(self, request_json)``, ``encode(self, output)``,
   ``cost(self, item)`` (an item's cost, e.g. its token count: batches are then sized
   by ``max_batch_cost``), ``tokenize(self, texts)`` (texts -> items: the model is
   then also served at ``POST /v1/embeddings``) and a ``name`` string;
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._core.callables import is_async_callable
+from .._core.models import NotAModelError, instantiate
 from .._core.targets import TargetImportError, import_target
 
 __all__ = ["Model", "PredictInterrupted", "TargetError", "load_model", "resolve_target"]
@@ -104,9 +106,10 @@ def load_model(
     if init and not inspect.isclass(resolved):
         raise TargetError(f"target options {sorted(init)} need a class to pass them to")
     if inspect.isclass(resolved):
-        if not callable(getattr(resolved, "predict", None)):
-            raise TargetError(f"class {resolved.__qualname__} has no predict(self, batch) method")
-        resolved = resolved(**(init or {}))
+        try:
+            resolved = instantiate(resolved, init)
+        except NotAModelError as exc:
+            raise TargetError(str(exc)) from None
     predict = getattr(resolved, "predict", None)
     if callable(predict) and not inspect.isroutine(resolved):
         name = getattr(resolved, "name", None)
