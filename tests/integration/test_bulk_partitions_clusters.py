@@ -213,3 +213,51 @@ def test_a_lost_dask_worker_loses_no_row_and_duplicates_none(
         client.wait_for_workers(2, timeout=60)  # the nanny restarted it, for the next test
     assert marker.exists()  # a worker did die mid-partition
     assert sorted(output_ids(tmp_path / "out")) == list(range(FILES * ROWS_PER_FILE))
+
+
+def _pid_model(log: str) -> type:
+    """A model class whose setup() appends its process id to ``log``."""
+
+    class PidModel:
+        def setup(self) -> None:
+            with open(log, "a") as file:
+                file.write(f"{os.getpid()}\n")
+
+        def predict(self, table: Any) -> Any:
+            return _double_x(table)
+
+    return PidModel
+
+
+def _setups_of(log: Path) -> list[str]:
+    return log.read_text().split()
+
+
+def test_a_model_is_set_up_once_per_dask_worker_process(dask_address: str, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    log = tmp_path / "setups.log"
+    source = sources.parquet(write_input(tmp_path / "in"), partition_rows=100)
+    with distributed.Client(dask_address) as client:
+        run = map_batches(
+            _pid_model(str(log)), source, batch_format="pyarrow", executor=client,
+            sink=sinks.parquet(tmp_path / "out"),
+        )  # fmt: skip
+        run.wait()
+    pids = _setups_of(log)
+    assert len(pids) == len(set(pids)) == run.stats()["model_setups"]  # once per process
+    assert 1 <= len(pids) <= 2 and str(os.getpid()) not in pids
+    assert sorted(output_ids(tmp_path / "out")) == list(range(FILES * ROWS_PER_FILE))
+
+
+def test_a_model_is_set_up_once_per_ray_actor(ray_address: str, tmp_path: Path) -> None:
+    log = tmp_path / "setups.log"
+    source = sources.parquet(write_input(tmp_path / "in"), partition_rows=100)
+    run = map_batches(
+        _pid_model(str(log)), source, batch_format="pyarrow", executor="ray",
+        sink=sinks.parquet(tmp_path / "out"),
+    )  # fmt: skip
+    run.wait()
+    pids = _setups_of(log)
+    assert len(pids) == len(set(pids)) == run.stats()["model_setups"]
+    assert 1 <= len(pids) <= 2 and str(os.getpid()) not in pids
+    assert sorted(output_ids(tmp_path / "out")) == list(range(FILES * ROWS_PER_FILE))

@@ -148,9 +148,7 @@ class BulkOptions:
                 without ``predict``.
             ValueError: ``cost=`` with an ``async def`` function.
         """
-        model = is_model_class(fn)
-        if model:
-            fn = model_batch(fn)  # type: ignore[arg-type]
+        fn, model = _as_function(fn)
         is_async = is_async_callable(fn)
         spec = self.spec or resolve_executor("asyncio" if is_async else "threads")
         if self.budget is not None:
@@ -168,6 +166,35 @@ class BulkOptions:
             needs = "executor='asyncio'" if is_async else "a plain function, not async def"
             raise TypeError(f"{fn!r} with executor={spec.describe()}: this needs {needs}")
         spec.check_picklable(fn)
-        if model and spec.kind == "ray" and spec.target is None:
-            spec = replace(spec, actors=True)
-        return Binding(fn, make_controller(self.chunk_size), spec)
+        return Binding(fn, make_controller(self.chunk_size), _placed(spec, model))
+
+    def bind_partitioned(
+        self, fn: Callable[[Any], Any] | type
+    ) -> tuple[Callable[[Any], Any], ExecutorSpec]:
+        """What a partitioned run of ``fn`` (a batch function or a model class) calls, and
+        where its partition tasks run (threads by default; a model on Ray: actors).
+
+        Raises:
+            TypeError: ``fn`` is ``async def`` or the executor asyncio (a partition task
+                calls ``fn`` where it reads), or ``fn`` cannot be pickled for the executor.
+        """
+        fn, model = _as_function(fn)
+        spec = self.spec or resolve_executor("threads")
+        if is_async_callable(fn) or spec.kind == "asyncio":
+            raise TypeError(f"{fn!r}: a partitioned run needs a plain function and executor")
+        spec.check_picklable(fn)
+        return fn, _placed(spec, model)
+
+
+def _as_function(fn: Callable[..., Any] | type) -> tuple[Callable[..., Any], bool]:
+    """``fn``, or a model class's `ModelBatch`; and whether it was a model class."""
+    if is_model_class(fn):
+        return model_batch(fn), True
+    return fn, False
+
+
+def _placed(spec: ExecutorSpec, model: bool) -> ExecutorSpec:
+    """A model on Ray (named by ``executor="ray"``) runs on an actor pool."""
+    if model and spec.kind == "ray" and spec.target is None:
+        return replace(spec, actors=True)
+    return spec

@@ -30,6 +30,7 @@ from .._core.retry import RetryPolicy
 from ..errors import BatchFailedError
 from ..sinks.part import PartInfo, PartWriter, Sink
 from ..sources.partition import Batch, Partition, RowError, Source
+from .models import take_setups
 
 __all__ = ["PartitionFailed", "PartitionReport", "PartitionTask", "RowFailure", "run_partition"]
 
@@ -82,6 +83,7 @@ class PartitionReport:
     batches: int  # calls of the batch function that returned
     seconds: float  # wall time on the worker
     worker: str  # ``host:pid`` of the process that ran it
+    setups: int = 0  # model classes set up while running it (once per worker: see models)
 
 
 def run_partition(fn: Callable[[Any], Any], task: PartitionTask) -> PartitionReport:
@@ -106,6 +108,7 @@ def run_partition(fn: Callable[[Any], Any], task: PartitionTask) -> PartitionRep
         batches=apply.calls,
         seconds=time.perf_counter() - started,
         worker=f"{socket.gethostname()}:{os.getpid()}",
+        setups=take_setups(),
     )
 
 

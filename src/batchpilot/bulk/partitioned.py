@@ -36,7 +36,7 @@ from .._core.events import BatchRecord, notify
 from .._core.formats import check_batch_format
 from ..sinks.part import PartInfo, Sink
 from ..sources.partition import Partition, Source
-from .executors import ChunkExecutor, resolve_executor
+from .executors import ChunkExecutor
 from .ledger import PartitionLedger, plan_digest
 from .options import BulkOptions
 from .partition_task import PartitionReport, PartitionTask, RowFailure, run_partition
@@ -55,7 +55,9 @@ _UNSUPPORTED = ("cost", "retry_failed", "quarantine_damaged")
 class PartitionedRun(Iterator[Any]):
     """The run of `map_batches` over a `Source`: iterate it (or call `wait`) to run it."""
 
-    def __init__(self, fn: Callable[[Any], Any], source: Source, options: BulkOptions) -> None:
+    def __init__(
+        self, fn: Callable[[Any], Any] | type, source: Source, options: BulkOptions
+    ) -> None:
         """Check the options; nothing is read or run before the first ``next()``.
 
         Raises:
@@ -76,16 +78,16 @@ class PartitionedRun(Iterator[Any]):
             )
         if not (options.batch_size == "auto" or isinstance(options.batch_size, int)):
             raise TypeError("batch_size must be an int or 'auto' with a partitioned source")
-        self._fn = fn
+        self._fn, self._spec = options.bind_partitioned(fn)
         self._source = source
         self._sink: Sink | None = options.sink
         self._options = options
         self._format = check_batch_format(options.batch_format or "records")
         self._rows = DEFAULT_BATCH_ROWS if options.batch_size == "auto" else options.batch_size
-        self._spec = options.spec or resolve_executor("threads")
-        self._spec.check_picklable(fn)
         self.failures: list[RowFailure] = []  # every failed row, resumed partitions' included
-        self._counts = {"partitions": 0, "done": 0, "resumed": 0, "rows": 0, "batches": 0}
+        self._counts = {
+            "partitions": 0, "done": 0, "resumed": 0, "rows": 0, "batches": 0, "setups": 0
+        }  # fmt: skip
         self._resumed_rows = 0
         self._workers: set[str] = set()
         self._parts: dict[int, PartInfo] = {}  # every committed part, resumed ones included
@@ -136,6 +138,7 @@ class PartitionedRun(Iterator[Any]):
             "rows_failed": len(self.failures),
             "batches": self._counts["batches"],
             "workers": len(self._workers),
+            "model_setups": self._counts["setups"],
             "elapsed": elapsed,
             "rows_per_second": ran / elapsed if elapsed > 0 else 0.0,
         }
@@ -237,6 +240,7 @@ class PartitionedRun(Iterator[Any]):
         self._counts["done"] += 1
         self._counts["rows"] += report.rows
         self._counts["batches"] += report.batches
+        self._counts["setups"] += report.setups
         if bar is not None:
             bar.update(report.rows)
         notify(self._options.hooks, _record(report, self._options.name or ""))
