@@ -80,6 +80,10 @@ def add_numpy(columns):
 def add_records(rows):
     return [{**row, "y": row["x"] * 2.0 + 1.0} for row in rows]
 
+def slow_add_pyarrow(table):
+    time.sleep(0.05)
+    return add_pyarrow(table)
+
 def records_as_pandas(frame):
     import pandas as pd
     return pd.DataFrame(add_records(frame.to_dict("records")))
@@ -232,6 +236,18 @@ signal.pause()
 # --- drivers (each runs in its own process) --------------------------------------------
 
 
+def connect(kind: str, address: str) -> Any:
+    """What ``map_batches`` runs on: a client of the Dask cluster, or "ray" once connected."""
+    if kind == "ray":
+        import ray
+
+        ray.init(address=address, log_to_driver=False)
+        return "ray"
+    from dask.distributed import Client
+
+    return Client(address)
+
+
 class JobMeter:
     """What the driver spends on the job alone (imports and connecting excluded): wall
     seconds, its CPU seconds (its children's included: the CLI runs as one), the whole
@@ -273,21 +289,28 @@ def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> dict
 
     meter = JobMeter()
 
-    if name.startswith("bp-"):
+    if name.startswith("kill-"):  # a resumable run, killed and restarted by `kill_trials`
+        from batchpilot import sinks, sources
+        from batchpilot.bulk import map_batches
+
+        executor = connect(name.removeprefix("kill-"), address)
+        meter.start()
+        map_batches(
+            job.slow_add_pyarrow,
+            sources.parquet(str(source.parent / "kill-input")),
+            batch_format="pyarrow",
+            batch_size=5_000,
+            sink=sinks.parquet(str(out)),
+            job=str(out.parent / f"{name}.job.sqlite"),
+            executor=executor,
+        ).wait()
+    elif name.startswith("bp-"):
         from batchpilot import sinks, sources
         from batchpilot.bulk import map_batches
 
         fmt = {"bp-model": "pyarrow", "bp-ray-pyarrow": "pyarrow"}.get(name, name[3:])
         fn = job.SlowModel if name == "bp-model" else getattr(job, f"add_{fmt}")
-        if name == "bp-ray-pyarrow":
-            import ray
-
-            ray.init(address=address, log_to_driver=False)
-            executor: Any = "ray"
-        else:
-            from dask.distributed import Client
-
-            executor = Client(address)
+        executor = connect("ray" if name == "bp-ray-pyarrow" else "dask", address)
         meter.start()
         run = map_batches(
             fn,
@@ -358,6 +381,75 @@ def run_cell(
     return cell
 
 
+def kill_trials(
+    kind: str, data: Path, address: str, env: dict[str, str], kills: int, seed: int = 23
+) -> dict[str, Any]:
+    """Kill the driver of a resumable run with SIGKILL ``kills`` times, each after a
+    random number (1-4) of newly recorded partitions, then let it finish; count the
+    input ids lost and duplicated in the output."""
+    import random
+    import sqlite3
+
+    import pyarrow.parquet as pq
+
+    name = f"kill-{kind}"
+    out = data / "out" / name
+    job_file = out.parent / f"{name}.job.sqlite"
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(exist_ok=True)
+    job_file.unlink(missing_ok=True)
+    command = [sys.executable, __file__, "--drive", name, "--data", str(data), "--address", address]
+
+    def recorded() -> int:
+        try:
+            with sqlite3.connect(f"file:{job_file}?mode=ro", uri=True) as db:
+                return int(db.execute("SELECT count(*) FROM partitions").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    rng = random.Random(seed)
+    done = 0
+    for _ in range(kills):
+        target = recorded() + rng.randint(1, 4)
+        driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        while recorded() < target and driver.poll() is None:
+            time.sleep(0.01)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        done += 1
+    finished = subprocess.run(command, env=env, capture_output=True, check=False)
+    if finished.returncode:
+        raise RuntimeError(f"{name}: the last run failed:\n{finished.stderr.decode()[-3000:]}")
+    manifest = json.loads((out / "_manifest.json").read_text())
+    ids: list[int] = []
+    for part in manifest["parts"]:
+        ids += pq.read_table(out / part["path"], columns=["id"])["id"].to_pylist()
+    expected = set(range(KILL_FILES * KILL_ROWS))
+    return {
+        "cluster": kind,
+        "kills": done,
+        "rows": len(expected),
+        "lost": len(expected - set(ids)),
+        "duplicated": len(ids) - len(set(ids)),
+    }
+
+
+KILL_FILES, KILL_ROWS = 32, 20_000  # the kill trials' input: 32 files of 4 row groups
+
+
+def make_kill_input(data: Path) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = data / "kill-input"
+    folder.mkdir()
+    for i in range(KILL_FILES):
+        ids = np.arange(i * KILL_ROWS, (i + 1) * KILL_ROWS)
+        table = pa.table({"id": ids, "x": ids * 0.5})
+        pq.write_table(table, folder / f"part-{i:03d}.parquet", row_group_size=KILL_ROWS // 4)
+
+
 # --- report ----------------------------------------------------------------------------
 
 
@@ -396,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contenders", nargs="+", choices=ALL, default=list(DEFAULT))
     parser.add_argument("--quick", action="store_true", help="400k rows, 1 round")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--kills", type=int, default=5, help="driver SIGKILLs per cluster kind (0: none)"
+    )
     parser.add_argument("--drive", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
@@ -431,13 +526,19 @@ def main(argv: list[str] | None = None) -> int:
             "dask": [c for c in args.contenders if c not in RAY_CONTENDERS],
             "ray": [c for c in args.contenders if c in RAY_CONTENDERS],
         }
+        if args.kills:
+            make_kill_input(data)
         cells: dict[str, list[dict[str, Any]]] = {}
+        trials: list[dict[str, Any]] = []
         for kind, names in kinds.items():
-            if not names:
+            if not names and not args.kills:
                 continue
             cluster = Cluster(kind, args.workers, data, env)
             try:
-                for round_ in range(args.rounds):
+                if args.kills:
+                    trials.append(kill_trials(kind, data, cluster.address, env, args.kills))
+                    print(f"kill trials: {trials[-1]}", flush=True)
+                for round_ in range(args.rounds if names else 0):
                     for name in names:
                         cell = run_cell(name, args, data, args.rows, cluster.address, env)
                         cells.setdefault(name, []).append(cell)
@@ -453,9 +554,17 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.stop()
         merged = [median_cells(c) for c in cells.values()]
         print(f"\n## {args.rows:,} rows, {args.workers} workers, median of {args.rounds} rounds\n")
-        print(table(merged, "dask-df" if "dask-df" in cells else merged[0]["contender"]))
+        if merged:
+            print(table(merged, "dask-df" if "dask-df" in cells else merged[0]["contender"]))
+        if trials:
+            print("\n## Driver SIGKILLed at random points, then resumed\n")
+            print("| cluster | kills | rows | lost | duplicated |\n|---|---:|---:|---:|---:|")
+            for t in trials:
+                row = (t["cluster"], t["kills"], f"{t['rows']:,}", t["lost"], t["duplicated"])
+                print("| " + " | ".join(map(str, row)) + " |")
         if args.json:
-            args.json.write_text(json.dumps({"rows": args.rows, "cells": merged}, indent=2))
+            result = {"rows": args.rows, "cells": merged, "kill_trials": trials}
+            args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 
