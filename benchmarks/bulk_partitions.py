@@ -26,8 +26,13 @@ Contenders (``--contenders``):
   with a pandas function / the dict function;
 * ``ray-data`` / ``ray-records``: ``ray.data.read_parquet().map_batches(fn,
   batch_format="pyarrow").write_parquet()`` with a pyarrow function / the dict function;
-* ``cli-dask``: today's driver-fed ``batchpilot run --executor dask --address`` on the
-  same rows in one Parquet file; ``cli-threads``: ``batchpilot run`` on threads.
+* ``cli-dask``: the driver-fed ``batchpilot run --executor dask --address`` on the
+  same rows in one Parquet file; ``cli-threads``: ``batchpilot run`` on threads; with
+  ``--cli-src`` they run another batchpilot (e.g. the one before issue 23).
+
+``--kills N`` (default 5) also runs a resumable job on each cluster kind and SIGKILLs
+its driver N times at random points (after 1-4 newly recorded partitions), then lets
+it finish, and counts the input ids lost and duplicated in the output.
 
 Rounds interleave the contenders; each cell is the median of its rounds. Each output
 is checked (its row count, and ``y`` of a sample of rows).
@@ -353,7 +358,11 @@ def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> dict
         ]
         if name == "cli-dask":
             command += ["--executor", "dask", "--address", address]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        baseline = os.environ.get("BENCH_CLI_SRC")  # the batchpilot that the CLI rows run
+        env = os.environ.copy()
+        if baseline:
+            env["PYTHONPATH"] = os.pathsep.join([baseline, env.get("PYTHONPATH", "")])
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     return meter.report()
 
 
@@ -489,6 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="400k rows, 1 round")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
+        "--cli-src",
+        type=Path,
+        help="the src/ folder of the batchpilot the cli-* contenders run (e.g. a worktree "
+        "of the commit before issue 23: 'today's' CLI); default: this one",
+    )
+    parser.add_argument(
         "--kills", type=int, default=5, help="driver SIGKILLs per cluster kind (0: none)"
     )
     parser.add_argument("--drive", help=argparse.SUPPRESS)
@@ -516,7 +531,10 @@ def main(argv: list[str] | None = None) -> int:
                 [str(data), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
             ),
             "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_AUTH_MODE": "disabled",  # a token file from another run would lock drivers out
+            "RAY_AUTH_MODE": "disabled",
+            "BENCH_CLI_SRC": str(args.cli_src.resolve())
+            if args.cli_src
+            else "",  # a token file from another run would lock drivers out
             "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
         }
         sys.path.insert(0, str(data))
