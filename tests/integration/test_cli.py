@@ -58,6 +58,11 @@ FUNCTIONS = textwrap.dedent(
             raise KeyboardInterrupt
         return list(records)
 
+    def logged(records):
+        with open("calls.log", "a") as log:
+            log.write(" ".join(str(r["id"]) for r in records) + "\\n")
+        return list(records)
+
     def gated(records):
         # Logs its calls; blocks on the first batch holding an id >= GATE until ./go exists.
         with open("calls.log", "a") as log:
@@ -204,11 +209,11 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path, str], list[str]], str]] = {
     ),
     "malformed lines": (
         lambda tmp, m: [f"{m}:double", "-i", "bad.jsonl", "-o", "out.jsonl"],
-        "bad.jsonl: 2 malformed lines: line 2: invalid JSON",
+        "bad.jsonl: line 2: invalid JSON",
     ),
     "short csv row": (
         lambda tmp, m: [f"{m}:double", "-i", "bad.csv", "-o", "out.jsonl"],
-        "bad.csv: 1 malformed line: line 3: 1 fields, the header has 2",
+        "bad.csv: line 3: 1 fields, the header has 2",
     ),
     "unknown module": (
         lambda tmp, m: ["no_such_module_xyz:f", "-i", "good.jsonl", "-o", "out.jsonl"],
@@ -273,13 +278,34 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(workdir, capsys, case: str) 
     assert not (tmp / "out.jsonl").exists()
 
 
-def test_malformed_lines_are_all_reported_before_any_work(workdir, capsys) -> None:
+@pytest.mark.parametrize(
+    ("name", "bad", "problem"),
+    [
+        ("bad.jsonl", "[4]\n", "line 801: expected a JSON object, got list"),
+        ("bad.csv", "1,2,3\n", "line 802: 3 fields, the header has 1"),
+    ],
+)
+def test_a_malformed_line_is_reported_when_reached_and_nothing_is_written(
+    workdir, capsys, name: str, bad: str, problem: str
+) -> None:
+    # Issue 23 item 6: no pass over the whole input before work (it converted every
+    # record twice); the line is reported where the run reaches it, with its file and
+    # number, exit 2, and the run leaves nothing behind, as any error while running.
     tmp, module = workdir
-    (tmp / "bad.jsonl").write_text('{"id": 1, "x": 1}\n{"id": 2,\n{"id": 3, "x": 3}\n[4]\n')
-    code, err = run(capsys, "run", f"{module}:gated", "-i", "bad.jsonl", "-o", "out.jsonl")
+    if name.endswith(".jsonl"):
+        good = "".join(json.dumps({"id": i}) + "\n" for i in range(800))
+    else:
+        good = "id\n" + "".join(f"{i}\n" for i in range(800))
+    (tmp / name).write_text(good + bad + good)
+    code, err = run(
+        capsys, "run", f"{module}:logged", "-i", name, "-o", "out.jsonl", "--batch-size", "100",
+        "--workers", "1", "--no-progress",
+    )  # fmt: skip
     assert code == 2
-    assert "line 2: invalid JSON" in err and "line 4: expected a JSON object, got list" in err
-    assert not (tmp / "calls.log").exists()
+    assert err.count("\n") == 1 and f"{name}: {problem}" in err, err
+    assert (tmp / "calls.log").exists()  # work ran before the line was reached
+    assert not (tmp / "out.jsonl").exists() and not errors_path(tmp / "out.jsonl").exists()
+    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("out")) == []
 
 
 def test_a_leftover_checkpoint_needs_resume_and_resume_needs_a_checkpoint(workdir, capsys):

@@ -607,7 +607,8 @@ def test_the_progress_bar_of_a_resumed_run_starts_at_the_checkpoint(workdir, cap
         "--batch-size", "50", "--workers", "1",
     )  # fmt: skip
     assert code == 0, err
-    shown = [int(n) for n in re.findall(r"(\d+)/1000", err)]
+    # no total for a text input (issue 23 item 6: it would take a pass over the file)
+    shown = [int(n) for n in re.findall(r"(\d+)item ", err)]
     assert shown and min(shown) >= progress["items"] > 0, err
 
 

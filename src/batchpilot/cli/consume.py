@@ -105,7 +105,7 @@ def consume(
     start: Checkpoint,
     into: Destination,
     rules: StopRules,
-    remaining: int | None,
+    left: Callable[[], bool],
     line_column: str | None,
     next_size: Callable[[], int],
 ) -> Outcome:
@@ -116,7 +116,8 @@ def consume(
         positions: ``(line, offset_after)`` of each record handed to the engine, in
             order (see `RecordSource.located`); one is taken per result.
         start: the checkpoint this run starts from; ``into``: where the results go.
-        rules: when to stop early; ``remaining``: records left in the input, if known.
+        rules: when to stop early; ``left``: whether records are left after the
+            one whose result was just taken.
         line_column: put each record's line number into its row under this name.
         next_size: the engine's next chunk size (results between commit checks).
 
@@ -135,8 +136,7 @@ def consume(
         done += 1
         if isinstance(value, ItemFailure):
             errors.add(line, value.error)
-            left = remaining is None or done < remaining
-            reason = rules.on_failure(value.error, line, done - 1, left)
+            reason = rules.on_failure(value.error, line, done - 1, left())
             if reason is not None:
                 return Outcome(last, reason)
         elif line_column is None:

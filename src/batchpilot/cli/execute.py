@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .common import CliError
@@ -47,11 +47,10 @@ def execute(
     errors = ErrorLog(
         None if target.kind == "stdout" else job_file.parts / "errors.jsonl", start.errors
     )
-    remaining = None if plan.total is None else plan.total - start.items
     with metrics_exporter(options.metrics_port) as listeners, contextlib.ExitStack() as stack:
         stack.callback(errors.close)
         stack.callback(segment.close)
-        records = _records(plan, positions)
+        records = _Records(plan, positions)
         run = stack.enter_context(
             _start(plan, batch_fn, records, options, executor, listeners, model)
         )
@@ -68,7 +67,8 @@ def execute(
                 _failing_fast(bar) if options.fail_fast else bar, positions, start=start,
                 into=Destination(segment, number, errors, commit),
                 rules=StopRules(options.systematic_failures, options.max_failures),
-                remaining=remaining, line_column=options.line_column,
+                left=lambda: bool(positions) or not records.ended,
+                line_column=options.line_column,
                 next_size=lambda: run.batch_size,
             )  # fmt: skip
         except _FailedFast as stop:
@@ -78,17 +78,36 @@ def execute(
             )
 
 
-def _records(plan: Plan, positions: deque[tuple[int, int]]) -> Iterator[dict[str, Any]]:
-    """The records the run does, each one's (line, offset) noted in ``positions``."""
-    remember, wanted = positions.append, plan.retry
-    for line, offset, record in plan.source.located(plan.start.position):
-        if wanted is None or line in wanted:
+class _Records:
+    """The records the run does, each one's (line, offset) noted in ``positions``.
+
+    It reads one record ahead, so that ``ended`` is True as soon as the last record
+    has been handed out: whether records are left is then known without a count
+    of the input.
+    """
+
+    def __init__(self, plan: Plan, positions: deque[tuple[int, int]]) -> None:
+        self.plan = plan
+        self.positions = positions
+        self.ended = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        remember, wanted = self.positions.append, self.plan.retry
+        located = self.plan.source.located(self.plan.start.position)
+        if wanted is not None:
+            located = (entry for entry in located if entry[0] in wanted)
+        current = next(located, None)
+        while current is not None:
+            following = next(located, None)
+            self.ended = following is None
+            line, offset, record = current
             remember((line, offset))
             yield record
+            current = following
 
 
 def _start(
-    plan: Plan, batch_fn: Callable[..., Any], records: Iterator[dict[str, Any]],
+    plan: Plan, batch_fn: Callable[..., Any], records: Iterable[dict[str, Any]],
     options: RunOptions, executor: str, listeners: list[Any], model: bool,
 ) -> Any:  # fmt: skip
     """The bulk engine's run over ``records`` (not yet entered).

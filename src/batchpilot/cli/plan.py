@@ -1,8 +1,9 @@
 """`prepare`: a run checked before any work, and where it starts (a `Plan`).
 
 Input, output, options and job state are checked first; then the run resumes
-from its job file, or scans its input (and, with ``--retry-failed``, reads the
-failures list of the last run).
+from its job file, or starts (with ``--retry-failed``, after reading the failures
+list of the last run). The input is not read here beyond what metadata and the
+column types need: malformed lines are found, and reported, as the run reaches them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Plan:
 
 
 def prepare(options: RunOptions) -> Plan:
-    """Check input, output, options and job state before any work; resume or scan.
+    """Check input, output, options and job state before any work; resume or start.
 
     The job's lock is held from here to the end of the run (released by the
     job file's ``close`` or ``discard``, or here if a check fails).
@@ -142,7 +143,7 @@ def _fresh(
     source: RecordSource, target: Target, run_job_file: JobFile, options: RunOptions,
     types: dict[str, Any], stdio: bool,
 ) -> Plan:  # fmt: skip
-    """The plan of a new run (or a retry of the failures): its input scanned."""
+    """The plan of a new run (or a retry of the failures)."""
     if run_job_file.path.exists() and target.kind != "stdout":
         raise CliError(
             f"{run_job_file.path} holds an interrupted run of this job: pass --resume to "
@@ -154,7 +155,7 @@ def _fresh(
     shutil.rmtree(run_job_file.parts, ignore_errors=True)  # left by a run never committed
     if source.format in ("csv", "tsv"):
         _resolve_types(source, types)
-    total = None if source.is_stdin else source.scan()
+    total = source.total()
     if retry is not None:
         _check_retry_lines(source, retry, errors_path(target.path))
         total = len(retry)

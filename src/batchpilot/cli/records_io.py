@@ -6,13 +6,14 @@ Inputs: JSON Lines (``.jsonl``, ``.ndjson``, or ``-`` for standard input), CSV
 ``.zst``). CSV/TSV fields are strings unless the source is given column types
 (`batchpilot.cli.csv_types`).
 
-A file is read twice: `RecordSource.scan` validates every line and counts the
-records (so a malformed line is reported with its line number before any work is
-done, and a progress bar knows its total), then `RecordSource.located` streams
-``(line_number, offset, record)`` from any `Position` a previous run reached:
-a byte offset of the (decompressed) text, or a row number of a Parquet file,
-whose reading starts at the row group holding it. Standard input is read once,
-and a malformed line stops the stream where it is.
+A file is read once, by `RecordSource.located`, which streams ``(line_number,
+offset, record)`` from any `Position` a previous run reached: a byte offset of the
+(decompressed) text, or a row number of a Parquet file, whose reading starts at
+the row group holding it. Each line is checked as it is read: a malformed one
+stops the stream with a `RecordsFormatError` naming the file and the line (the
+run then ends with nothing written). There is no pass over the whole input
+before work: `RecordSource.total` is what metadata alone says (a Parquet file's
+row count; None for text).
 
 A result that is a dict becomes one row; any other value becomes ``{"result": value}``
 (`to_row`); numpy values become plain numbers and lists.
@@ -25,7 +26,7 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -53,9 +54,6 @@ _DELIMITERS = {"csv": ",", "tsv": "\t"}
 #: The largest CSV/TSV field read (the csv module's default, 128 KiB, refuses valid files);
 #: the largest value ``csv.field_size_limit`` accepts on every platform (a C long).
 CSV_FIELD_LIMIT = 2**31 - 1
-
-#: How many malformed lines an error message lists before it says "and N more".
-_LINES_SHOWN = 10
 
 
 class RecordsFormatError(ValueError):
@@ -100,8 +98,8 @@ class RecordSource:
         path: The input file (its suffixes select the format), or ``-`` for JSON
             Lines on standard input.
         types: CSV/TSV column types; columns not in it are strings.
-        fixed: Columns whose type is given, not inferred: `scan` reports a field
-            that does not fit as a malformed line instead of widening the type.
+        fixed: Columns whose type is given, not inferred: a field that does not fit
+            is a malformed line instead of a value of a wider type.
 
     Raises:
         RecordsFormatError: The file does not exist, is a directory, or its suffix is unknown.
@@ -144,25 +142,17 @@ class RecordSource:
             return row
         return []
 
-    def scan(self) -> int:
-        """Validate the whole file and return its number of records.
-
-        A CSV/TSV field that does not fit its inferred column type widens the type
-        in `types`; one that does not fit a fixed type is a malformed line.
+    def total(self) -> int | None:
+        """The number of records, where metadata alone says it: a Parquet file's row
+        count; None for text (counting its lines would read it all).
 
         Raises:
-            RecordsFormatError: Some lines are malformed; the message lists their numbers.
+            RecordsFormatError: A file pyarrow cannot read as Parquet.
         """
-        count = 0
-        bad: list[tuple[int, str]] = []
-        for line, problem in self._validate():
-            if problem is None:
-                count += 1
-            else:
-                bad.append((line, problem))
-        if bad:
-            raise RecordsFormatError(_describe_bad_lines(self.path, bad))
-        return count
+        if self.format != "parquet":
+            return None
+        with contextlib.closing(self._parquet_file()) as file:
+            return int(file.metadata.num_rows)
 
     def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """Yield ``(line_number, record)`` for every record, in file order.
@@ -178,68 +168,59 @@ class RecordSource:
         """
         if self.format == "jsonl":
             for line, end, text in self._jsonl_lines(start):
-                if self.is_stdin and (problem := _jsonl_problem(text)) is not None:
-                    raise RecordsFormatError(f"standard input: line {line}: {problem}")
-                yield line, end, json.loads(text)
+                yield line, end, self._jsonl_record(line, text)
         elif self.format in _DELIMITERS:
             yield from self._csv_records(start)
         else:
             for number, record in self._parquet_rows(start.offset):
                 yield number, number, record
 
+    def _where(self) -> str:
+        return "standard input" if self.is_stdin else str(self.path)
+
+    def _malformed(self, line: int, problem: str) -> RecordsFormatError:
+        return RecordsFormatError(f"{self._where()}: line {line}: {problem}")
+
+    def _jsonl_record(self, line: int, text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError
+            raise self._malformed(line, f"invalid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise self._malformed(line, f"expected a JSON object, got {type(value).__name__}")
+        return value
+
     def _csv_records(self, start: Position) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """Typed records of a CSV/TSV input; a row that does not fit its header, or a field
+        that does not fit a fixed type, is malformed. A field that does not fit an
+        inferred type keeps the narrowest wider value (`widen`: int, float, str)."""
         header = self.header()
+        duplicates = sorted({name for name in header if header.count(name) > 1})
+        if duplicates:
+            raise self._malformed(1, f"the header repeats the column names {duplicates}")
         typed = [(name, fn) for name in header if (fn := converter(self.types.get(name, "str")))]
         rows = self._csv_rows(start)
         if start.offset == 0:
             next(rows, None)  # the header row
         for line, end, row in rows:
+            if len(row) != len(header):
+                raise self._malformed(line, f"{len(row)} fields, the header has {len(header)}")
             record = dict(zip(header, row, strict=True))
             for name, convert in typed:
-                record[name] = convert(record[name])
+                try:
+                    record[name] = convert(record[name])
+                except ValueError:
+                    record[name] = self._misfit(line, name, record[name])
             yield line, end, record
 
-    def _validate(self) -> Iterator[tuple[int, str | None]]:
-        if self.format == "jsonl":
-            for line, _, text in self._jsonl_lines(Position()):
-                yield line, _jsonl_problem(text)
-        elif self.format in _DELIMITERS:
-            yield from self._validate_csv()
-        else:
-            for line, _ in self._parquet_rows(0):
-                yield line, None
-
-    def _validate_csv(self) -> Iterator[tuple[int, str | None]]:
-        header: list[str] | None = None
-        checks: list[tuple[int, str, Callable[[str], Any]]] = []
-        for line, _, row in self._csv_rows(Position()):
-            if header is None:
-                header = row
-                duplicates = sorted({name for name in row if row.count(name) > 1})
-                if duplicates:
-                    yield line, f"the header repeats the column names {duplicates}"
-                checks = self._type_checks(header)
-            elif len(row) != len(header):
-                yield line, f"{len(row)} fields, the header has {len(header)}"
-            else:
-                problem = None
-                for index, name, convert in checks:
-                    try:
-                        convert(row[index])
-                    except ValueError:
-                        if name in self.fixed:
-                            problem = f"column {name!r}: {row[index]!r} is not {self.types[name]}"
-                            break
-                        self.types[name] = widen(self.types[name], row[index])
-                        checks = self._type_checks(header)
-                yield line, problem
-
-    def _type_checks(self, header: Sequence[str]) -> list[tuple[int, str, Callable[[str], Any]]]:
-        return [
-            (index, name, fn)
-            for index, name in enumerate(header)
-            if (fn := converter(self.types.get(name, "str")))
-        ]
+    def _misfit(self, line: int, name: str, text: str) -> Any:
+        """A field that does not fit its column's type: malformed if the type was given,
+        else its value as the narrowest wider type."""
+        kind = self.types[name]
+        if name in self.fixed:
+            raise self._malformed(line, f"column {name!r}: {text!r} is not {kind}")
+        convert = converter(widen(kind, text))
+        return text if convert is None else convert(text)
 
     def _text_lines(self, start: Position) -> Iterator[tuple[int, int, str]]:
         """``(number, end_offset, text)`` of the lines after ``start``, decoded as UTF-8.
@@ -258,9 +239,7 @@ class RecordSource:
                 try:
                     text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
-                    raise RecordsFormatError(
-                        f"{self.path}: line {number}: not UTF-8 text ({exc.reason})"
-                    ) from None
+                    raise self._malformed(number, f"not UTF-8 text ({exc.reason})") from None
                 yield number, offset, text
 
     def _jsonl_lines(self, start: Position) -> Iterator[tuple[int, int, str]]:
@@ -286,16 +265,18 @@ class RecordSource:
                 if row:
                     yield ends[0], ends[1], row
         except csv.Error as exc:
-            raise RecordsFormatError(f"{self.path}: line {ends[0]}: {exc}") from None
+            raise self._malformed(ends[0], str(exc)) from None
+
+    def _parquet_file(self) -> Any:
+        parquet = import_parquet()
+        try:
+            return parquet.ParquetFile(self.path)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise RecordsFormatError(f"{self.path}: not a readable Parquet file: {exc}") from None
 
     def _parquet_rows(self, skip: int) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(row_number, record)`` after the first ``skip`` rows, read from their row group."""
-        parquet = import_parquet()
-        try:
-            file = parquet.ParquetFile(self.path)
-        except Exception as exc:  # pyarrow raises several types for a corrupt file
-            raise RecordsFormatError(f"{self.path}: not a readable Parquet file: {exc}") from None
-        with contextlib.closing(file):
+        with contextlib.closing(self._parquet_file()) as file:
             first_group, number = 0, 0
             meta = file.metadata
             while first_group < meta.num_row_groups and (
@@ -321,23 +302,6 @@ def _skip(file: IO[bytes], count: int, compressed: bool) -> None:
         if not block:
             return
         count -= len(block)
-
-
-def _jsonl_problem(text: str) -> str | None:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError
-        return f"invalid JSON ({exc})"
-    if not isinstance(value, dict):
-        return f"expected a JSON object, got {type(value).__name__}"
-    return None
-
-
-def _describe_bad_lines(path: Path, bad: Sequence[tuple[int, str]]) -> str:
-    shown = "; ".join(f"line {line}: {problem}" for line, problem in bad[:_LINES_SHOWN])
-    more = f"; and {len(bad) - _LINES_SHOWN} more" if len(bad) > _LINES_SHOWN else ""
-    noun = "line" if len(bad) == 1 else "lines"
-    return f"{path}: {len(bad)} malformed {noun}: {shown}{more}"
 
 
 def import_parquet() -> Any:
