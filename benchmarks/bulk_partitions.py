@@ -325,6 +325,8 @@ def drive(name: str, source: Path, whole: Path, out: Path, address: str) -> dict
             executor=executor,
         )
         run.wait()
+        if run.failures:
+            raise SystemExit(f"{name}: {len(run.failures)} rows failed, first {run.failures[0]}")
     elif name.startswith("dask-"):
         import dask.dataframe as dd
         from dask.distributed import Client
@@ -373,10 +375,9 @@ def run_cell(
     out = data / "out" / name
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(exist_ok=True)
-    setup_log = data / f"setups-{name}.log"
+    setup_log = Path(env["BENCH_SETUP_LOG"])  # the workers' setups append to it
     setup_log.unlink(missing_ok=True)
     command = [sys.executable, __file__, "--drive", name, "--data", str(data), "--address", address]
-    env = {**env, "BENCH_SETUP_LOG": str(setup_log)}
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, check=False)
     if done.returncode:
         raise RuntimeError(f"{name}: driver exited {done.returncode}")
@@ -459,7 +460,44 @@ def make_kill_input(data: Path) -> None:
         pq.write_table(table, folder / f"part-{i:03d}.parquet", row_group_size=KILL_ROWS // 4)
 
 
-# --- report ----------------------------------------------------------------------------
+# --- report ---------------------------------------------------------------------------
+
+PLOT = """
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+data = json.load(open(sys.argv[1]))
+cells = data["cells"]
+names = [c["contender"] for c in cells]
+fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), dpi=110)
+def color(name):
+    if name.startswith("bp-"):
+        return "tab:blue"
+    return "tab:gray" if name.startswith("cli-") else "tab:orange"
+colors = [color(n) for n in names]
+left.barh(names, [c["rows_per_s"] / 1e6 for c in cells], color=colors)
+left.invert_yaxis()
+left.set_xlabel("million rows/s (median of rounds)")
+left.set_title(f"{data['rows']:,} rows, y = x * 2 + 1, 2 worker processes")
+shares = [100 * c["driver_cpu_s"] / max(c["job_cpu_s"], 1e-9) for c in cells]
+right.barh(names, shares, color=colors)
+right.invert_yaxis()
+right.set_xlabel("driver CPU, % of the job's CPU seconds")
+right.set_title("what the driver spends (blue: batchpilot partitioned)")
+fig.tight_layout()
+fig.savefig(sys.argv[2])
+"""
+
+
+def plot(result: Path, image: Path, venv: Path) -> None:
+    """Draw ``result`` (the --json file) into ``image`` with matplotlib from ``venv``
+    (made here on first use, so batchpilot's environment does not need matplotlib)."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "matplotlib"], check=True)
+    subprocess.run([str(python), "-c", PLOT, str(result), str(image)], check=True)
 
 
 def median_cells(cells: list[dict[str, Any]]) -> dict[str, Any]:
@@ -497,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contenders", nargs="+", choices=ALL, default=list(DEFAULT))
     parser.add_argument("--quick", action="store_true", help="400k rows, 1 round")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path, help="draw the table into this PNG (needs --json)")
+    parser.add_argument(
+        "--plot-venv", type=Path, default=ROOT / ".bench-venvs" / "plot", help="has matplotlib"
+    )
     parser.add_argument(
         "--cli-src",
         type=Path,
@@ -532,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_AUTH_MODE": "disabled",
+            "BENCH_SETUP_LOG": str(data / "setups.log"),  # set in the workers too
             "BENCH_CLI_SRC": str(args.cli_src.resolve())
             if args.cli_src
             else "",  # a token file from another run would lock drivers out
@@ -583,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             result = {"rows": args.rows, "cells": merged, "kill_trials": trials}
             args.json.write_text(json.dumps(result, indent=2))
+            if args.plot and merged:
+                plot(args.json, args.plot, args.plot_venv)
     return 0
 
 
