@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any
 
 __all__ = [
@@ -76,7 +77,7 @@ def to_arrow(data: Any) -> Any:
     if _is_numpy_array(data) or _is_pandas(data, "Series"):
         return pa.table({RESULT_COLUMN: _column(data)})
     rows = data if isinstance(data, list) else list(data)
-    dicts = sum(isinstance(row, dict) for row in rows)
+    dicts = sum(map(isinstance, rows, repeat(dict)))
     if rows and dicts == 0:
         return pa.table({RESULT_COLUMN: _column(rows)})
     if not rows:

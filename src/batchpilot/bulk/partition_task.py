@@ -183,14 +183,15 @@ class _Applier:
             raise PartitionFailed(failure)
 
 
-def _rows(result: Any, size: int) -> list[Any]:
-    """A records batch's results as rows: one per input row, a dict each."""
+def _rows(result: Any, size: int) -> Any:
+    """A records batch's results, checked to be one per input row (a dict is a row of
+    its keys, any other value a row of ``result``: `to_arrow`)."""
     if not isinstance(result, (list, tuple)) or len(result) != size:
         got = f"{len(result)} results" if hasattr(result, "__len__") else type(result).__name__
         raise BatchFailedError(
             f"the batch function must return one result per row: {size} rows, got {got}"
         )
-    return [value if isinstance(value, dict) else {"result": value} for value in result]
+    return result
 
 
 def _read_failure(error: RowError) -> RowFailure:
