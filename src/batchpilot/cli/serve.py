@@ -204,10 +204,11 @@ def _cost_options(
     args: argparse.Namespace, *, budget: float, padded: bool, sort_window: int
 ) -> dict[str, Any]:
     """The cost options of ``args`` (the defaults given for those not set), or none when
-    the budget is 0; `--padded` or `--sort-window` without a budget is a usage error."""
+    the budget is 0; `--padded` or a `--sort-window` above 0 without a budget is a usage
+    error (``--sort-window 0``, first in first out, is what counting items does anyway)."""
     max_batch_cost = budget if args.max_batch_cost is None else args.max_batch_cost
     if not max_batch_cost:
-        if args.padded is not None or args.sort_window is not None:
+        if args.padded is not None or args.sort_window:
             raise CliError("--padded and --sort-window size batches by cost: give --max-batch-cost")
         return {}
     return {

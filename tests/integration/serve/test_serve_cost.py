@@ -67,3 +67,11 @@ def test_max_batch_tokens_is_the_same_option(serve: Any) -> None:
     assert server.predict([1, 2]).json() == 2
     assert server.stats()["batcher"]["cost_cap"] == 12
     assert server.terminate() == 0
+
+
+def test_a_sort_window_of_0_without_a_budget_counts_items(serve: Any) -> None:
+    # first in, first out is what counting items does: the perf-tokens 'bp-count' command
+    server = serve("serve_models:Tokens", "--max-batch-cost", "0", "--sort-window", "0")
+    assert server.predict([1, 2]).json() == 2
+    assert server.stats()["batcher"]["cost_cap"] is None  # counting items, no budget
+    assert server.terminate() == 0
