@@ -33,7 +33,7 @@ import pickle
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from .._core.pidlock import LockHeldError, PidLock
@@ -50,6 +50,7 @@ __all__ = [
     "JobMismatchError",
     "JobStore",
     "digest",
+    "job_file_errors",
     "lock_job_file",
 ]
 
@@ -168,6 +169,24 @@ def _damaged_chunk(path: str, start: int, stop: int, error: BaseException) -> Da
     )
 
 
+@contextmanager
+def job_file_errors(path: str) -> Iterator[None]:
+    """Turn sqlite and decoding errors inside into `JobFileError` naming the job file
+    (`JobMismatchError` for a file that is no SQLite database)."""
+    try:
+        yield
+    except JobFileError:
+        raise
+    except sqlite3.DatabaseError as error:
+        if "not a database" in str(error):
+            raise JobMismatchError(
+                f"{path} is not a batchpilot job file ({error}); use another path"
+            ) from error
+        raise _damaged(path, error) from error
+    except _UNDECODABLE as error:
+        raise _damaged(path, error) from error
+
+
 def lock_job_file(job_path: str) -> PidLock:
     """Take the job file's `PidLock` on ``<job>.lock``, or say why not as a `JobFileError`."""
     lock = PidLock(job_path)
@@ -229,21 +248,9 @@ class JobStore:
             self.close()
             raise
 
-    @contextmanager
-    def _reading(self) -> Iterator[None]:
+    def _reading(self) -> AbstractContextManager[None]:
         """Turn sqlite and decoding errors into `JobFileError` naming the file."""
-        try:
-            yield
-        except JobFileError:
-            raise
-        except sqlite3.DatabaseError as error:
-            if "not a database" in str(error):
-                raise JobMismatchError(
-                    f"{self.path} is not a batchpilot job file ({error}); use another path"
-                ) from error
-            raise _damaged(self.path, error) from error
-        except _UNDECODABLE as error:
-            raise _damaged(self.path, error) from error
+        return job_file_errors(self.path)
 
     def _read_ranges(self) -> dict[int, tuple[int, bytes]]:
         """Every committed chunk's ``start -> (stop, digest)``, checked to be disjoint."""

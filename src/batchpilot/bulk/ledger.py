@@ -20,13 +20,12 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 
 from ..sinks.part import PartInfo
 from ..sources.partition import Partition
-from .checkpoint import JobFileError, JobMismatchError, lock_job_file
+from .checkpoint import JobFileError, JobMismatchError, job_file_errors, lock_job_file
 from .partition_task import PartitionReport, RowFailure
 
 __all__ = ["LEDGER_VERSION", "PartitionLedger", "plan_digest"]
@@ -86,23 +85,8 @@ class PartitionLedger:
             self._lock.release()
             raise
 
-    @contextmanager
-    def _reading(self) -> Iterator[None]:
-        try:
-            yield
-        except JobFileError:
-            raise
-        except sqlite3.DatabaseError as error:
-            if "not a database" in str(error):
-                raise JobMismatchError(
-                    f"{self.path} is not a batchpilot job file ({error}); use another path"
-                ) from error
-            raise JobFileError(
-                f"job file {self.path} is damaged ({error}); delete it (and its -wal/-shm "
-                "files) to start the job over"
-            ) from error
-        except (ValueError, KeyError, TypeError) as error:
-            raise JobFileError(f"job file {self.path} is damaged ({error})") from error
+    def _reading(self) -> AbstractContextManager[None]:
+        return job_file_errors(self.path)
 
     def _check(self, fingerprint: str, plan: str, settings: str) -> None:
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
