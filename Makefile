@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	# torch is an optional extra; the CPU wheel is pinned so pip never pulls a CUDA build.
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[all,dev]"
+	# Tests of partitioned jobs: pandas (a batch format), s3fs with moto's S3 server, and
+	# Dask DataFrame (a benchmark peer). A step of their own, pinned: resolved together
+	# with the rest, pip backtracks through boto3 releases until it gives up.
+	$(PY) -m pip install --quiet "pandas==3.1.1" "s3fs==2026.9.0" "moto[server]==5.2.6" \
+		"boto3==1.43.117" "dask[dataframe]==2026.8.0"
 	touch $(STAMP)
 
 venv: $(STAMP)
