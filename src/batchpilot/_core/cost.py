@@ -10,10 +10,15 @@ Pure policy, shared by every engine (no threads, no clock):
   item always joins: an item over budget on its own runs alone. It never waits
   forever and never fails for its size (TEI#723 hung on exactly this).
 - `group_by_cost` (bulk) cuts a window of known items into batches, sorted by cost
-  so that items of like length share a batch.
+  so that items of like length share a batch; once a padded batch's fixed time is
+  measured, where the window's total time is least (`fastest_cuts`).
 - `pick_batch` (online) chooses the next batch among waiting items: the oldest
   always goes, joined by the waiting items closest to it in cost. When everything
   waiting fits, everything goes, so light load pays nothing for the grouping.
+  Once a padded batch's fixed time is measured (its ``overhead`` in cost units),
+  a batch that must leave items waiting is the run of like costs around the oldest
+  that does the most real work per second (`fastest_run`): few waiting items of
+  scattered lengths make small, tight batches, not one big padded one.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .validate import check_flag, check_number, positive_int
 
 __all__ = [
@@ -30,6 +37,8 @@ __all__ = [
     "BatchTrace",
     "CloseReason",
     "CostBudget",
+    "fastest_cuts",
+    "fastest_run",
     "group_by_cost",
     "padded_fraction",
     "pick_batch",
@@ -42,6 +51,7 @@ class CloseReason(str, enum.Enum):
     COUNT = "count"  # it reached max_batch_size items
     BUDGET = "budget"  # the next item would have taken it past max_batch_cost
     IDLE_WORKER = "idle_worker"  # a worker was free and took what was waiting
+    RATE = "rate"  # a bigger batch would have done less real work per second (measured)
     MAX_WAIT = "max_wait"  # its oldest item had waited max_wait
     DEADLINE = "deadline"  # an item's deadline was near
     SHUTDOWN = "shutdown"  # the engine was closing and flushed what it held
@@ -146,15 +156,25 @@ class BatchMeter:
 
 
 def group_by_cost(
-    costs: Sequence[float], budget: CostBudget, *, regroup: bool = True, cap: float | None = None
+    costs: Sequence[float],
+    budget: CostBudget,
+    *,
+    regroup: bool = True,
+    cap: float | None = None,
+    overhead: float | None = None,
 ) -> list[tuple[list[int], CloseReason]]:
     """Cut a window of items into batches: positions into ``costs``, and why each closed.
 
     With ``regroup`` the items are taken in order of cost (stable, so equal costs
     keep their order), which puts items of like length together; without it, in
-    their own order. Every position appears in exactly one batch.
+    their own order. Every position appears in exactly one batch. Regrouped padded
+    batches with a measured ``overhead`` (a batch's fixed time in cost units) are
+    cut where the window's total time is least (`fastest_cuts`); otherwise each
+    batch takes items while they fit.
     """
     order = sorted(range(len(costs)), key=costs.__getitem__) if regroup else range(len(costs))
+    if regroup and budget.padded and overhead is not None:
+        return fastest_cuts([costs[p] for p in order], budget.meter(cap), overhead, list(order))
     batches: list[tuple[list[int], CloseReason]] = []
     current: list[int] = []
     meter = budget.meter(cap)
@@ -170,8 +190,50 @@ def group_by_cost(
     return batches
 
 
+def fastest_cuts(
+    ascending: Sequence[float], meter: BatchMeter, overhead: float, positions: list[int]
+) -> list[tuple[list[int], CloseReason]]:
+    """Cut items sorted by cost (``ascending``, at ``positions``) into padded batches
+    that fit ``meter`` and take the least time in all.
+
+    A batch's time is modelled as ``overhead + largest cost x size`` (cost units), so
+    a big fixed time makes few big batches and a small one cuts where lengths jump,
+    wasting little on padding. Exact, by dynamic programming over the cut points.
+    """
+    count = len(ascending)
+    least = np.full(count + 1, np.inf)  # least time of the first k items
+    least[0] = 0.0
+    start = np.zeros(count + 1, dtype=np.int64)  # where the last batch of those k starts
+    for end in range(1, count + 1):
+        largest = ascending[end - 1]
+        first = max(0, end - _most_items(meter, largest))
+        times = least[first:end] + overhead + (end - np.arange(first, end)) * largest
+        best = int(np.argmin(times))  # ties: the bigger batch
+        least[end], start[end] = times[best], first + best
+    batches: list[tuple[list[int], CloseReason]] = []
+    end = count
+    while end > 0:
+        begin = int(start[end])
+        size, most = end - begin, _most_items(meter, ascending[end - 1])
+        if size >= meter.max_size:
+            reason = CloseReason.COUNT
+        elif size >= most:
+            reason = CloseReason.BUDGET
+        else:
+            reason = CloseReason.INPUT_END if end == count else CloseReason.RATE
+        batches.append((positions[begin:end], reason))
+        end = begin
+    batches.reverse()
+    return batches
+
+
 def pick_batch(
-    costs: Sequence[float], budget: CostBudget, window: int, *, cap: float | None = None
+    costs: Sequence[float],
+    budget: CostBudget,
+    window: int,
+    *,
+    cap: float | None = None,
+    overhead: float | None = None,
 ) -> tuple[list[int], CloseReason | None]:
     """Choose the next batch among waiting items, given their costs oldest first.
 
@@ -182,12 +244,82 @@ def pick_batch(
     so that little is padded. Items past the window join in arrival order while
     they fit; with ``window <= 1`` the batch is the longest prefix that fits, first
     in, first out.
+
+    ``overhead`` is a padded batch's measured fixed time in cost units (None: not
+    known). With it, a batch that cannot take everything waiting is `fastest_run`
+    within the window instead.
     """
     if not costs:
         return [], None
     meter = budget.meter(cap)
     if window <= 1:
         return _fifo_prefix(costs, meter)
+    chosen, reason = _grow_around_oldest(costs, meter, window)
+    if reason is None or overhead is None or not budget.padded:
+        return chosen, reason
+    return fastest_run(costs[:window], budget.meter(cap), overhead)
+
+
+def fastest_run(
+    costs: Sequence[float], meter: BatchMeter, overhead: float
+) -> tuple[list[int], CloseReason]:
+    """The padded batch, among ``costs`` (oldest first), that does the most real work
+    per second, and why it closed.
+
+    A padded batch's time is modelled as ``overhead + padded cost`` (in cost units,
+    measured: `batchpilot._core.costcap.CostCap.overhead`), so its rate of real work
+    is ``sum of costs / (overhead + largest cost x size)``. The candidates are the
+    runs of consecutive items in cost order that hold the oldest and fit ``meter``:
+    for each largest cost, the run reaches down to cheaper items only while each one
+    raises that rate. A big fixed time favours big batches, as without it; a small
+    one favours tight batches of like cost, which waste little on padding.
+    """
+    order = sorted(range(len(costs)), key=costs.__getitem__)
+    anchor = order.index(0)
+    best: tuple[float, int, int, int] | None = None  # (rate, size, first, last) in ``order``
+    around = 0.0  # the cost of the run from the oldest up to ``last``
+    for last in range(anchor, len(order)):
+        largest = costs[order[last]]
+        around += largest
+        most = _most_items(meter, largest)
+        if last - anchor + 1 > most:
+            break  # dearer ends allow even fewer items
+        first, work = anchor, around
+        # cheaper items join while each keeps the rate (then none further down does)
+        while last - first + 1 < most and first > 0:
+            cheaper = costs[order[first - 1]]
+            if cheaper * (overhead + (last - first + 1) * largest) < work * largest:
+                break
+            first -= 1
+            work += cheaper
+        size = last - first + 1
+        time = overhead + size * largest
+        rate = work / time if time > 0 else math.inf
+        if best is None or (rate, size) > best[:2]:
+            best = (rate, size, first, last)
+    assert best is not None  # the oldest alone is always a candidate
+    _, size, first, last = best
+    if size >= meter.max_size:
+        reason = CloseReason.COUNT
+    elif size >= _most_items(meter, costs[order[last]]) or (
+        last + 1 < len(order) and size >= _most_items(meter, costs[order[last + 1]])
+    ):
+        reason = CloseReason.BUDGET  # full, or the next dearer item would not have fitted
+    else:
+        reason = CloseReason.RATE
+    return sorted(order[first : last + 1]), reason
+
+
+def _most_items(meter: BatchMeter, largest: float) -> int:
+    """How many items a padded batch whose largest item costs ``largest`` may hold."""
+    if largest <= 0 or math.isinf(meter.limit):
+        return meter.max_size
+    return max(1, min(meter.max_size, int(meter.limit // largest)))
+
+
+def _grow_around_oldest(
+    costs: Sequence[float], meter: BatchMeter, window: int
+) -> tuple[list[int], CloseReason | None]:
     candidates = sorted(range(min(window, len(costs))), key=costs.__getitem__)
     anchor = candidates.index(0)
     meter.add(costs[0])

@@ -11,6 +11,11 @@ With ``cost=`` a batch is bounded by ``max_batch_size`` items and by a cost cap
   ``next_size()`` is the cost the next batch may have, so ``TargetLatency`` learns
   the budget that meets its target however many items that is.
 
+It also measures what a batch's fixed time is worth in cost units
+(`CostCap.overhead`, from a `LinearCostModel` of finished batches' durations
+against their cost), with which the online engine picks tight batches of like
+cost when not everything waiting fits (`batchpilot._core.cost.fastest_run`).
+
 An engine tells it of every call of the batch function (`CostCap.on_call`: out of
 memory or not, an item alone included) and of every finished batch
 (`CostCap.on_batch`). It is thread-safe and picklable (a process, Dask or Ray worker
@@ -24,9 +29,12 @@ import threading
 from typing import Any
 
 from .oom import OomPredicate, OutOfMemoryBackoff, is_out_of_memory, release_cached_memory
-from .sizing import SizeController
+from .sizing import LinearCostModel, SizeController
 
-__all__ = ["CostCap"]
+__all__ = ["MIN_FIT_BATCHES", "CostCap"]
+
+MIN_FIT_BATCHES = 8
+"""Finished batches measured before `CostCap.overhead` is trusted."""
 
 
 class CostCap:
@@ -48,6 +56,7 @@ class CostCap:
         self.controller = controller  # learns the cap in cost units, or None
         self.is_oom = is_oom or is_out_of_memory  # which errors mean out of memory
         self.backoff = OutOfMemoryBackoff(max_batch_cost)  # the cap after OOM errors
+        self.durations = LinearCostModel()  # seconds against cost of recent batches
         self._lock = threading.Lock()  # shared by an engine's workers
 
     def __getstate__(self) -> dict[str, Any]:
@@ -67,6 +76,17 @@ class CostCap:
             if self.controller is not None:
                 cap = min(cap, self.controller.next_size())
         return cap
+
+    @property
+    def overhead(self) -> float | None:
+        """A batch's fixed time in cost units (``fixed / per_cost`` of the fitted
+        ``duration = fixed + per_cost * cost``), or None before `MIN_FIT_BATCHES`
+        batches of at least two costs, or when cost does not add time."""
+        with self._lock:
+            fit = self.durations.fit() if len(self.durations) >= MIN_FIT_BATCHES else None
+        if fit is None or fit[1] <= 0:
+            return None
+        return fit[0] / fit[1]
 
     @property
     def splits(self) -> int:
@@ -94,8 +114,10 @@ class CostCap:
     def on_batch(self, cost: float, duration: float, ok: bool) -> None:
         """A batch of ``cost`` (padded cost when padded) finished in ``duration``
         seconds (its splits included); ``ok``: its first call succeeded."""
-        if self.controller is not None:
-            with self._lock:
+        with self._lock:
+            if ok:
+                self.durations.add(cost, duration)
+            if self.controller is not None:
                 self.controller.observe(math.ceil(cost), duration, ok)
 
     def __repr__(self) -> str:

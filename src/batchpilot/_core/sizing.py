@@ -152,7 +152,8 @@ class AIMD(_Bounded):
 
 
 class LinearCostModel:
-    """Least-squares fit of ``duration = fixed + per_item * n`` over recent batches.
+    """Least-squares fit of ``duration = fixed + per_item * n`` over recent batches
+    (``n`` their sizes, or their costs where batches are sized by cost).
 
     This is the cost model of BentoML's CORK scheduler and Beam's batch-size
     estimator: the fixed part is what batching amortises.
@@ -161,9 +162,9 @@ class LinearCostModel:
     def __init__(self, window: int = 64) -> None:
         if window < 2:
             raise ValueError(f"window must be >= 2, got {window}")
-        self._samples: deque[tuple[int, float]] = deque(maxlen=window)
+        self._samples: deque[tuple[float, float]] = deque(maxlen=window)
 
-    def add(self, size: int, duration: float) -> None:
+    def add(self, size: float, duration: float) -> None:
         self._samples.append((size, duration))
 
     def __len__(self) -> int:
@@ -188,7 +189,7 @@ class LinearCostModel:
         fixed = max(mean_d - per_item * mean_n, 0.0)
         return fixed, per_item
 
-    def predict(self, size: int) -> float | None:
+    def predict(self, size: float) -> float | None:
         """Predicted duration of a batch of ``size`` items, or None without a fit."""
         fitted = self.fit()
         if fitted is None:

@@ -7,6 +7,9 @@ waiting items closest to it in cost while the budget allows (``max_batch_size``
 items, ``max_batch_cost`` and the out-of-memory cap). The others stay queued, in
 order: the oldest always goes, so grouping never holds an item back past its turn,
 and when everything waiting fits (light load) everything goes, as without a cost.
+When not everything fits and batches are padded, the cost cap's measured fixed time
+per batch (`CostCap.overhead`) makes the batch the run of like costs around the
+oldest that does the most real work per second (`batchpilot._core.cost.fastest_run`).
 
 A padded batch is handed over sorted by cost, so that bisecting it (after an error)
 splits it into a short and a long half. The cost cap is a `CostCap`, the same as in
@@ -64,6 +67,11 @@ class CostPolicy:
         as the controller learnt."""
         return self._cap.cap
 
+    @property
+    def overhead(self) -> float | None:
+        """A batch's measured fixed time in cost units (`CostCap.overhead`), or None."""
+        return self._cap.overhead
+
     def cost_of(self, item: Any) -> float:
         """``item``'s cost, checked."""
         return _checked("cost", self._cost(item))
@@ -71,12 +79,12 @@ class CostPolicy:
     def take(self, queue: BoundedPriorityQueue[Request], size: int) -> Taken:
         """The next batch of at most ``size`` items within the budget (a `TakeBatch`)."""
         budget = CostBudget(size, self._max_batch_cost, self._padded)
-        cap = self._cap.cap
+        cap, overhead = self._cap.cap, self._cap.overhead
         closed: list[CloseReason | None] = [None]  # why pick_batch stopped (None: all fit)
 
         def pick(waiting: list[Request]) -> list[int]:
             positions, closed[0] = pick_batch(
-                [r.cost for r in waiting], budget, self._window, cap=cap
+                [r.cost for r in waiting], budget, self._window, cap=cap, overhead=overhead
             )
             return positions
 

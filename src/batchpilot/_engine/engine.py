@@ -573,6 +573,7 @@ class Engine:
                 closed=not state.open,
                 placement=self.placement,
                 cost_cap=None if self._costing is None else self._costing.cap,
+                batch_overhead=None if self._costing is None else self._costing.overhead,
             )
 
     def __repr__(self) -> str:

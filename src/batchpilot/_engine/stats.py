@@ -63,6 +63,9 @@ class EngineStatistics(Statistics):
         oom_splits: out-of-memory errors batches met, each one a split.
         cost_cap: the cost a batch may have now (``max_batch_cost``, or lower after
             out-of-memory errors); None without ``cost=``.
+        batch_overhead: a batch's measured fixed time in cost units, by which padded
+            batches are picked once not everything waiting fits; None before it is
+            measured, or without ``cost=``.
     """
 
     queue_size: int
@@ -86,6 +89,7 @@ class EngineStatistics(Statistics):
     padded_fraction: float
     oom_splits: int
     cost_cap: float | None
+    batch_overhead: float | None
 
     @classmethod
     def of(
@@ -104,10 +108,11 @@ class EngineStatistics(Statistics):
         closed: bool,
         placement: str,
         cost_cap: float | None,
+        batch_overhead: float | None,
     ) -> EngineStatistics:
         """The snapshot of ``tally`` (``fit``: its cost model; ``elapsed``: seconds since
-        the engine started) and the engine's live state (``cost_cap``: None without
-        ``cost=``)."""
+        the engine started) and the engine's live state (``cost_cap`` and
+        ``batch_overhead``: None without ``cost=``)."""
         return cls(
             name=name,
             batches=tally.batches,
@@ -138,6 +143,7 @@ class EngineStatistics(Statistics):
             padded_fraction=padded_fraction(tally.cost, tally.padded_cost),
             oom_splits=tally.oom_splits,
             cost_cap=cost_cap,
+            batch_overhead=batch_overhead,
         )
 
 

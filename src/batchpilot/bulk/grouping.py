@@ -12,7 +12,9 @@ its out-of-memory splits), and the bulk run reports each batch from them.
 The cost cap is a `CostCap`, the same as the online engine's: the budget, lowered by
 out-of-memory errors and, with a size controller (``batch_size=TargetLatency(...)``),
 what the controller learnt in cost units from each batch's (padded) cost and
-seconds. A window is cut with the cap as it is when the window starts.
+seconds. A window is cut with the cap as it is when the window starts; once the
+cap has measured a padded batch's fixed time (`CostCap.overhead`), a regrouped window
+is cut where its total time is least (`batchpilot._core.cost.fastest_cuts`).
 
 A batch that runs out of memory is split by cost and its halves run (recursively);
 the cap drops below it and climbs back after successes. An item that runs out of
@@ -75,7 +77,9 @@ class CostGroupedBatches:
         results: list[Any] = [None] * len(items)
         clock = self.clock or SYSTEM_CLOCK
         traces = []
-        grouped = group_by_cost(costs, self.budget, regroup=self.regroup, cap=self.cap.cap)
+        grouped = group_by_cost(
+            costs, self.budget, regroup=self.regroup, cap=self.cap.cap, overhead=self.cap.overhead
+        )
         for positions, reason in grouped:
             began = clock.now()
             splits, errors = self._run(items, costs, positions, results)

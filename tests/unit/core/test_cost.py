@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given
@@ -124,3 +125,94 @@ def test_pick_batch_always_serves_the_oldest_within_budget(
     assert len(chosen) <= size
     assert len(chosen) == 1 or budget.cost_of([costs[p] for p in chosen]) <= limit
     assert (reason is None) == (len(chosen) == len(costs))
+
+
+# -- measured fixed time: the fastest batch, the fastest cuts ---------------------------
+
+
+def test_a_small_fixed_time_makes_a_tight_batch_around_the_oldest() -> None:
+    costs = [50, 10, 12, 48, 52, 11, 200]  # the oldest costs 50
+    budget = CostBudget(64, 1000, padded=True)
+    # 102 real / (5 + 2 x 52) beats 98 / (5 + 2 x 50) and 150 / (5 + 3 x 52)
+    assert pick_batch(costs, budget, window=64, overhead=5) == ([0, 4], CloseReason.RATE)
+    # without a measured fixed time: the neighbours in cost, up to the budget
+    assert pick_batch(costs, budget, window=64) == ([0, 1, 2, 3, 4, 5], CloseReason.BUDGET)
+
+
+def test_a_big_fixed_time_makes_the_batch_with_the_most_work_that_fits() -> None:
+    costs = [50, 10, 12, 48, 52, 11, 200]
+    budget = CostBudget(64, 1000, padded=True)
+    # the time is all fixed: the most real work that fits, 5 items up to 200 (362 tokens)
+    assert pick_batch(costs, budget, window=64, overhead=1e6) == (
+        [0, 2, 3, 4, 6],
+        CloseReason.BUDGET,
+    )
+
+
+def test_a_measured_fixed_time_changes_nothing_when_everything_fits_or_costs_are_summed() -> None:
+    costs = [5, 40, 3]
+    assert pick_batch(costs, CostBudget(8, 1000, padded=True), window=64, overhead=0) == (
+        [0, 1, 2],
+        None,
+    )
+    summed = CostBudget(8, 60)
+    assert pick_batch([50, 10, 12, 48], summed, window=8, overhead=0) == pick_batch(
+        [50, 10, 12, 48], summed, window=8
+    )
+
+
+def test_the_fastest_batch_respects_the_count_and_runs_an_item_over_budget_alone() -> None:
+    assert pick_batch([9, 9, 9, 9, 1], CostBudget(3, 100, padded=True), window=8, overhead=1) == (
+        [0, 1, 2],
+        CloseReason.COUNT,
+    )
+    assert pick_batch([500, 5, 5], CostBudget(8, 100, padded=True), window=8, overhead=0) == (
+        [0],
+        CloseReason.BUDGET,
+    )
+
+
+def _least_time(ascending: list[float], limit: float, max_size: int, overhead: float) -> float:
+    """The least total time over every way to cut ``ascending`` into contiguous batches."""
+    best = float("inf")
+    count = len(ascending)
+    for mask in range(1 << max(count - 1, 0)):
+        time, begin, ok = 0.0, 0, True
+        for end in range(1, count + 1):
+            if end == count or mask >> (end - 1) & 1:
+                size, largest = end - begin, ascending[end - 1]
+                ok = ok and size <= max_size and (size == 1 or size * largest <= limit)
+                time += overhead + size * largest
+                begin = end
+        if ok:
+            best = min(best, time)
+    return best
+
+
+@pytest.mark.parametrize("overhead", [0.0, 3.0, 40.0, 1000.0])
+def test_fastest_cuts_take_the_least_time_of_every_cutting(overhead: float) -> None:
+    rng = random.Random(21)
+    for _ in range(40):
+        costs = [float(rng.choice([1, 2, 5, 8, 9, 20, 30])) for _ in range(rng.randint(1, 9))]
+        budget = CostBudget(4, 60, padded=True)
+        batches = group_by_cost(costs, budget, overhead=overhead)
+        assert sorted(p for positions, _ in batches for p in positions) == list(range(len(costs)))
+        for positions, _ in batches:
+            assert len(positions) <= 4
+            assert len(positions) == 1 or max(costs[p] for p in positions) * len(positions) <= 60
+        took = sum(overhead + len(b) * max(costs[p] for p in b) for b, _ in batches)
+        assert took == pytest.approx(_least_time(sorted(costs), 60, 4, overhead))
+
+
+def test_fastest_cuts_cut_where_lengths_jump_unless_a_batch_costs_much() -> None:
+    costs = [100, 10, 10, 100, 10]
+    budget = CostBudget(64, 1000, padded=True)
+    assert group_by_cost(costs, budget, overhead=5) == [
+        ([1, 2, 4], CloseReason.RATE),
+        ([0, 3], CloseReason.INPUT_END),
+    ]
+    assert group_by_cost(costs, budget, overhead=1000) == [([1, 2, 4, 0, 3], CloseReason.INPUT_END)]
+    # first in, first out, or summed costs: cut as before, whatever the fixed time
+    assert group_by_cost(costs, budget, regroup=False, overhead=5) == group_by_cost(
+        costs, budget, regroup=False
+    )

@@ -176,3 +176,64 @@ def test_bulk_does_not_run_a_window_again_for_an_item_out_of_memory_alone() -> N
     )
     assert [r for r in results if not isinstance(r, ItemFailure)] == [1, 2, 3, 4, 5]
     assert sorted(answered) == [1, 2, 3, 4, 5]  # each computed once, not again in isolation
+
+
+# -- a measured fixed time per batch: tight batches of like cost ----------------------
+
+FIXED_TOKENS = 32  # the model's fixed time per batch, in tokens' worth
+
+
+class Overheaded(Timed):
+    """A batch takes its padded cost plus a fixed 32 tokens' worth of model seconds."""
+
+    def __call__(self, batch: list[int]) -> list[int]:
+        self.clock.advance(FIXED_TOKENS * SECONDS_PER_TOKEN)
+        return super().__call__(batch)
+
+
+def test_once_the_fixed_time_is_measured_online_batches_hold_like_lengths(
+    engines: list[Engine],
+) -> None:
+    clock = FakeClock()
+    fn = Overheaded(clock)
+    engine = Engine(
+        fn, collate="list", max_wait=0.0, cost=float, padded=True, max_batch_cost=4096,
+        max_batch_size=64, sort_window=256, clock=clock,
+    )  # fmt: skip
+    engines.append(engine)
+
+    def run(lengths: list[int]) -> None:
+        engine.pause()
+        futures = [engine.submit(n) for n in lengths]
+        engine.resume()
+        assert [f.result(timeout=10) for f in futures] == [2 * n for n in lengths]
+
+    for shorts in range(1, 9):  # light load: everything waiting fits, and goes together
+        run([100] + [20] * shorts)
+    assert all(sorted(b) == [20] * (len(b) - 1) + [100] for b in fn.batches)
+    statistics = engine.statistics()
+    assert statistics.batch_overhead == pytest.approx(FIXED_TOKENS)  # from 8 padded costs
+    before = len(fn.batches)
+    run(([100] + [20] * 9) * 24)  # more than a batch may hold: like lengths together
+    assert all(min(b) == max(b) for b in fn.batches[before:])
+    assert engine.statistics().close_reasons.get("rate", 0) > 0
+    assert sum(map(len, fn.batches[before:])) == 240  # none lost, none twice
+
+
+def test_once_the_fixed_time_is_measured_bulk_windows_are_cut_where_lengths_jump() -> None:
+    clock = FakeClock()
+    fn = Overheaded(clock)
+    longs = [60 + 10 * (window % 4) for window in range(16)]
+    lengths = [n for long in longs for n in [long] * 3 + [8] * 30]  # windows of 33 items
+    records: list[BatchRecord] = []
+    results = map_batches(
+        fn, lengths, cost=float, padded=True, max_batch_cost=4096, batch_size=64,
+        sort_window=33, executor="serial", clock=clock, listeners=[records.append],
+    )  # fmt: skip
+    assert list(results) == [2 * n for n in lengths]
+    # the first 8 windows fit one batch each (33 x 90 <= 4096): short and long padded
+    # together; once a batch's fixed time is measured, each is cut where lengths jump
+    assert all(len(set(b)) == 2 for b in fn.batches[:8])
+    assert all(len(set(b)) == 1 for b in fn.batches[8:])
+    assert len(fn.batches) == 8 + 2 * 8
+    assert sum(r.padded_cost for r in records[8:]) == sum(30 * 8 + 3 * n for n in longs[8:])
