@@ -24,6 +24,7 @@ Pure policy, shared by every engine (no threads, no clock):
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,7 +52,6 @@ class CloseReason(str, enum.Enum):
     COUNT = "count"  # it reached max_batch_size items
     BUDGET = "budget"  # the next item would have taken it past max_batch_cost
     IDLE_WORKER = "idle_worker"  # a worker was free and took what was waiting
-    RATE = "rate"  # a bigger batch would have done less real work per second (measured)
     MAX_WAIT = "max_wait"  # its oldest item had waited max_wait
     DEADLINE = "deadline"  # an item's deadline was near
     SHUTDOWN = "shutdown"  # the engine was closing and flushed what it held
@@ -217,10 +217,10 @@ def fastest_cuts(
         size, most = end - begin, _most_items(meter, ascending[end - 1])
         if size >= meter.max_size:
             reason = CloseReason.COUNT
-        elif size >= most:
+        elif end == count and size < most:
+            reason = CloseReason.INPUT_END
+        else:  # full, or cut where the time is least: the measured budget
             reason = CloseReason.BUDGET
-        else:
-            reason = CloseReason.INPUT_END if end == count else CloseReason.RATE
         batches.append((positions[begin:end], reason))
         end = begin
     batches.reverse()
@@ -275,39 +275,57 @@ def fastest_run(
     one favours tight batches of like cost, which waste little on padding.
     """
     order = sorted(range(len(costs)), key=costs.__getitem__)
+    ascending = [costs[p] for p in order]
+    sums = list(itertools.accumulate(ascending, initial=0.0))  # sums[k]: the k cheapest
     anchor = order.index(0)
     best: tuple[float, int, int, int] | None = None  # (rate, size, first, last) in ``order``
-    around = 0.0  # the cost of the run from the oldest up to ``last``
     for last in range(anchor, len(order)):
-        largest = costs[order[last]]
-        around += largest
+        largest = ascending[last]
         most = _most_items(meter, largest)
         if last - anchor + 1 > most:
             break  # dearer ends allow even fewer items
-        first, work = anchor, around
-        # cheaper items join while each keeps the rate (then none further down does)
-        while last - first + 1 < most and first > 0:
-            cheaper = costs[order[first - 1]]
-            if cheaper * (overhead + (last - first + 1) * largest) < work * largest:
-                break
-            first -= 1
-            work += cheaper
+        first = _reach_down(ascending, sums, anchor, last, max(0, last - most + 1), overhead)
         size = last - first + 1
         time = overhead + size * largest
-        rate = work / time if time > 0 else math.inf
+        rate = (sums[last + 1] - sums[first]) / time if time > 0 else math.inf
         if best is None or (rate, size) > best[:2]:
             best = (rate, size, first, last)
     assert best is not None  # the oldest alone is always a candidate
     _, size, first, last = best
-    if size >= meter.max_size:
-        reason = CloseReason.COUNT
-    elif size >= _most_items(meter, costs[order[last]]) or (
-        last + 1 < len(order) and size >= _most_items(meter, costs[order[last + 1]])
-    ):
-        reason = CloseReason.BUDGET  # full, or the next dearer item would not have fitted
-    else:
-        reason = CloseReason.RATE
+    # The budget closed it: the user's, or the one the measured time sets, as when a
+    # controller lowers the cost cap.
+    reason = CloseReason.COUNT if size >= meter.max_size else CloseReason.BUDGET
     return sorted(order[first : last + 1]), reason
+
+
+def _reach_down(
+    ascending: Sequence[float],
+    sums: Sequence[float],
+    anchor: int,
+    last: int,
+    lowest: int,
+    overhead: float,
+) -> int:
+    """Where the fastest run from ``last`` down past ``anchor`` starts (not below
+    ``lowest``): cheaper items join while each keeps the rate of real work.
+
+    Once one cheaper item would lower the rate, every item below it would too (the
+    rate stays above its cost ratio), so the start is found by bisection.
+    """
+    largest = ascending[last]
+
+    def joins(first: int) -> bool:  # whether item first - 1 keeps the run's rate
+        work = sums[last + 1] - sums[first]
+        return ascending[first - 1] * (overhead + (last - first + 1) * largest) >= work * largest
+
+    low, high = lowest + 1, anchor + 1  # the lowest ``first`` that lets its item join
+    while low < high:
+        middle = (low + high) // 2
+        if joins(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low - 1 if low <= anchor else anchor
 
 
 def _most_items(meter: BatchMeter, largest: float) -> int:

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchpilot._core.cost import CloseReason, CostBudget, group_by_cost, pick_batch
+from batchpilot._core.cost import (
+    CloseReason,
+    CostBudget,
+    fastest_run,
+    group_by_cost,
+    pick_batch,
+)
 from batchpilot.errors import ConfigError
 
 
@@ -134,7 +140,7 @@ def test_a_small_fixed_time_makes_a_tight_batch_around_the_oldest() -> None:
     costs = [50, 10, 12, 48, 52, 11, 200]  # the oldest costs 50
     budget = CostBudget(64, 1000, padded=True)
     # 102 real / (5 + 2 x 52) beats 98 / (5 + 2 x 50) and 150 / (5 + 3 x 52)
-    assert pick_batch(costs, budget, window=64, overhead=5) == ([0, 4], CloseReason.RATE)
+    assert pick_batch(costs, budget, window=64, overhead=5) == ([0, 4], CloseReason.BUDGET)
     # without a measured fixed time: the neighbours in cost, up to the budget
     assert pick_batch(costs, budget, window=64) == ([0, 1, 2, 3, 4, 5], CloseReason.BUDGET)
 
@@ -170,6 +176,28 @@ def test_the_fastest_batch_respects_the_count_and_runs_an_item_over_budget_alone
         [0],
         CloseReason.BUDGET,
     )
+
+
+@pytest.mark.parametrize("overhead", [0.0, 3.0, 40.0, 1000.0])
+def test_the_fastest_batch_is_the_best_run_around_the_oldest(overhead: float) -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        costs = [float(rng.choice([1, 2, 5, 8, 9, 20, 30])) for _ in range(rng.randint(2, 12))]
+        budget = CostBudget(rng.randint(1, 6), 60, padded=True)
+        chosen, _ = fastest_run(costs, budget.meter(), overhead)
+        assert 0 in chosen
+        ascending = sorted(costs)
+        anchor = sorted(range(len(costs)), key=costs.__getitem__).index(0)
+        best = max(
+            (sum(ascending[f : t + 1]) / (overhead + (t - f + 1) * ascending[t]), t - f + 1)
+            for f in range(anchor + 1)
+            for t in range(anchor, len(costs))
+            if t - f + 1 <= budget.max_batch_size
+            and (t == f or (t - f + 1) * ascending[t] <= budget.max_batch_cost)
+        )
+        largest = max(costs[p] for p in chosen)
+        got = sum(costs[p] for p in chosen) / (overhead + len(chosen) * largest)
+        assert (got, len(chosen)) == (pytest.approx(best[0]), best[1])
 
 
 def _least_time(ascending: list[float], limit: float, max_size: int, overhead: float) -> float:
@@ -208,7 +236,7 @@ def test_fastest_cuts_cut_where_lengths_jump_unless_a_batch_costs_much() -> None
     costs = [100, 10, 10, 100, 10]
     budget = CostBudget(64, 1000, padded=True)
     assert group_by_cost(costs, budget, overhead=5) == [
-        ([1, 2, 4], CloseReason.RATE),
+        ([1, 2, 4], CloseReason.BUDGET),
         ([0, 3], CloseReason.INPUT_END),
     ]
     assert group_by_cost(costs, budget, overhead=1000) == [([1, 2, 4, 0, 3], CloseReason.INPUT_END)]
