@@ -254,10 +254,9 @@ def pick_batch(
     meter = budget.meter(cap)
     if window <= 1:
         return _fifo_prefix(costs, meter)
-    chosen, reason = _grow_around_oldest(costs, meter, window)
-    if reason is None or overhead is None or not budget.padded:
-        return chosen, reason
-    return fastest_run(costs[:window], budget.meter(cap), overhead)
+    if overhead is not None and budget.padded and _fifo_prefix(costs, meter)[1] is not None:
+        return fastest_run(costs[:window], budget.meter(cap), overhead)  # not all fit
+    return _grow_around_oldest(costs, budget.meter(cap), window)
 
 
 def fastest_run(
